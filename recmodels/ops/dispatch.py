@@ -78,3 +78,52 @@ def selective_scan_fn(
     """Same signature and semantics as ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn``."""
     scan = resolve("selective_scan_fn", u.device.type)
     return scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+def selective_state_update(
+    state: Tensor,
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    dt_bias: Tensor | None = None,
+    dt_softplus: bool = False,
+) -> Tensor:
+    """One recurrence step for every (batch, channel); ``state`` is updated in place (mamba-ssm semantics)."""
+    update = resolve("selective_state_update", x.device.type)
+    return update(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+
+
+def mamba_inner_fn(
+    xz: Tensor,
+    conv1d_weight: Tensor,
+    conv1d_bias: Tensor | None,
+    x_proj_weight: Tensor,
+    delta_proj_weight: Tensor,
+    out_proj_weight: Tensor,
+    out_proj_bias: Tensor | None,
+    A: Tensor,
+    D: Tensor | None,
+    delta_bias: Tensor | None,
+    mask: Tensor | None = None,
+    delta_softplus: bool = True,
+) -> Tensor:
+    """The Mamba mixer after ``in_proj``; ``mask`` (batch, length) is True on real events."""
+    inner = resolve("mamba_inner_fn", xz.device.type)
+    return inner(
+        xz,
+        conv1d_weight,
+        conv1d_bias,
+        x_proj_weight,
+        delta_proj_weight,
+        out_proj_weight,
+        out_proj_bias,
+        A,
+        D,
+        delta_bias,
+        mask,
+        delta_softplus,
+    )

@@ -2,4 +2,6 @@
 
 import dagster as dg
 
-defs = dg.Definitions.merge()
+from pipelines.data import definitions as data
+
+defs = dg.Definitions.merge(data.data_defs)

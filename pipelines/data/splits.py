@@ -1,0 +1,90 @@
+"""``sequences`` -> ``splits``: label every event train (0), validation target (1) or test target (2).
+
+Global time mode cuts all users at the same two timestamps (from explicit dates or quantiles), so no
+training event comes from the evaluation period; leave-one-out is there for comparison with published
+results. Items first seen after the validation cut-off stay in the catalogue: they are counted, and
+targets on items never seen in training are reported as cold targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+
+from pipelines.data.config import SplitsConfig
+from pipelines.data.sql import fetch_one, run_sql
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    mode: str
+    cutoff_valid_ms: int | None
+    cutoff_test_ms: int | None
+    num_users: int
+    num_items: int
+    num_train_events: int
+    num_valid_targets: int
+    num_test_targets: int
+    num_cold_valid_targets: int
+    num_cold_test_targets: int
+    num_train_items: int
+    items_first_seen_after_valid_cutoff: int
+
+
+def to_epoch_ms(text: str) -> int:
+    """An ISO date or datetime (UTC unless it says otherwise) in milliseconds since the epoch."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"split date {text!r} is not an ISO date like 2022-05-01 or 2022-05-01T12:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def cutoffs(con: duckdb.DuckDBPyConnection, config: SplitsConfig) -> tuple[int, int]:
+    """``(cutoff_valid_ms, cutoff_test_ms)`` from explicit dates when both are given, else from quantiles."""
+    if config.valid_start or config.test_start:
+        if not (config.valid_start and config.test_start):
+            raise ValueError("give both valid_start and test_start, or neither (to use quantiles)")
+        valid, test = to_epoch_ms(config.valid_start), to_epoch_ms(config.test_start)
+    else:
+        if not 0.0 < config.valid_quantile <= config.test_quantile <= 1.0:
+            raise ValueError(
+                f"need 0 < valid_quantile <= test_quantile <= 1, got {config.valid_quantile}, {config.test_quantile}"
+            )
+        valid, test = fetch_one(
+            con, "cutoffs_quantile", valid_quantile=config.valid_quantile, test_quantile=config.test_quantile
+        )
+    if valid > test:
+        raise ValueError(f"validation cut-off {valid} is after test cut-off {test}")
+    return int(valid), int(test)
+
+
+def build_splits(con: duckdb.DuckDBPyConnection, config: SplitsConfig) -> SplitSummary:
+    cutoff_valid = cutoff_test = None
+    if config.mode == "global_time":
+        cutoff_valid, cutoff_test = cutoffs(con, config)
+        run_sql(con, "splits_global_time", cutoff_valid=cutoff_valid, cutoff_test=cutoff_test)
+    else:
+        run_sql(con, "splits_leave_one_out")
+    train, valid, test, cold_valid, cold_test, train_items, num_items, users = fetch_one(con, "split_stats")
+    first_seen_late = 0
+    if cutoff_valid is not None:
+        first_seen_late = int(fetch_one(con, "items_first_seen_after", cutoff_valid=cutoff_valid)[0])
+    return SplitSummary(
+        config.mode,
+        cutoff_valid,
+        cutoff_test,
+        users,
+        num_items,
+        train,
+        valid,
+        test,
+        cold_valid,
+        cold_test,
+        train_items,
+        first_seen_late,
+    )

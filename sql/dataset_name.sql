@@ -1,0 +1,1 @@
+SELECT dataset FROM dataset_info;

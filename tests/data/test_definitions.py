@@ -1,0 +1,25 @@
+"""The code location exposes the data assets, their blocking checks, the resource and the writer pool."""
+
+import dagster as dg
+
+from pipelines.data.assets import DATA_ASSETS
+from pipelines.data.resources import POOL
+from pipelines.definitions import defs
+
+
+def test_data_assets_are_in_the_code_location():
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"raw_events", "events", "sequences", "splits"} <= keys
+
+
+def test_every_warehouse_writer_shares_one_pool():
+    assert {asset.op.pool for asset in DATA_ASSETS} == {POOL}
+
+
+def test_every_check_is_blocking():
+    specs = [spec for asset in DATA_ASSETS for spec in asset.check_specs]
+    assert len(specs) == 7 and all(spec.blocking for spec in specs)
+
+
+def test_duckdb_resource_is_keyed_duckdb():
+    assert isinstance(defs.resources["duckdb"], dg.ConfigurableResource)

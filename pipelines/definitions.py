@@ -3,5 +3,6 @@
 import dagster as dg
 
 from pipelines.data import definitions as data
+from pipelines.training import definitions as training
 
-defs = dg.Definitions.merge(data.data_defs)
+defs = dg.Definitions.merge(data.data_defs, training.training_defs)

@@ -1,6 +1,6 @@
-"""The trainer's input (ARCHITECTURE.md, Contract 1): ``histories.parquet`` and ``metadata.json`` under
-``data/exports/<dataset>/``, written to a temporary folder and renamed into place, so a reader sees the
-old export or the new one, never half of one.
+"""The trainer's input (ARCHITECTURE.md, Contract 1): ``histories.parquet``, ``item_map.parquet`` and
+``metadata.json`` under ``data/exports/<dataset>/``, written to a temporary folder and renamed into place,
+so a reader sees the old export or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ SCHEMA = pa.schema([
     ("timestamps", pa.list_(pa.int64())),
     ("split", pa.list_(pa.int8())),
 ])  # fmt: skip
+ITEM_MAP_SCHEMA = pa.schema([("item_id", pa.int32()), ("item_raw", pa.string())])
 METADATA_KEYS = [
     "num_users", "num_items", "split_mode", "cutoff_valid_ms", "cutoff_test_ms", "num_train_events",
     "num_valid_targets", "num_test_targets", "num_cold_valid_targets", "num_cold_test_targets",
@@ -43,13 +44,17 @@ class _ContentHash:
     """A hash of the exported values that does not depend on how rows are batched."""
 
     def __init__(self) -> None:
-        self.parts = {name: hashlib.sha256() for name in ("user_id", "lengths", "items", "timestamps", "split")}
+        names = ("user_id", "lengths", "items", "timestamps", "split", "item_map")
+        self.parts = {name: hashlib.sha256() for name in names}
 
     def update(self, batch: pa.RecordBatch) -> None:
         self.parts["user_id"].update(batch["user_id"].to_numpy().tobytes())
         self.parts["lengths"].update(pc.list_value_length(batch["items"]).to_numpy().astype(np.int64).tobytes())
         for name in ("items", "timestamps", "split"):
             self.parts[name].update(batch[name].flatten().to_numpy().tobytes())
+
+    def update_item_map(self, item_map: pa.Table) -> None:
+        self.parts["item_map"].update("\n".join(item_map["item_raw"].to_pylist()).encode())
 
     def hexdigest(self, metadata: dict) -> str:
         total = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode())
@@ -79,6 +84,9 @@ def write_export(con: duckdb.DuckDBPyConnection, dataset: str, summary: SplitSum
                 batch = batch.cast(SCHEMA)
                 content.update(batch)
                 writer.write_batch(batch)
+        item_map = con.sql(sql_text("export_item_map")).to_arrow_table().cast(ITEM_MAP_SCHEMA)
+        pq.write_table(item_map, tmp / "item_map.parquet")
+        content.update_item_map(item_map)
         metadata = contract_metadata(dataset, summary)
         metadata["fingerprint"] = content.hexdigest(metadata)
         (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")

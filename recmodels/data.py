@@ -1,0 +1,198 @@
+"""Reads the split export (Contract 1) into flat numpy arrays and cuts training windows from it.
+
+A list column in Parquet is a flat values array plus offsets; we keep exactly that layout (no pandas,
+no per-user Python lists), so a user's history is ``items[offsets[u]:offsets[u + 1]]``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+TRAIN, VALID, TEST = 0, 1, 2
+SPLIT_CODES = {"train": TRAIN, "valid": VALID, "test": TEST}
+HISTORIES_FILE = "histories.parquet"
+METADATA_FILE = "metadata.json"
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """All users' event histories, concatenated in user order; user row r spans offsets[r]:offsets[r + 1]."""
+
+    user_ids: np.ndarray  # (U,) int32
+    items: np.ndarray  # (E,) int32, item ids >= 1
+    timestamps: np.ndarray  # (E,) int64, ms since the epoch
+    split: np.ndarray  # (E,) int8: 0 train, 1 validation target, 2 test target
+    offsets: np.ndarray  # (U + 1,) int64
+    metadata: dict
+
+    @classmethod
+    def load(cls, export_dir: str | os.PathLike) -> SplitData:
+        export_dir = Path(export_dir)
+        path = export_dir / HISTORIES_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"no {HISTORIES_FILE} in {export_dir}: expected a Contract-1 split export")
+        table = pq.read_table(path, columns=["user_id", "items", "timestamps", "split"])
+        metadata = json.loads((export_dir / METADATA_FILE).read_text())
+        items, offsets = _flat_list_column(table, "items", path)
+        timestamps, timestamp_offsets = _flat_list_column(table, "timestamps", path)
+        split, split_offsets = _flat_list_column(table, "split", path)
+        if not (np.array_equal(offsets, timestamp_offsets) and np.array_equal(offsets, split_offsets)):
+            raise ValueError(f"{path}: columns items, timestamps and split have different list lengths per user")
+        data = cls(
+            user_ids=table.column("user_id").to_numpy().astype(np.int32, copy=False),
+            items=items.astype(np.int32, copy=False),
+            timestamps=timestamps.astype(np.int64, copy=False),
+            split=split.astype(np.int8, copy=False),
+            offsets=offsets.astype(np.int64, copy=False),
+            metadata=metadata,
+        )
+        data.validate(path)
+        return data
+
+    def validate(self, where: str | os.PathLike = "split data") -> None:
+        if self.items.size and (self.items.min() < 1 or self.items.max() > self.num_items):
+            raise ValueError(
+                f"{where}: item ids must lie in 1..num_items={self.num_items}, "
+                f"found {self.items.min()}..{self.items.max()}"
+            )
+        if not np.isin(self.split, (TRAIN, VALID, TEST)).all():
+            raise ValueError(f"{where}: split values must be 0, 1 or 2")
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def num_items(self) -> int:
+        return int(self.metadata["num_items"])
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def history(self, row: int) -> np.ndarray:
+        return self.items[self.offsets[row] : self.offsets[row + 1]]
+
+    def train_item_counts(self) -> np.ndarray:
+        """(num_items + 1,) how often each item occurs among training events (for log-Q correction)."""
+        return np.bincount(self.items[self.split == TRAIN], minlength=self.num_items + 1)
+
+
+def _flat_list_column(table: pa.Table, name: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A list column as (flat values, offsets) without copying into Python objects."""
+    column = table.column(name).combine_chunks()
+    if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
+        raise ValueError(f"{path}: column {name!r} must be a list column, found {column.type}")
+    if column.null_count:
+        raise ValueError(f"{path}: column {name!r} has {column.null_count} null lists")
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    values = column.values.to_numpy(zero_copy_only=False)
+    start = offsets[0]  # a sliced array's offsets need not start at 0
+    return values[start : offsets[-1]], offsets - start
+
+
+def write_split_export(
+    export_dir: str | os.PathLike,
+    histories: Sequence[Sequence[int]],
+    splits: Sequence[Sequence[int]],
+    timestamps: Sequence[Sequence[int]] | None = None,
+    num_items: int | None = None,
+    dataset: str = "handmade",
+) -> Path:
+    """Write a Contract-1 export from Python lists (tests, examples); atomically, like the data layer."""
+    export_dir = Path(export_dir)
+    if timestamps is None:
+        timestamps = [list(range(len(history))) for history in histories]
+    num_items = num_items or max((max(h) for h in histories if len(h)), default=1)
+    table = pa.table(
+        {
+            "user_id": pa.array(range(1, len(histories) + 1), pa.int32()),
+            "items": pa.array([list(h) for h in histories], pa.list_(pa.int32())),
+            "timestamps": pa.array([list(t) for t in timestamps], pa.list_(pa.int64())),
+            "split": pa.array([list(s) for s in splits], pa.list_(pa.int8())),
+        }
+    )
+    flat_split = np.concatenate([np.asarray(s, dtype=np.int8) for s in splits]) if splits else np.zeros(0)
+    metadata = {
+        "dataset": dataset,
+        "num_users": len(histories),
+        "num_items": int(num_items),
+        "split_mode": "global_time",
+        "cutoff_valid_ms": None,
+        "cutoff_test_ms": None,
+        "num_train_events": int((flat_split == TRAIN).sum()),
+        "num_valid_targets": int((flat_split == VALID).sum()),
+        "num_test_targets": int((flat_split == TEST).sum()),
+        "num_cold_valid_targets": 0,
+        "num_cold_test_targets": 0,
+        "fingerprint": f"{dataset}-{len(histories)}-{len(flat_split)}",
+    }
+    export_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=export_dir.parent))
+    pq.write_table(table, staging / HISTORIES_FILE)
+    (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+    if export_dir.exists():
+        shutil.rmtree(export_dir)
+    os.replace(staging, export_dir)
+    return export_dir
+
+
+@dataclass(frozen=True)
+class TrainingWindows:
+    """Next-item training examples: window w predicts targets[w, t] from inputs[w, :t + 1]."""
+
+    inputs: np.ndarray  # (W, max_len) int64, left padded with 0
+    targets: np.ndarray  # (W, max_len) int64, 0 where there is no target
+
+    @property
+    def num_targets(self) -> int:
+        return int((self.targets != 0).sum())
+
+
+def training_windows(data: SplitData, max_len: int) -> TrainingWindows:
+    """Each user's training events cut into windows of ``max_len`` (input, next item) pairs.
+
+    Windows are aligned at the end of the history, so the most recent one is full and only the oldest
+    one of a user may be short (left padded).
+    """
+    train_items = data.items[data.split == TRAIN]
+    is_train = np.concatenate([[0], np.cumsum(data.split == TRAIN)])
+    train_offsets = np.concatenate([[0], np.cumsum(is_train[data.offsets[1:]] - is_train[data.offsets[:-1]])])
+    inputs, targets = [], []
+    for start, end in itertools.pairwise(train_offsets):
+        pairs = end - start - 1  # (input, target) pairs in this history
+        for window_end in range(pairs, 0, -max_len):
+            window_start = max(0, window_end - max_len)
+            row_inputs = np.zeros(max_len, dtype=np.int64)
+            row_targets = np.zeros(max_len, dtype=np.int64)
+            size = window_end - window_start
+            row_inputs[max_len - size :] = train_items[start + window_start : start + window_end]
+            row_targets[max_len - size :] = train_items[start + window_start + 1 : start + window_end + 1]
+            inputs.append(row_inputs)
+            targets.append(row_targets)
+    if not inputs:
+        return TrainingWindows(np.zeros((0, max_len), np.int64), np.zeros((0, max_len), np.int64))
+    return TrainingWindows(np.stack(inputs), np.stack(targets))
+
+
+def iterate_batches(
+    windows: TrainingWindows, batch_size: int, generator: np.random.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled batches (inputs, targets), each cropped to the longest window it holds (less padding)."""
+    order = generator.permutation(len(windows.inputs))
+    for start in range(0, len(order), batch_size):
+        chosen = order[start : start + batch_size]
+        inputs, targets = windows.inputs[chosen], windows.targets[chosen]
+        first_used = int((inputs != 0).argmax(axis=1).min()) if (inputs != 0).any() else inputs.shape[1]
+        yield torch.from_numpy(inputs[:, first_used:]), torch.from_numpy(targets[:, first_used:])

@@ -1,0 +1,275 @@
+"""Full-ranking evaluation: every validation/test target ranked against the whole catalogue.
+
+Each target is scored from its full prior history: streaming models (RecMamba, GRU4Rec, Mamba4Rec)
+encode each user's history once, chunk by chunk with the state carried over, and read the hidden state
+just before each target; attention models see exactly the last ``max_len`` events before each target
+(targets in a user's first ``max_len`` events share one encoding of that prefix; later targets get
+their own window, since a shared window would give them a different context than truncation does).
+
+Ranks are pessimistic on ties: rank = 1 + #items scoring higher + #other items scoring equal, so a
+model that scores everything alike gets the worst rank, never the best.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from recmodels.data import SPLIT_CODES, SplitData
+from recmodels.models.base import SequentialRecommender
+
+BUCKETS = (("len_0_256", 0, 256), ("len_256_1k", 256, 1024), ("len_1k_2k", 1024, 2048), ("len_2k_plus", 2048, None))
+# Events per forward_with_state call when streaming a history: most histories fit in one chunk; longer
+# ones carry the state over, which costs an extra O(d_inner * d_state) per event in the Mamba mixer.
+STREAM_CHUNK = 8192
+TOKENS_PER_BATCH = 32768  # padded events encoded per batch: bounds activation memory
+SCORE_ROWS = 1024  # targets scored against the catalogue at once: bounds the (rows, items) matrix
+SAMPLED_PREFIX = "sampled"
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    overall: dict[str, float]
+    by_bucket: dict[str, dict[str, float]] = field(default_factory=dict)
+    num_targets: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "overall": dict(self.overall),
+            "by_bucket": {k: dict(v) for k, v in self.by_bucket.items()},
+            "num_targets": self.num_targets,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> EvalResult:
+        return cls(values["overall"], values["by_bucket"], values["num_targets"], values["seconds"])
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The targets to score: user row, position in the history (= prior history length), item."""
+
+    rows: np.ndarray  # (T,) int64
+    positions: np.ndarray  # (T,) int64, >= 1
+    items: np.ndarray  # (T,) int64
+
+
+def select_targets(data: SplitData, split: str, max_targets: int | None = None) -> Targets:
+    """Targets of a split, skipping a history's first event (nothing to predict it from).
+
+    ``max_targets`` keeps a deterministic random subset (seed 0), still ranked over the full catalogue.
+    """
+    if split not in ("valid", "test"):
+        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+    events = np.flatnonzero(data.split == SPLIT_CODES[split])
+    rows = np.searchsorted(data.offsets, events, side="right") - 1
+    positions = events - data.offsets[rows]
+    keep = positions > 0
+    events, rows, positions = events[keep], rows[keep], positions[keep]
+    if max_targets is not None and len(events) > max_targets:
+        chosen = np.sort(np.random.default_rng(0).choice(len(events), size=max_targets, replace=False))
+        events, rows, positions = events[chosen], rows[chosen], positions[chosen]
+    return Targets(rows.astype(np.int64), positions.astype(np.int64), data.items[events].astype(np.int64))
+
+
+@dataclass(frozen=True)
+class Window:
+    """Encode events [start, end) of one user; target j reads the hidden state of event positions[j] - 1."""
+
+    row: int
+    start: int
+    end: int
+    target_ids: np.ndarray
+    read_at: np.ndarray  # index into the window of the event just before each target
+
+
+def plan_windows(targets: Targets, streaming: bool, max_len: int) -> list[Window]:
+    order = np.lexsort((targets.positions, targets.rows))
+    windows = []
+    boundaries = np.flatnonzero(np.diff(targets.rows[order])) + 1
+    for group in np.split(order, boundaries):
+        if not len(group):
+            continue
+        row, positions = int(targets.rows[group[0]]), targets.positions[group]
+        if streaming:  # the whole history up to the last target, streamed once
+            windows.append(Window(row, 0, int(positions.max()), group, positions - 1))
+            continue
+        early = positions <= max_len  # prefix targets: truncation leaves their context whole
+        if early.any():
+            windows.append(Window(row, 0, int(positions[early].max()), group[early], positions[early] - 1))
+        for target_id, position in zip(group[~early], positions[~early], strict=True):
+            windows.append(
+                Window(row, int(position) - max_len, int(position), np.array([target_id]), np.array([max_len - 1]))
+            )
+    return windows
+
+
+def _length(window: Window) -> int:
+    return window.end - window.start
+
+
+def _padded_batch(data: SplitData, windows: Sequence[Window], device: torch.device) -> tuple[Tensor, np.ndarray]:
+    width = max(w.end - w.start for w in windows)
+    batch = np.zeros((len(windows), width), dtype=np.int64)
+    pad = np.empty(len(windows), dtype=np.int64)
+    for i, w in enumerate(windows):
+        history = data.history(w.row)[w.start : w.end]
+        pad[i] = width - len(history)
+        batch[i, pad[i] :] = history
+    return torch.from_numpy(batch).to(device), pad
+
+
+@torch.no_grad()
+def encode_targets(
+    model: SequentialRecommender,
+    data: SplitData,
+    targets: Targets,
+    device: torch.device,
+    stream_chunk: int = STREAM_CHUNK,
+) -> Tensor:
+    """(T, D) hidden state from which each target is predicted."""
+    streaming = model.supports_streaming
+    windows = plan_windows(targets, streaming, model.config.max_len)
+    windows.sort(key=_length)
+    hidden = torch.empty(len(targets.items), model.config.d_model, device=device)
+    index = 0
+    while index < len(windows):  # sorted by length: a batch's last window is its longest
+        size = 1
+        while index + size < len(windows) and (size + 1) * _length(windows[index + size]) <= TOKENS_PER_BATCH:
+            size += 1
+        batch_windows = windows[index : index + size]
+        index += size
+        items, pad = _padded_batch(data, batch_windows, device)
+        rows = np.concatenate([np.full(len(w.target_ids), i) for i, w in enumerate(batch_windows)])
+        cols = np.concatenate([w.read_at + pad[i] for i, w in enumerate(batch_windows)])
+        ids = torch.from_numpy(np.concatenate([w.target_ids for w in batch_windows])).to(device)
+        if streaming:
+            state = model.init_state(len(batch_windows))
+            for start in range(0, items.shape[1], stream_chunk):
+                chunk_hidden, state = model.forward_with_state(items[:, start : start + stream_chunk], state)
+                inside = (cols >= start) & (cols < start + chunk_hidden.shape[1])
+                picked = chunk_hidden[torch.from_numpy(rows[inside]), torch.from_numpy(cols[inside] - start)]
+                hidden[ids[torch.from_numpy(inside).to(device)]] = picked.float()
+        elif all(len(w.read_at) == 1 and w.read_at[0] == _length(w) - 1 for w in batch_windows):
+            hidden[ids] = model.forward_last(items).float()  # one target per window, at its end
+        else:
+            encoded = model(items)
+            hidden[ids] = encoded[torch.from_numpy(rows), torch.from_numpy(cols)].float()
+    return hidden
+
+
+def _seen_mask(data: SplitData, targets: Targets, rows: slice, num_columns: int, device: torch.device) -> Tensor:
+    """(n, num_items + 1) True where an item occurs in the target's prior history, target item excluded."""
+    mask = torch.zeros(rows.stop - rows.start, num_columns, dtype=torch.bool, device=device)
+    for i, target in enumerate(range(rows.start, rows.stop)):
+        history = data.history(int(targets.rows[target]))[: targets.positions[target]]
+        mask[i, torch.from_numpy(history.astype(np.int64)).to(device)] = True
+        mask[i, int(targets.items[target])] = False
+    return mask
+
+
+@torch.no_grad()
+def full_ranks(
+    model: SequentialRecommender, hidden: Tensor, data: SplitData, targets: Targets, exclude_seen: bool
+) -> np.ndarray:
+    """Rank of each target among all items 1..num_items (1 = best), pessimistic on ties."""
+    ranks = np.empty(len(targets.items), dtype=np.int64)
+    target_items = torch.from_numpy(targets.items).to(hidden.device)
+    for start in range(0, len(ranks), SCORE_ROWS):
+        part = slice(start, min(start + SCORE_ROWS, len(ranks)))
+        scores = model.scores(hidden[part]).float()  # (n, num_items + 1)
+        if exclude_seen:
+            scores = scores.masked_fill(_seen_mask(data, targets, part, scores.shape[1], scores.device), float("-inf"))
+        target_scores = scores.gather(1, target_items[part, None])  # (n, 1)
+        # Rank among items 1..num_items only; a NaN score counts as the worst possible, never as a hit.
+        scores = scores[:, 1:].nan_to_num(nan=float("-inf"))
+        target_scores = target_scores.nan_to_num(nan=float("-inf"))
+        rank = (scores > target_scores).sum(1) + (scores == target_scores).sum(1)  # the latter counts itself
+        ranks[part] = rank.cpu().numpy()
+    return ranks
+
+
+@torch.no_grad()
+def sampled_ranks(
+    model: SequentialRecommender, hidden: Tensor, targets: Targets, num_items: int, num_negatives: int
+) -> np.ndarray:
+    """Rank among 1 positive + ``num_negatives`` uniform negatives (the seed's protocol; comparison only)."""
+    generator = torch.Generator().manual_seed(0)
+    ranks = np.empty(len(targets.items), dtype=np.int64)
+    weights = model.item_embedding.weight
+    for start in range(0, len(ranks), SCORE_ROWS):
+        part = slice(start, min(start + SCORE_ROWS, len(ranks)))
+        positives = torch.from_numpy(targets.items[part])
+        # Uniform over the catalogue without the positive: draw from num_items - 1 ids, skip the positive.
+        negatives = torch.randint(1, num_items, (len(positives), num_negatives), generator=generator)
+        negatives = negatives + (negatives >= positives[:, None]).long()
+        candidates = torch.cat([positives[:, None], negatives], dim=1).to(hidden.device)
+        scores = torch.einsum("nd,ncd->nc", hidden[part], weights[candidates].float())
+        rank = (scores[:, 1:] >= scores[:, :1]).sum(1) + 1
+        ranks[part] = rank.cpu().numpy()
+    return ranks
+
+
+def ranking_metrics(ranks: np.ndarray, ks: Sequence[int], prefix: str = "") -> dict[str, float]:
+    """HR@K, NDCG@K (one relevant item: 1 / log2(rank + 1)) and MRR@K averaged over targets."""
+    metrics: dict[str, float] = {}
+    ranks = np.asarray(ranks, dtype=np.float64)
+    for k in ks:
+        hit = ranks <= k
+        metrics[f"{prefix}hr_{k}"] = float(hit.mean()) if len(ranks) else math.nan
+        metrics[f"{prefix}ndcg_{k}"] = (
+            float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).mean()) if len(ranks) else math.nan
+        )
+        metrics[f"{prefix}mrr_{k}"] = float(np.where(hit, 1.0 / ranks, 0.0).mean()) if len(ranks) else math.nan
+    return metrics
+
+
+def bucket_metrics(ranks: np.ndarray, history_lengths: np.ndarray, ks: Sequence[int]) -> dict[str, dict[str, float]]:
+    by_bucket = {}
+    for name, low, high in BUCKETS:
+        inside = (history_lengths >= low) & (history_lengths < (high if high is not None else np.inf))
+        by_bucket[name] = {"num_targets": float(inside.sum()), **ranking_metrics(ranks[inside], ks)}
+    return by_bucket
+
+
+def evaluate(
+    model: SequentialRecommender,
+    data: SplitData,
+    split: str = "valid",
+    ks: Sequence[int] = (5, 10, 20),
+    exclude_seen: bool = False,
+    device: torch.device | str | None = None,
+    max_targets: int | None = None,
+    sampled_negatives: int | None = None,
+    stream_chunk: int = STREAM_CHUNK,
+) -> EvalResult:
+    """Full-ranking HR/NDCG/MRR@K overall and per prior-history-length bucket.
+
+    ``sampled_negatives`` (e.g. 1000) adds metrics prefixed ``sampled_`` from the 1 + N sampled protocol,
+    only to compare with numbers reported that way; the unprefixed metrics are always full ranking.
+    ``stream_chunk``: events per chunk when streaming models carry their state through a long history.
+    """
+    began = time.perf_counter()
+    device = torch.device(device) if device is not None else model.item_embedding.weight.device
+    was_training = model.training
+    model.eval()
+    try:
+        targets = select_targets(data, split, max_targets)
+        hidden = encode_targets(model, data, targets, device, stream_chunk)
+        ranks = full_ranks(model, hidden, data, targets, exclude_seen)
+        overall = ranking_metrics(ranks, ks)
+        if sampled_negatives:
+            sampled = sampled_ranks(model, hidden, targets, data.num_items, sampled_negatives)
+            overall.update(ranking_metrics(sampled, ks, prefix=f"{SAMPLED_PREFIX}_"))
+        by_bucket = bucket_metrics(ranks, targets.positions, ks)
+    finally:
+        model.train(was_training)
+    return EvalResult(overall, by_bucket, len(targets.items), time.perf_counter() - began)

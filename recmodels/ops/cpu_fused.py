@@ -1,0 +1,437 @@
+"""Compiled CPU backend: fused selective scan, single-step update and the whole Mamba mixer (Numba).
+
+Why fused: a plain-PyTorch scan writes the (batch, length, channels, d_state) state expansion to memory,
+and on a CPU that memory traffic, not the arithmetic, decides the speed. Here the state lives in a small
+per-task buffer, only its value every ``CHUNK`` steps is saved, and backward recomputes inside chunks.
+``mamba_inner_fn`` goes one step further, as mamba-ssm's fused inner function does on a GPU: it saves
+only ``xz``, the weights and the chunk states, and recomputes conv, SiLU, x_proj and dt_proj in backward,
+so a layer's activation memory per token stays below an attention layer's.
+
+Kernels compute in float32 (bf16/fp16 inputs are upcast, results cast back); float64 inputs are computed
+in float64 so that gradcheck can run. Layouts the kernels do not cover (constant B/C, complex A, odd
+state-update shapes) go to the plain path instead of failing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+try:
+    import numba
+
+    from recmodels.ops import _cpu_kernels as kernels
+except ImportError:  # numba missing or broken: the dispatcher falls back to ``chunked``
+    numba = None
+    kernels = None
+
+CHUNK = 64  # steps between saved states: saved memory is channels * d_state / CHUNK floats per token
+BACKWARD_BUFFER_FLOATS = 70000  # (CHUNK + 1) x d_state x block recompute buffer: ~270 KB, fits L2
+
+
+def is_available() -> bool:
+    return kernels is not None
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _compute_dtype(*tensors: Tensor | None) -> torch.dtype:
+    """float64 only when the caller works in float64 (tests, gradcheck); float32 otherwise."""
+    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _channel_last(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """(batch, channels, length) -> contiguous (batch, length, channels); free when x is already a
+    transposed view of a channel-last tensor (as ``in_proj(x).transpose(1, 2)`` is)."""
+    return x.detach().transpose(1, 2).to(dtype).contiguous()
+
+
+def _np(x: Tensor) -> np.ndarray:
+    return x.detach().numpy()
+
+
+def _vector_or_zeros(x: Tensor | None, size: int, dtype: torch.dtype) -> Tensor:
+    return torch.zeros(size, dtype=dtype) if x is None else x.detach().to(dtype).contiguous()
+
+
+def _mask_array(mask: Tensor | None) -> tuple[np.ndarray, bool]:
+    if mask is None:
+        return np.ones((1, 1), np.uint8), False
+    return mask.detach().to(torch.uint8).contiguous().numpy(), True
+
+
+def _blocking(batch: int, groups: int, per_group: int, n_state: int) -> tuple[int, int]:
+    """(channels per block, blocks per group). A block is a multiple of 16 channels wide (one AVX-512
+    register of float32; a ragged width leaves a scalar remainder loop that costs as much as the vector part), narrow
+    enough for the backward recompute buffer to stay in L2, and there are enough tasks to keep every
+    thread busy when batch * groups is small."""
+    threads = numba.get_num_threads()
+    lanes = 16
+    max_width = max(lanes, BACKWARD_BUFFER_FLOATS // ((CHUNK + 1) * max(n_state, 1)) // lanes * lanes)
+    blocks = max(math.ceil(per_group / max_width), math.ceil(2 * threads / (batch * groups)))
+    width = math.ceil(math.ceil(per_group / max(1, blocks)) / lanes) * lanes
+    return width, math.ceil(per_group / width)
+
+
+def _sync_threads() -> None:
+    """Use as many Numba threads as torch does (a caller's torch.set_num_threads applies to both)."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def _fallback_scan():
+    """The plain path for layouts the kernel does not cover: ``chunked`` when present, else the reference."""
+    from recmodels.ops.dispatch import load_backend
+
+    chunked = load_backend("chunked")
+    if chunked is not None and hasattr(chunked, "selective_scan_fn"):
+        return chunked.selective_scan_fn
+    from recmodels.ops.reference import selective_scan_reference
+
+    return selective_scan_reference
+
+
+# ---------------------------------------------------------------- selective_scan_fn
+
+
+class _ScanInputs:
+    """The kernel's view of selective_scan_fn's arguments: channel-last arrays in the compute dtype."""
+
+    def __init__(self, u, delta, A, B, C, D, z, delta_bias, mask=None):
+        dtype = _compute_dtype(u, delta, A, B, C, D, z, delta_bias)
+        self.batch, self.channels, self.length = u.shape
+        self.n_state = A.shape[1]
+        self.groups = 1 if B.dim() == 3 else B.shape[1]
+        gn = self.groups * self.n_state
+        b_flat = B.detach().reshape(self.batch, gn, self.length)
+        c_flat = C.detach().reshape(self.batch, gn, self.length)
+        self.bc = torch.cat([b_flat, c_flat], dim=1).transpose(1, 2).to(dtype).contiguous()  # (b, l, 2gn)
+        self.u = _channel_last(u, dtype)
+        self.delta = _channel_last(delta, dtype)
+        self.z = _channel_last(z, dtype) if z is not None else torch.zeros(1, 1, 1, dtype=dtype)
+        self.A_t = A.detach().to(dtype).t().contiguous()
+        self.D = _vector_or_zeros(D, self.channels, dtype)
+        self.bias = _vector_or_zeros(delta_bias, self.channels, dtype)
+        self.mask, self.has_mask = _mask_array(mask)
+        self.dtype = dtype
+        self.width, self.blocks = _blocking(self.batch, self.groups, self.channels // self.groups, self.n_state)
+
+    def common_args(self, has_z: bool, softplus: bool) -> tuple:
+        gn = self.groups * self.n_state
+        return (
+            _np(self.u), _np(self.delta), _np(self.bias), _np(self.A_t), _np(self.bc), 0, gn, self.groups,
+            _np(self.D), _np(self.z), 0, has_z, self.mask, self.has_mask, softplus, CHUNK, self.width,
+        )  # fmt: skip
+
+
+def _run_scan_forward(args: tuple, batch: int, length: int, channels: int, n_state: int, dtype):
+    out = torch.empty(batch, length, channels, dtype=dtype)
+    chunk_states = torch.empty(batch, max(1, math.ceil(length / CHUNK)), n_state, channels, dtype=dtype)
+    last_state = torch.empty(batch, n_state, channels, dtype=dtype)
+    _sync_threads()
+    kernels.scan_forward(*args, _np(out), _np(chunk_states), _np(last_state))
+    return out, chunk_states, last_state
+
+
+class _SelectiveScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
+        inputs = _ScanInputs(u, delta, A, B, C, D, z, delta_bias)
+        args = inputs.common_args(z is not None, delta_softplus)
+        out, chunk_states, last_state = _run_scan_forward(
+            args, inputs.batch, inputs.length, inputs.channels, inputs.n_state, inputs.dtype
+        )
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, chunk_states)
+        ctx.delta_softplus = delta_softplus
+        out = out.transpose(1, 2).to(u.dtype)
+        if not return_last_state:
+            return out
+        last_state = last_state.transpose(1, 2)
+        ctx.mark_non_differentiable(last_state)
+        return out, last_state
+
+    @staticmethod
+    def backward(ctx, grad_out, *_):
+        u, delta, A, B, C, D, z, delta_bias, chunk_states = ctx.saved_tensors
+        inputs = _ScanInputs(u, delta, A, B, C, D, z, delta_bias)
+        batch, length, channels, n_state = inputs.batch, inputs.length, inputs.channels, inputs.n_state
+        dtype, groups = inputs.dtype, inputs.groups
+        grad_out = _channel_last(grad_out, dtype)
+        grad_u = torch.empty(batch, length, channels, dtype=dtype)
+        grad_delta = torch.empty_like(grad_u)
+        grad_z = torch.empty_like(grad_u) if z is not None else torch.zeros(1, 1, 1, dtype=dtype)
+        grad_bc = torch.empty(inputs.blocks, batch, length, 2 * groups * n_state, dtype=dtype)
+        grad_A = torch.empty(batch, n_state, channels, dtype=dtype)
+        grad_D = torch.empty(batch, channels, dtype=dtype)
+        grad_bias = torch.empty(batch, channels, dtype=dtype)
+        _sync_threads()
+        kernels.scan_backward(
+            *inputs.common_args(z is not None, ctx.delta_softplus), _np(chunk_states), _np(grad_out),
+            _np(grad_u), _np(grad_delta), _np(grad_z), 0, _np(grad_bc), _np(grad_A), _np(grad_D),
+            _np(grad_bias), np.zeros((1, 1, 1), grad_u.numpy().dtype), False,
+        )  # fmt: skip
+        grad_bc = grad_bc.sum(0).transpose(1, 2)  # (batch, 2 * groups * n_state, length)
+        half = groups * n_state
+        grad_B = grad_bc[:, :half].reshape(B.shape).to(B.dtype)
+        grad_C = grad_bc[:, half:].reshape(C.shape).to(C.dtype)
+        return (
+            grad_u.transpose(1, 2).to(u.dtype),
+            grad_delta.transpose(1, 2).to(delta.dtype),
+            grad_A.sum(0).t().to(A.dtype),
+            grad_B,
+            grad_C,
+            grad_D.sum(0).to(D.dtype) if D is not None else None,
+            grad_z.transpose(1, 2).to(z.dtype) if z is not None else None,
+            grad_bias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None,
+            None,
+            None,
+        )
+
+
+def _kernel_supports(u: Tensor, A: Tensor, B: Tensor, C: Tensor) -> bool:
+    """Variable B/C of shape (batch, d_state, length) or (batch, groups, d_state, length), real A."""
+    if u.device.type != "cpu" or u.dim() != 3 or A.dim() != 2 or A.is_complex():
+        return False
+    batch, channels, length = u.shape
+    for m in (B, C):
+        if m.is_complex() or m.dim() not in (3, 4) or m.shape[0] != batch or m.shape[-1] != length:
+            return False
+        if m.shape[-2] != A.shape[1] or (m.dim() == 4 and channels % m.shape[1]):
+            return False
+    return B.shape == C.shape
+
+
+def selective_scan_fn(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """mamba-ssm's ``selective_scan_fn`` on CPU; the output is a (batch, channels, length) view of a
+    channel-last buffer, the last state (batch, channels, d_state) is in the compute dtype."""
+    if not _kernel_supports(u, A, B, C):
+        scan = _fallback_scan()
+        return scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    return _SelectiveScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+# ---------------------------------------------------------------- selective_state_update
+
+
+def _state_update_plain(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) -> Tensor:
+    """Plain-PyTorch step for shapes the kernel does not take (extra head dimensions, odd dtypes)."""
+    dt = dt + dt_bias[..., None, :].squeeze(-2) if dt_bias is not None else dt
+    dt = F.softplus(dt) if dt_softplus else dt
+    channels = state.shape[-2]
+    if B.dim() == state.dim() - 1:  # (..., d_state): shared by all channels
+        B, C = B.unsqueeze(-2), C.unsqueeze(-2)
+    else:  # (..., groups, d_state)
+        B = B.repeat_interleave(channels // B.shape[-2], dim=-2)
+        C = C.repeat_interleave(channels // C.shape[-2], dim=-2)
+    decay = torch.exp(dt[..., None] * A)
+    new_state = state * decay + (dt * x)[..., None] * B
+    state.copy_(new_state)
+    out = (new_state * C).sum(-1)
+    if D is not None:
+        out = out + x * D
+    if z is not None:
+        out = out * F.silu(z)
+    return out.to(x.dtype)
+
+
+@torch.no_grad()
+def selective_state_update(
+    state: Tensor,
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    dt_bias: Tensor | None = None,
+    dt_softplus: bool = False,
+) -> Tensor:
+    """One step for every (batch, channel): state (batch, channels, d_state) is updated in place."""
+    plain = (
+        state.dim() != 3
+        or state.dtype not in (torch.float32, torch.float64)
+        or not state.is_contiguous()
+        or B.dim() not in (2, 3)
+        or A.is_complex()
+    )
+    if plain:
+        return _state_update_plain(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+    batch, channels, n_state = state.shape
+    dtype = state.dtype
+    groups = 1 if B.dim() == 2 else B.shape[1]
+    bc = torch.cat([B.reshape(batch, -1), C.reshape(batch, -1)], dim=1).to(dtype).contiguous()
+    out = torch.empty(batch, channels, dtype=dtype)
+    zz = z.to(dtype).contiguous() if z is not None else torch.zeros(1, 1, dtype=dtype)
+    _sync_threads()
+    kernels.state_update(
+        state.numpy(), _np(x.to(dtype).contiguous()), _np(dt.to(dtype).contiguous()),
+        _np(A.to(dtype).contiguous()), _np(bc), 0, groups * n_state, groups,
+        _np(_vector_or_zeros(D, channels, dtype)), _np(zz), z is not None,
+        _np(_vector_or_zeros(dt_bias, channels, dtype)), dt_softplus, _np(out),
+    )  # fmt: skip
+    return out.to(x.dtype)
+
+
+# ---------------------------------------------------------------- mamba_inner_fn
+
+
+class _MambaInner(torch.autograd.Function):
+    """conv -> SiLU -> x_proj -> dt_proj -> scan (D, z gate) -> out_proj; saves xz, weights, chunk states."""
+
+    @staticmethod
+    def forward(ctx, xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b, A, D, delta_bias, mask,
+                delta_softplus):  # fmt: skip
+        dtype = _compute_dtype(xz)
+        batch, two_inner, length = xz.shape
+        inner, n_state = two_inner // 2, A.shape[1]
+        xz_cl = _channel_last(xz, dtype)  # (batch, length, 2 * inner); a view for in_proj's output
+        weights = _MixerWeights(conv_w, conv_b, x_proj_w, dt_proj_w, A, D, delta_bias, inner, dtype)
+        mask_np, has_mask = _mask_array(mask)
+        xc, x_dbl, delta = weights.project(xz_cl, mask_np, has_mask)
+        width, _ = _blocking(batch, 1, inner, n_state)
+        args = weights.scan_args(xc, delta, x_dbl, xz_cl, mask_np, has_mask, delta_softplus, width)
+        y, chunk_states, _ = _run_scan_forward(args, batch, length, inner, n_state, dtype)
+        del xc, x_dbl, delta
+        out = F.linear(y, out_proj_w.to(dtype), None if out_proj_b is None else out_proj_b.to(dtype))
+        ctx.save_for_backward(xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b, A, D,
+                              delta_bias, mask, chunk_states)  # fmt: skip
+        ctx.delta_softplus = delta_softplus
+        return out.to(xz.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b, A, D, delta_bias, mask, states = (
+            ctx.saved_tensors
+        )
+        dtype = _compute_dtype(xz)
+        batch, two_inner, length = xz.shape
+        inner, n_state, rank = two_inner // 2, A.shape[1], dt_proj_w.shape[1]
+        xz_cl = _channel_last(xz, dtype)
+        weights = _MixerWeights(conv_w, conv_b, x_proj_w, dt_proj_w, A, D, delta_bias, inner, dtype)
+        mask_np, has_mask = _mask_array(mask)
+        xc, x_dbl, delta = weights.project(xz_cl, mask_np, has_mask)
+        grad_out = grad_out.to(dtype).contiguous()  # (batch, length, d_model)
+        out_w = out_proj_w.detach().to(dtype)
+        grad_y = grad_out @ out_w  # (batch, length, inner); the kernel overwrites it with y (in place)
+        width, blocks = _blocking(batch, 1, inner, n_state)
+        grad_xz = torch.empty(batch, length, two_inner, dtype=dtype)
+        grad_u = torch.empty(batch, length, inner, dtype=dtype)
+        grad_bc = torch.empty(blocks, batch, length, 2 * n_state, dtype=dtype)
+        grad_A = torch.empty(batch, n_state, inner, dtype=dtype)
+        grad_D = torch.empty(batch, inner, dtype=dtype)
+        grad_bias = torch.empty(batch, inner, dtype=dtype)
+        _sync_threads()
+        args = weights.scan_args(xc, delta, x_dbl, xz_cl, mask_np, has_mask, ctx.delta_softplus, width)
+        kernels.scan_backward(
+            *args, _np(states), _np(grad_y), _np(grad_u), _np(delta), _np(grad_xz), inner, _np(grad_bc),
+            _np(grad_A), _np(grad_D), _np(grad_bias), _np(grad_y), True,
+        )  # fmt: skip
+        y, grad_delta = grad_y, delta  # both overwritten in place by the kernel
+        flat_out = grad_out.reshape(-1, grad_out.shape[-1])
+        grad_out_w = flat_out.t() @ y.reshape(-1, inner)
+        grad_out_b = flat_out.sum(0) if out_proj_b is not None else None
+        del y, grad_y
+        grad_dt_low = grad_delta @ weights.dt_proj_w  # (batch, length, rank)
+        grad_dt_w = grad_delta.reshape(-1, inner).t() @ x_dbl[..., :rank].reshape(-1, rank)
+        del grad_delta, delta
+        grad_x_dbl = torch.cat([grad_dt_low, grad_bc.sum(0) if blocks > 1 else grad_bc[0]], dim=-1)
+        del grad_bc, grad_dt_low
+        grad_x_proj_w = grad_x_dbl.reshape(-1, grad_x_dbl.shape[-1]).t() @ xc.reshape(-1, inner)
+        grad_u.reshape(-1, inner).addmm_(grad_x_dbl.reshape(-1, grad_x_dbl.shape[-1]), weights.x_proj_w)
+        del xc, x_dbl, grad_x_dbl
+        grad_conv_w = torch.empty(batch, weights.conv_w_t.shape[0], inner, dtype=dtype)
+        grad_conv_b = torch.empty(batch, inner, dtype=dtype)
+        kernels.conv_silu_backward(
+            _np(xz_cl), 0, _np(weights.conv_w_t), _np(weights.conv_b), mask_np, has_mask, _np(grad_u),
+            _np(grad_xz), 0, _np(grad_conv_w), _np(grad_conv_b),
+        )  # fmt: skip
+
+        def cast(grad: Tensor | None, like: Tensor | None) -> Tensor | None:
+            return None if like is None or grad is None else grad.to(like.dtype)
+
+        return (
+            grad_xz.transpose(1, 2).to(xz.dtype),
+            cast(grad_conv_w.sum(0).t().reshape(conv_w.shape), conv_w),
+            cast(grad_conv_b.sum(0), conv_b),
+            cast(grad_x_proj_w, x_proj_w),
+            cast(grad_dt_w, dt_proj_w),
+            cast(grad_out_w, out_proj_w),
+            cast(grad_out_b, out_proj_b),
+            cast(grad_A.sum(0).t(), A),
+            cast(grad_D.sum(0), D),
+            cast(grad_bias.sum(0), delta_bias),
+            None,
+            None,
+        )
+
+
+class _MixerWeights:
+    """The mixer's weights in kernel layout and dtype, and the cheap projections recomputed in backward."""
+
+    def __init__(self, conv_w, conv_b, x_proj_w, dt_proj_w, A, D, delta_bias, inner, dtype):
+        self.conv_w_t = conv_w.detach().reshape(inner, -1).t().to(dtype).contiguous()  # (taps, inner)
+        self.conv_b = _vector_or_zeros(conv_b, inner, dtype)
+        self.x_proj_w = x_proj_w.detach().to(dtype)
+        self.dt_proj_w = dt_proj_w.detach().to(dtype)
+        self.A_t = A.detach().to(dtype).t().contiguous()
+        self.D = _vector_or_zeros(D, inner, dtype)
+        self.bias = _vector_or_zeros(delta_bias, inner, dtype)
+        self.inner, self.rank, self.n_state, self.dtype = inner, dt_proj_w.shape[1], A.shape[1], dtype
+
+    def project(self, xz_cl: Tensor, mask_np: np.ndarray, has_mask: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """xc = silu(conv(x masked)), x_dbl = xc @ x_proj^T = (dt_low, B, C), delta = dt_low @ dt_proj^T."""
+        batch, length, _ = xz_cl.shape
+        xc = torch.empty(batch, length, self.inner, dtype=self.dtype)
+        _sync_threads()
+        kernels.conv_silu_forward(_np(xz_cl), 0, _np(self.conv_w_t), _np(self.conv_b), mask_np, has_mask, _np(xc))
+        x_dbl = F.linear(xc, self.x_proj_w)  # (batch, length, rank + 2 * n_state)
+        delta = F.linear(x_dbl[..., : self.rank], self.dt_proj_w)  # (batch, length, inner)
+        return xc, x_dbl, delta
+
+    def scan_args(self, xc, delta, x_dbl, xz_cl, mask_np, has_mask, softplus, width) -> tuple:
+        rank, n_state = self.rank, self.n_state
+        return (
+            _np(xc), _np(delta), _np(self.bias), _np(self.A_t), _np(x_dbl), rank, rank + n_state, 1,
+            _np(self.D), _np(xz_cl), self.inner, True, mask_np, has_mask, softplus, CHUNK, width,
+        )  # fmt: skip
+
+
+def mamba_inner_fn(
+    xz: Tensor,
+    conv1d_weight: Tensor,
+    conv1d_bias: Tensor | None,
+    x_proj_weight: Tensor,
+    delta_proj_weight: Tensor,
+    out_proj_weight: Tensor,
+    out_proj_bias: Tensor | None,
+    A: Tensor,
+    D: Tensor | None,
+    delta_bias: Tensor | None,
+    mask: Tensor | None = None,
+    delta_softplus: bool = True,
+) -> Tensor:
+    """The Mamba mixer after in_proj: xz (batch, 2 * inner, length) -> (batch, length, d_model).
+
+    ``mask`` (batch, length) is True on real events: padded positions feed zeros to the conv and leave
+    the state unchanged (dt = 0, u = 0), so real positions see exactly the unpadded sequence.
+    """
+    return _MambaInner.apply(
+        xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight, out_proj_weight, out_proj_bias,
+        A, D, delta_bias, mask, delta_softplus,
+    )  # fmt: skip

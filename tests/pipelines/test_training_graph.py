@@ -1,0 +1,123 @@
+"""The whole graph at smoke scale, in process, against a real DuckDB file and a real MLflow store."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dagster as dg
+import mlflow
+import pytest
+import yaml
+
+from pipelines.definitions import defs
+from pipelines.metric_names import (
+    BUCKETS,
+    KIND_COMPARISON,
+    KIND_TRAINING,
+    TAG_KIND,
+    TAG_MODEL,
+    TAG_MODEL_URI,
+    cost_metric,
+    final_metric,
+)
+from pipelines.paths import PROJECT_DIR, ProjectPaths
+from pipelines.resources import TAG_RUN
+from pipelines.training.assets import MODEL_NAMES
+from pipelines.training.registry import CHAMPION, registered_name
+
+SMOKE = yaml.safe_load((PROJECT_DIR / "configs" / "smoke.yaml").read_text())
+COST_KEYS = ("train_seconds_per_epoch", "train_seconds_total", "eval_seconds", "peak_memory_mb",
+             "train_events_per_second", "num_parameters")  # fmt: skip
+
+
+def training_runs(client: mlflow.MlflowClient, status: str | None = None) -> list:
+    experiment = client.get_experiment_by_name("synthetic")
+    status_clause = f" and attributes.status = '{status}'" if status else ""
+    return client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{TAG_KIND}` = '{KIND_TRAINING}'{status_clause}"
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke_graph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmokeGraph]:
+    """One smoke materialization of the whole graph, shared by this module's tests (it takes a while)."""
+    root = tmp_path_factory.mktemp("smoke_graph")
+    with pytest.MonkeyPatch.context() as patch:
+        for variable, folder in (("RECMAMBA_HOME", "home"), ("DAGSTER_HOME", "dagster_home")):
+            (root / folder).mkdir()
+            patch.setenv(variable, str(root / folder))
+        with dg.DagsterInstance.get() as instance:
+            result = defs.resolve_job_def("refresh").execute_in_process(run_config=SMOKE, instance=instance)
+            assert result.success
+            yield SmokeGraph(instance, mlflow.MlflowClient(ProjectPaths.from_env().mlflow_tracking_uri), result.run_id)
+
+
+@dataclass
+class SmokeGraph:
+    instance: dg.DagsterInstance
+    client: mlflow.MlflowClient
+    run_id: str
+
+
+def test_smoke_graph_logs_one_run_per_model_with_quality_and_cost(smoke_graph):
+    client = smoke_graph.client
+    runs = [run for run in training_runs(client) if run.data.tags[TAG_RUN] == smoke_graph.run_id]
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    assert sorted(run.data.tags[TAG_MODEL] for run in runs) == sorted(MODEL_NAMES)
+    for run in runs:
+        metrics = run.data.metrics
+        for k in (5, 10, 20):
+            for name in ("hr", "ndcg", "mrr"):
+                assert 0.0 <= metrics[final_metric("test", f"{name}_{k}")] <= 1.0
+        assert any(final_metric("test", "ndcg_10", bucket) in metrics for bucket in BUCKETS)
+        for key in COST_KEYS:
+            assert metrics[cost_metric(key)] >= 0.0, key
+        assert metrics[cost_metric("num_parameters")] > 0
+        model = mlflow.pytorch.load_model(run.data.tags[TAG_MODEL_URI])
+        assert model.config.d_model == SMOKE["ops"][f"model_{run.data.tags[TAG_MODEL]}"]["config"]["d_model"]
+
+
+def test_comparison_registers_a_champion_and_writes_its_artifacts(smoke_graph):
+    instance, client = smoke_graph.instance, smoke_graph.client
+    champion = client.get_model_version_by_alias(registered_name("synthetic"), CHAMPION)
+    comparison = instance.get_latest_materialization_event(dg.AssetKey("model_comparison")).asset_materialization
+    assert comparison.metadata["champion"].value in MODEL_NAMES
+    assert champion.run_id in {run.info.run_id for run in training_runs(client)}
+    for model in MODEL_NAMES:
+        client.get_model_version_by_alias(registered_name("synthetic", model), CHAMPION)
+    comparison_run = client.search_runs(
+        [client.get_experiment_by_name("synthetic").experiment_id],
+        filter_string=f"tags.`{TAG_KIND}` = '{KIND_COMPARISON}'",
+    )[0]
+    artifacts = {artifact.path for artifact in client.list_artifacts(comparison_run.info.run_id)}
+    assert {"comparison.csv", "quality_vs_training_cost.png", "peak_memory.png"} <= artifacts
+    loaded = mlflow.pytorch.load_model(f"models:/{registered_name('synthetic')}@{CHAMPION}")
+    assert loaded.config.d_model == SMOKE["ops"]["model_recmamba"]["config"]["d_model"]
+
+
+def test_failed_training_marks_its_run_failed_and_keeps_the_others(smoke_graph):
+    instance, client = smoke_graph.instance, smoke_graph.client
+    finished_before = {run.info.run_id for run in training_runs(client, status="FINISHED")}
+    broken = copy.deepcopy(SMOKE)
+    broken["ops"]["model_sasrec"]["config"]["lr"] = -1.0  # the optimizer refuses it mid-run
+    result = defs.resolve_job_def("refresh").execute_in_process(
+        run_config=broken, instance=instance, asset_selection=[dg.AssetKey("model_sasrec")], raise_on_error=False
+    )
+    assert not result.success
+    failed = training_runs(client, status="FAILED")
+    assert [run.data.tags[TAG_MODEL] for run in failed] == ["sasrec"]
+    assert {run.info.run_id for run in training_runs(client, status="FINISHED")} == finished_before
+
+
+def test_warm_start_loads_each_models_champion(smoke_graph):
+    instance = smoke_graph.instance
+    warm = copy.deepcopy(SMOKE)
+    warm["ops"]["model_gru4rec"]["config"]["warm_start"] = True
+    result = defs.resolve_job_def("refresh").execute_in_process(
+        run_config=warm, instance=instance, asset_selection=[dg.AssetKey("model_gru4rec")]
+    )
+    assert result.success
+    logs = [event.message for event in instance.all_logs(result.run_id) if event.message]
+    assert any("Warm start from the gru4rec champion" in message for message in logs)

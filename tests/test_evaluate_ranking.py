@@ -1,0 +1,128 @@
+"""Full-ranking metrics against hand-computed values, and the efficient evaluation against brute force."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from recmodels import build_model
+from recmodels.data import SplitData, write_split_export
+from recmodels.evaluate import (
+    bucket_metrics,
+    evaluate,
+    full_ranks,
+    ranking_metrics,
+    select_targets,
+)
+from recmodels.ops import use_backend
+
+
+def test_metrics_match_hand_computed_values():
+    metrics = ranking_metrics(np.array([1, 2, 6, 30]), ks=(5, 10, 20))
+    assert metrics["hr_5"] == pytest.approx(2 / 4)
+    assert metrics["ndcg_5"] == pytest.approx((1 + 1 / math.log2(3)) / 4)
+    assert metrics["mrr_5"] == pytest.approx((1 + 1 / 2) / 4)
+    assert metrics["hr_10"] == pytest.approx(3 / 4)
+    assert metrics["ndcg_10"] == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(7)) / 4)
+    assert metrics["mrr_10"] == pytest.approx((1 + 1 / 2 + 1 / 6) / 4)
+    assert metrics["hr_20"] == metrics["hr_10"]
+
+
+def test_buckets_split_targets_by_prior_history_length():
+    ranks = np.array([1, 1, 50, 50, 1])
+    lengths = np.array([0, 255, 256, 1023, 2048])
+    buckets = bucket_metrics(ranks, lengths, ks=(10,))
+    assert buckets["len_0_256"] == {"num_targets": 2.0, "hr_10": 1.0, "ndcg_10": 1.0, "mrr_10": 1.0}
+    assert buckets["len_256_1k"]["num_targets"] == 2.0 and buckets["len_256_1k"]["hr_10"] == 0.0
+    assert buckets["len_1k_2k"]["num_targets"] == 0.0 and math.isnan(buckets["len_1k_2k"]["hr_10"])
+    assert buckets["len_2k_plus"]["hr_10"] == 1.0
+
+
+@pytest.fixture
+def hand_scored(tmp_path):
+    """Items 1..4 with 2-d embeddings set by hand; one user whose history is [3] then target 1."""
+    data = SplitData.load(write_split_export(tmp_path / "export", [[3, 1]], [[0, 1]], num_items=4))
+    model = build_model("gru4rec", num_items=4, d_model=2)
+    with torch.no_grad():
+        model.item_embedding.weight.copy_(torch.tensor([[0.0, 0.0], [1, 0], [0, 1], [1, 1], [-1, 0]]))
+    return model, data, select_targets(data, "valid")
+
+
+def test_full_ranking_scores_the_whole_catalogue(hand_scored):
+    model, data, targets = hand_scored
+    # scores: item1 1.0, item2 0.5, item3 1.5, item4 -1.0 -> item 1 ranks second
+    ranks = full_ranks(model, torch.tensor([[1.0, 0.5]]), data, targets, exclude_seen=False)
+    assert ranks.tolist() == [2]
+
+
+def test_ties_are_ranked_pessimistically(hand_scored):
+    model, data, targets = hand_scored
+    # scores: item1 1, item2 1, item3 2, item4 -1 -> item 3 above, item 2 tied: rank 3, not 2
+    assert full_ranks(model, torch.tensor([[1.0, 1.0]]), data, targets, exclude_seen=False).tolist() == [3]
+    assert full_ranks(model, torch.tensor([[0.0, 0.0]]), data, targets, exclude_seen=False).tolist() == [4]
+
+
+def test_exclude_seen_removes_history_items_but_not_the_target(hand_scored):
+    model, data, targets = hand_scored
+    ranks = full_ranks(model, torch.tensor([[1.0, 0.5]]), data, targets, exclude_seen=True)
+    assert ranks.tolist() == [1]  # item 3 was seen, so it no longer outranks the target
+
+
+def cyclic_export(tmp_path, num_users=6, num_items=25, seed=0):
+    rng = np.random.default_rng(seed)
+    histories, splits = [], []
+    for _ in range(num_users):
+        length = int(rng.integers(15, 45))
+        histories.append(rng.integers(1, num_items + 1, length).tolist())
+        split = [0] * length
+        for position in rng.choice(np.arange(length // 2, length), size=6, replace=False):
+            split[position] = int(rng.integers(1, 3))
+        splits.append(split)
+    return SplitData.load(write_split_export(tmp_path / "export", histories, splits, num_items=num_items))
+
+
+def brute_force_ranks(model, data, split, max_len=None):
+    """Each target encoded on its own: its prior history, cut to the last max_len events if given."""
+    targets = select_targets(data, split)
+    ranks = []
+    for row, position, item in zip(targets.rows, targets.positions, targets.items, strict=True):
+        history = data.history(int(row))[:position]
+        if max_len is not None:
+            history = history[-max_len:]
+        with torch.no_grad():
+            scores = model.scores(model(torch.from_numpy(history.astype(np.int64))[None])[0, -1])[1:]
+        target_score = scores[item - 1]
+        ranks.append(int((scores > target_score).sum() + (scores == target_score).sum()))
+    return np.array(ranks)
+
+
+@pytest.mark.parametrize(
+    ("name", "stream_chunk"),
+    [("sasrec", None), ("linrec", None), ("recmamba", 8192), ("recmamba", 7), ("gru4rec", 8192), ("gru4rec", 7)],
+)
+def test_evaluation_equals_scoring_each_target_alone(tmp_path, name, stream_chunk):
+    data = cyclic_export(tmp_path)
+    torch.manual_seed(0)
+    model = build_model(name, data.num_items, d_model=16, max_len=12).eval()
+    with use_backend("chunked"):
+        result = evaluate(model, data, "test", stream_chunk=stream_chunk or 8192)
+        expected = ranking_metrics(
+            brute_force_ranks(model, data, "test", None if model.supports_streaming else 12), (5, 10, 20)
+        )
+    assert result.num_targets == len(select_targets(data, "test").items)
+    for key, value in expected.items():
+        assert result.overall[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_max_targets_takes_a_fixed_subset_and_sampled_metrics_are_labelled(tmp_path):
+    data = cyclic_export(tmp_path)
+    torch.manual_seed(0)
+    model = build_model("gru4rec", data.num_items, d_model=16)
+    first = evaluate(model, data, "valid", max_targets=5, sampled_negatives=10)
+    second = evaluate(model, data, "valid", max_targets=5, sampled_negatives=10)
+    assert first.num_targets == 5 and first.overall == second.overall
+    assert {"sampled_hr_10", "sampled_ndcg_10", "hr_10"} <= set(first.overall)
+    assert first.overall["sampled_hr_10"] >= first.overall["hr_10"]

@@ -50,6 +50,8 @@ class TrainConfig:
     patience: int = 3  # epochs without a better valid ndcg_10 before stopping; 0 never stops
     device: str = "auto"
     seed: int = 0
+    # Validation targets scored after each epoch (a fixed subset, still ranked against every item) so that
+    # early stopping stays cheap; None scores all. The final test always scores every target.
     eval_max_targets: int | None = None
     checkpoint_dir: str | Path | None = None
 
@@ -297,7 +299,7 @@ def fit(
     valid = EvalResult.from_dict(progress.best_valid) if progress.best_valid else None
     if valid is None:  # no epoch trained: evaluate the model as given
         valid = evaluate(model, data, "valid", device=device, max_targets=config.eval_max_targets)
-    test = evaluate(model, data, "test", device=device, max_targets=config.eval_max_targets)
+    test = evaluate(model, data, "test", device=device)
     epochs_run = max(len(progress.reports), 1)
     cost = CostReport(
         train_seconds_per_epoch=progress.train_seconds / epochs_run,

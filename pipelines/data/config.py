@@ -6,7 +6,7 @@ A YAML run config for ``dagster asset materialize -c run.yaml`` looks like::
       raw_events:
         config:
           source: synthetic          # synthetic | kuairand | lfm1b | movielens | csv | parquet
-          synthetic_scale: tiny      # default (~200 users x 2k-5k events) | tiny (30 users x 300-600)
+          synthetic_scale: tiny      # default (~100 users x 2k-5k events) | tiny (30 users x 300-600)
           seed: 0
       events:
         config: {min_events_per_user: 5, min_item_occurrences: 1, k_core: false}

@@ -1,6 +1,7 @@
 """One training asset per model, made by one factory: each trains on the current split and owns one MLflow run."""
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 
@@ -58,7 +59,9 @@ def build_training_asset(model_name: str) -> dg.AssetsDefinition:
         torch.manual_seed(config.seed)
         model = build_model(model_name, data.num_items, **config.model_overrides(config_fields(model_name)))
         init = _warm_start(context, mlflow_tracking, split, model_name, model) if config.warm_start else None
-        checkpoints = ProjectPaths.from_env().checkpoints / split.dataset / model_name / split.fingerprint[:16]
+        # Keyed by split and config, so an interrupted materialization resumes and nothing else does.
+        checkpoints = ProjectPaths.from_env().checkpoints / split.dataset / model_name
+        checkpoints = checkpoints / split.fingerprint[:16] / config.fingerprint()
         tags = {
             TAG_MODEL: model_name,
             TAG_DATASET: split.dataset,
@@ -78,6 +81,7 @@ def build_training_asset(model_name: str) -> dg.AssetsDefinition:
             info = mlflow.pytorch.log_model(model, name="model", serialization_format="pickle")
             mlflow.log_artifact(str(split.export_dir / "item_map.parquet"), Path(ITEM_MAP_ARTIFACT).parent.as_posix())
             mlflow.set_tag(TAG_MODEL_URI, info.model_uri)
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the model now lives in MLflow
         return dg.MaterializeResult(metadata=_metadata(result, mlflow_tracking.run_url(run), split))
 
     return train_model

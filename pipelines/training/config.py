@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from pathlib import Path
 from typing import Literal
 
 import dagster as dg
+
 from recmodels.train import TrainConfig
 
 # Fields that configure the network itself; the rest configure recmodels.train.TrainConfig.
@@ -28,7 +31,7 @@ class TrainModelConfig(dg.Config):
     d_state: int = 16
     d_conv: int = 4
     expand: int = 2
-    epochs: int = 4
+    epochs: int = 3
     batch_size: int = 16
     lr: float = 2e-3
     weight_decay: float = 0.0
@@ -38,8 +41,12 @@ class TrainModelConfig(dg.Config):
     patience: int = 2
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 42
-    eval_max_targets: int | None = None
+    eval_max_targets: int | None = 2000
     warm_start: bool = False
+
+    def fingerprint(self) -> str:
+        """Short hash of every field: a checkpoint resumes only the run that had exactly this config."""
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
 
     def model_overrides(self, accepted: set[str]) -> dict[str, object]:
         """The architecture fields this model's config has."""

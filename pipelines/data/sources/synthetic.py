@@ -8,8 +8,8 @@ are uniform over the catalogue, so neither popularity nor the last 200 events re
 whole history does: a model that sees it can beat one that sees the last 200 events.
 
 Files are written in the KuaiRand raw layout (one CSV per day) or the LFM-1b layout (one TSV per day),
-so the real parsers run end to end. Scales: ``default`` (200 users, 3000 items, 2k-5k events each;
-about 0.7 M events) and ``tiny`` (30 users, 300 items, 300-600 events each, gaps 60-250, for smoke runs).
+so the real parsers run end to end. Scales: ``default`` (100 users, 3000 items, 2k-5k events each;
+about 0.35 M events) and ``tiny`` (30 users, 300 items, 300-600 events each, gaps 60-250, for smoke runs).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class SyntheticSpec:
 
 
 SCALES = {
-    "default": SyntheticSpec(200, 3000, 2000, 5000, clusters=30, favourites=120, repeat_share=0.2,
+    "default": SyntheticSpec(100, 3000, 2000, 5000, clusters=30, favourites=120, repeat_share=0.2,
                              gap_min=500, gap_max=2000),
     "tiny": SyntheticSpec(30, 300, 300, 600, clusters=10, favourites=20, repeat_share=0.2,
                           gap_min=60, gap_max=250),

@@ -10,6 +10,8 @@ Runs on any device and is the yardstick the compiled kernels are tested against 
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -188,34 +190,5 @@ def selective_state_update(
     return out.to(x.dtype)
 
 
-def mamba_inner_fn(
-    xz: Tensor,
-    conv1d_weight: Tensor,
-    conv1d_bias: Tensor | None,
-    x_proj_weight: Tensor,
-    delta_proj_weight: Tensor,
-    out_proj_weight: Tensor,
-    out_proj_bias: Tensor | None,
-    A: Tensor,
-    D: Tensor | None,
-    delta_bias: Tensor | None,
-    mask: Tensor | None = None,
-    delta_softplus: bool = True,
-) -> Tensor:
-    """The Mamba mixer after ``in_proj``, with this module's chunked scan (see ``reference.mamba_inner_with``)."""
-    return mamba_inner_with(
-        selective_scan_fn,
-        causal_depthwise_conv,
-        xz,
-        conv1d_weight,
-        conv1d_bias,
-        x_proj_weight,
-        delta_proj_weight,
-        out_proj_weight,
-        out_proj_bias,
-        A,
-        D,
-        delta_bias,
-        mask,
-        delta_softplus,
-    )
+# The Mamba mixer after ``in_proj`` with this module's chunked scan; masking as in ``reference.mamba_inner_with``.
+mamba_inner_fn = partial(mamba_inner_with, selective_scan_fn, causal_depthwise_conv)

@@ -12,7 +12,7 @@ padded batches unchanged.
 from __future__ import annotations
 
 import importlib
-from functools import cache
+from functools import cache, partial
 from types import ModuleType
 
 import torch
@@ -108,34 +108,5 @@ def _causal_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return conv(x.contiguous(), weight.squeeze(1), bias, activation="silu")
 
 
-def mamba_inner_fn(
-    xz: Tensor,
-    conv1d_weight: Tensor,
-    conv1d_bias: Tensor | None,
-    x_proj_weight: Tensor,
-    delta_proj_weight: Tensor,
-    out_proj_weight: Tensor,
-    out_proj_bias: Tensor | None,
-    A: Tensor,
-    D: Tensor | None,
-    delta_bias: Tensor | None,
-    mask: Tensor | None = None,
-    delta_softplus: bool = True,
-) -> Tensor:
-    """The Mamba mixer after ``in_proj`` on the causal-conv1d and selective-scan kernels, masked outside them."""
-    return mamba_inner_with(
-        selective_scan_fn,
-        _causal_conv,
-        xz,
-        conv1d_weight,
-        conv1d_bias,
-        x_proj_weight,
-        delta_proj_weight,
-        out_proj_weight,
-        out_proj_bias,
-        A,
-        D,
-        delta_bias,
-        mask,
-        delta_softplus,
-    )
+# The Mamba mixer after ``in_proj`` on the causal-conv1d and selective-scan kernels, masked outside them.
+mamba_inner_fn = partial(mamba_inner_with, selective_scan_fn, _causal_conv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -152,37 +153,8 @@ def mamba_inner_with(
     return F.linear(y.transpose(1, 2).to(out_proj_weight.dtype), out_proj_weight, out_proj_bias)
 
 
-def mamba_inner_fn(
-    xz: Tensor,
-    conv1d_weight: Tensor,
-    conv1d_bias: Tensor | None,
-    x_proj_weight: Tensor,
-    delta_proj_weight: Tensor,
-    out_proj_weight: Tensor,
-    out_proj_bias: Tensor | None,
-    A: Tensor,
-    D: Tensor | None,
-    delta_bias: Tensor | None,
-    mask: Tensor | None = None,
-    delta_softplus: bool = True,
-) -> Tensor:
-    """The Mamba mixer after ``in_proj`` on the float64 sequential scan."""
-    return mamba_inner_with(
-        selective_scan_reference,
-        causal_depthwise_conv,
-        xz,
-        conv1d_weight,
-        conv1d_bias,
-        x_proj_weight,
-        delta_proj_weight,
-        out_proj_weight,
-        out_proj_bias,
-        A,
-        D,
-        delta_bias,
-        mask,
-        delta_softplus,
-    )
+# The Mamba mixer after ``in_proj`` on the float64 sequential scan.
+mamba_inner_fn = partial(mamba_inner_with, selective_scan_reference, causal_depthwise_conv)
 
 
 def is_available() -> bool:

@@ -32,9 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BATCH, D_MODEL, D_INNER, D_STATE, THREADS = 8, 64, 128, 16, 2
-# dropout 0 for every model: PyTorch's fused CPU attention has no dropout, so with the default 0.2 the
-# "SDPA" row silently runs the math path (an (L, L) matrix, slower than the explicit row) and the
-# comparison would flatter RecMamba.
+# dropout 0 for every model, so the rows compare the layers' own arithmetic and memory. (SASRec applies
+# no dropout to its attention weights at all: on the CPU that would push SDPA onto its (L, L) math path.)
 DROPOUT = 0.0
 ROWS = {
     "scan": ["fused", "chunked", "pscan", "mamba_ssm_ref"],

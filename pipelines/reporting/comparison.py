@@ -97,14 +97,17 @@ def plot_peak_memory(summaries: list[ModelSummary], path: Path) -> Path:
 
 
 def plot_bucket_ndcg(summaries: list[ModelSummary], path: Path) -> Path:
+    """Grouped bars per history-length bucket; buckets without test targets are left out, not drawn as 0."""
+    buckets = [bucket for bucket in BUCKETS if any(bucket in s.bucket_ndcg_10 for s in summaries)]
     figure, axes = plt.subplots(figsize=(7, 4))
     width = 0.8 / max(len(summaries), 1)
     for index, s in enumerate(summaries):
-        positions = [b + index * width for b in range(len(BUCKETS))]
-        axes.bar(positions, [s.bucket_ndcg_10.get(bucket, 0.0) for bucket in BUCKETS], width, label=s.model)
-    axes.set_xticks([b + 0.4 - width / 2 for b in range(len(BUCKETS))], BUCKETS)
+        positions = [b + index * width for b in range(len(buckets))]
+        values = [s.bucket_ndcg_10.get(bucket, float("nan")) for bucket in buckets]
+        axes.bar(positions, values, width, label=s.model)
+    axes.set_xticks([b + 0.4 - width / 2 for b in range(len(buckets))], buckets)
     axes.set(xlabel="prior history length", ylabel="test NDCG@10", title="NDCG@10 by history length")
-    axes.legend()
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(figure, path)
 
 

@@ -238,7 +238,7 @@ def headline(results: dict, lengths: list[int]) -> dict:
     print("\nheadline ratios (target in brackets)")
     for name, kind, a, b, field, targets in checks:
         for n, target in targets.items():
-            if n not in lengths:
+            if n not in lengths or kind not in results:
                 continue
             value = ratio(results, kind, a, b, n, field)
             verdict = "n/a" if value is None else ("MET" if value <= target else "MISSED")

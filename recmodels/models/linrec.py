@@ -15,19 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recmodels.models.sasrec import TransformerRecommender, merge_heads, split_heads
+from recmodels.models.sasrec import SASRecConfig, TransformerRecommender, merge_heads, split_heads
 
 EPS = 1e-6
 
 
 @dataclass(frozen=True)
-class LinRecConfig:
-    d_model: int = 64
-    n_layers: int = 2
-    max_len: int = 512
-    dropout: float = 0.2
-    n_heads: int = 2
-    ffn_multiplier: int = 4
+class LinRecConfig(SASRecConfig):
+    """SASRec's fields, plus the prefix-sum chunk length of the causal linear attention."""
+
     chunk_size: int = 64
 
 

@@ -17,8 +17,8 @@ TINY = {"raw_events": {"config": {"source": "synthetic", "synthetic_scale": "tin
 
 
 @pytest.fixture
-def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ProjectPaths:
-    monkeypatch.setenv("RECMAMBA_HOME", str(tmp_path / "home"))
+def paths(project_home: Path) -> ProjectPaths:
+    """The layout under this test's own RECMAMBA_HOME (see tests/conftest.py)."""
     return ProjectPaths.from_env()
 
 

@@ -30,7 +30,6 @@ from pipelines.training.split_source import CurrentSplit, current_split
 from recmodels import build_model
 from recmodels.data import SplitData
 from recmodels.evaluate import EvalResult
-from recmodels.models import config_fields
 from recmodels.train import EpochReport, FitResult, fit
 
 MODEL_NAMES = ("recmamba", "sasrec", "gru4rec", "linrec")
@@ -57,7 +56,7 @@ def build_training_asset(model_name: str) -> dg.AssetsDefinition:
         split = current_split(context.instance)
         data = SplitData.load(split.export_dir)
         torch.manual_seed(config.seed)
-        model = build_model(model_name, data.num_items, **config.model_overrides(config_fields(model_name)))
+        model = build_model(model_name, data.num_items, **config.model_overrides(model_name))
         init = _warm_start(context, mlflow_tracking, split, model_name, model) if config.warm_start else None
         # Keyed by split and config, so an interrupted materialization resumes and nothing else does.
         checkpoints = ProjectPaths.from_env().checkpoints / split.dataset / model_name

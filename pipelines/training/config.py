@@ -10,6 +10,7 @@ from typing import Literal
 
 import dagster as dg
 
+from recmodels.models import config_fields
 from recmodels.train import TrainConfig
 
 # Fields that configure the network itself; the rest configure recmodels.train.TrainConfig.
@@ -48,8 +49,9 @@ class TrainModelConfig(dg.Config):
         """Short hash of every field: a checkpoint resumes only the run that had exactly this config."""
         return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
 
-    def model_overrides(self, accepted: set[str]) -> dict[str, object]:
-        """The architecture fields this model's config has."""
+    def model_overrides(self, model_name: str) -> dict[str, object]:
+        """The architecture fields that this model's config has."""
+        accepted = config_fields(model_name)
         return {name: getattr(self, name) for name in MODEL_FIELDS if name in accepted}
 
     def train_config(self, checkpoint_dir: Path) -> TrainConfig:

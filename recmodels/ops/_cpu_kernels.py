@@ -165,15 +165,18 @@ def _keep(mask, has_mask, b, t):
 @_jit(parallel=True)
 def scan_forward(
     u, delta, bias, A_t, bc, b_off, c_off, groups, D, z, z_off, has_z, mask, has_mask, apply_softplus,
-    chunk, width, out, chunk_states, last_state,
+    chunk, width, t_base, out, chunk_states, state,
 ):  # fmt: skip
-    """out = (C.h + D u) * silu(z); chunk_states[b, k] = state before step k * chunk; last_state = final.
+    """out = (C.h + D u) * silu(z) for the segment of steps starting at ``t_base``, from the state in
+    ``state`` (batch, d_state, channels), which is left holding the state after the segment;
+    chunk_states[b, k] = state before step k * chunk (k counted from the sequence start).
 
-    u, delta, out: (batch, length, channels); A_t: (d_state, channels); bc: (batch, length, *) with B of
-    group g at ``b_off + g * d_state`` and C at ``c_off + g * d_state``; z: (batch, length, *) read at
-    ``z_off``; mask: (batch, length) uint8, 0 = padding (dt and u zeroed: the state passes unchanged).
+    Segment arrays (local step i = t - t_base): u, delta, out (batch, steps, channels); bc (batch, steps,
+    *) with B of group g at ``b_off + g * d_state`` and C at ``c_off + g * d_state``. Sequence arrays
+    (step t): z (batch, length, *) read at ``z_off``; mask (batch, length) uint8, 0 = padding (dt and u
+    zeroed: the state passes unchanged). A_t: (d_state, channels). ``t_base`` is a multiple of chunk.
     """
-    batch, length, channels = u.shape
+    batch, steps, channels = u.shape
     n_state = A_t.shape[0]
     per_group = channels // groups
     blocks = (per_group + width - 1) // width  # channel blocks per group
@@ -183,26 +186,27 @@ def scan_forward(
         A_blk = np.ascontiguousarray(A_t[:, c0:c1])
         D_blk = D[c0:c1].copy()
         bias_blk = bias[c0:c1].copy()
-        h = np.zeros((n_state, w), u.dtype)
+        h = np.ascontiguousarray(state[b, :, c0:c1])
         dt = np.empty(w, u.dtype)
         dtu = np.empty(w, u.dtype)
         y = np.empty(w, u.dtype)
-        for t in range(length):
-            if t % chunk == 0:
+        for i in range(steps):
+            t = t_base + i
+            if i % chunk == 0:
                 chunk_states[b, t // chunk, :, c0:c1] = h
             m = _keep(mask, has_mask, b, t)
-            u_row = u[b, t, c0:c1]
-            _step_inputs(u_row, delta[b, t, c0:c1], bias_blk, m, apply_softplus, dt, dtu)
+            u_row = u[b, i, c0:c1]
+            _step_inputs(u_row, delta[b, i, c0:c1], bias_blk, m, apply_softplus, dt, dtu)
             for c in range(w):
                 y[c] = D_blk[c] * u_row[c] * m
             for n in range(n_state):
-                bn = bc[b, t, b_off + g * n_state + n]
-                cn = bc[b, t, c_off + g * n_state + n]
+                bn = bc[b, i, b_off + g * n_state + n]
+                cn = bc[b, i, c_off + g * n_state + n]
                 for c in range(w):
                     hv = fast_exp(dt[c] * A_blk[n, c]) * h[n, c] + dtu[c] * bn
                     h[n, c] = hv
                     y[c] += cn * hv
-            out_row = out[b, t, c0:c1]
+            out_row = out[b, i, c0:c1]
             if has_z:
                 z_row = z[b, t, z_off + c0 : z_off + c1]
                 for c in range(w):
@@ -210,29 +214,33 @@ def scan_forward(
             else:
                 for c in range(w):
                     out_row[c] = y[c]
-        last_state[b, :, c0:c1] = h
+        state[b, :, c0:c1] = h
 
 
 @_jit(parallel=True)
 def scan_backward(
     u, delta, bias, A_t, bc, b_off, c_off, groups, D, z, z_off, has_z, mask, has_mask, apply_softplus,
-    chunk, width, chunk_states, grad_out,
-    grad_u, grad_delta, grad_z, grad_z_off, grad_bc, grad_A, grad_D, grad_bias, out, need_out,
+    chunk, width, t_base, chunk_states, grad_out,
+    grad_u, grad_delta, grad_z, grad_z_off, grad_bc, grad_A, grad_D, grad_bias, grad_state, out, need_out,
 ):  # fmt: skip
-    """Reverse recurrence, chunk by chunk from the saved chunk states; same argument layout as forward.
+    """Reverse recurrence over the segment starting at ``t_base``, chunk by chunk from the saved chunk
+    states; same argument layout as forward (segment arrays indexed by local step, sequence arrays by t).
 
-    Writes grad_u, grad_delta (before softplus), grad_z at ``grad_z_off``; per-block partial sums
-    grad_bc (blocks, batch, length, 2 * groups * d_state) [B then C], per-batch partial sums grad_A
-    (batch, d_state, channels), grad_D and grad_bias (batch, channels); and, if ``need_out``, the
-    recomputed forward output into ``out`` (the mixer's out_proj needs it for its weight gradient).
-    ``grad_delta`` may be ``delta`` and ``out`` may be ``grad_out`` (overwritten in place, to save
-    memory): each element is read before it is written, and chunks are visited last to first.
+    Writes grad_u, grad_delta (before softplus), per-block partial sums grad_bc (blocks, batch, steps,
+    2 * groups * d_state) [B then C] for the segment, and grad_z (a sequence array, at ``grad_z_off``);
+    adds to the per-batch partial sums grad_A (batch, d_state, channels), grad_D and grad_bias (batch,
+    channels). ``grad_state`` (batch, d_state, channels) holds the gradient of the state after the
+    segment on entry (zeros for the last one) and before it on return, so segments chain from last to
+    first. If ``need_out``, the recomputed forward output goes into ``out`` (the mixer's out_proj needs it
+    for its weight gradient). ``grad_delta`` may be ``delta`` and ``out`` may be ``grad_out`` (overwritten
+    in place, to save memory): each element is read before it is written, and chunks run last to first.
     """
-    batch, length, channels = u.shape
+    batch, steps_total, channels = u.shape
     n_state = A_t.shape[0]
     per_group = channels // groups
     blocks = (per_group + width - 1) // width
-    n_chunks = (length + chunk - 1) // chunk
+    n_chunks = (steps_total + chunk - 1) // chunk
+    first_chunk = t_base // chunk
     bc_half = groups * n_state
     for task in prange(batch * groups * blocks):
         b, g, c0, c1 = _task_bounds(task, groups, blocks, per_group, width)
@@ -246,37 +254,38 @@ def scan_backward(
         dyb = np.empty((chunk, w), u.dtype)
         dtu = np.empty(w, u.dtype)
         y = np.empty(w, u.dtype)
-        dh = np.zeros((n_state, w), u.dtype)
-        acc_A = np.zeros((n_state, w), u.dtype)
-        acc_D = np.zeros(w, u.dtype)
-        acc_bias = np.zeros(w, u.dtype)
+        dh = np.ascontiguousarray(grad_state[b, :, c0:c1])
+        acc_A = np.ascontiguousarray(grad_A[b, :, c0:c1])
+        acc_D = grad_D[b, c0:c1].copy()
+        acc_bias = grad_bias[b, c0:c1].copy()
         dx = np.empty(w, u.dtype)
         ddt = np.empty(w, u.dtype)
         for k in range(n_chunks - 1, -1, -1):
-            t0 = k * chunk
-            steps = min(chunk, length - t0)
-            states[0] = chunk_states[b, k, :, c0:c1]
+            i0 = k * chunk
+            steps = min(chunk, steps_total - i0)
+            states[0] = chunk_states[b, first_chunk + k, :, c0:c1]
             # Recompute this chunk's states (and the gate's inputs) forward.
             for i in range(steps):
-                t = t0 + i
+                li = i0 + i
+                t = t_base + li
                 m = _keep(mask, has_mask, b, t)
                 dt = dts[i]
-                u_row = u[b, t, c0:c1]
-                _step_inputs(u_row, delta[b, t, c0:c1], bias_blk, m, apply_softplus, dt, dtu)
+                u_row = u[b, li, c0:c1]
+                _step_inputs(u_row, delta[b, li, c0:c1], bias_blk, m, apply_softplus, dt, dtu)
                 for c in range(w):
                     y[c] = D_blk[c] * u_row[c] * m
                 for n in range(n_state):
-                    bn = bc[b, t, b_off + g * n_state + n]
-                    cn = bc[b, t, c_off + g * n_state + n]
+                    bn = bc[b, li, b_off + g * n_state + n]
+                    cn = bc[b, li, c_off + g * n_state + n]
                     prev = states[i, n]
                     cur = states[i + 1, n]
                     for c in range(w):
                         hv = fast_exp(dt[c] * A_blk[n, c]) * prev[c] + dtu[c] * bn
                         cur[c] = hv
                         y[c] += cn * hv
-                go_row = grad_out[b, t, c0:c1]
+                go_row = grad_out[b, li, c0:c1]
                 dy = dyb[i]
-                out_row = out[b, t, c0:c1]
+                out_row = out[b, li, c0:c1]
                 if has_z:
                     z_row = z[b, t, z_off + c0 : z_off + c1]
                     gz_row = grad_z[b, t, grad_z_off + c0 : grad_z_off + c1]
@@ -297,18 +306,18 @@ def scan_backward(
                             out_row[c] = y[c]
             # Reverse through the chunk.
             for i in range(steps - 1, -1, -1):
-                t = t0 + i
-                m = _keep(mask, has_mask, b, t)
+                li = i0 + i
+                m = _keep(mask, has_mask, b, t_base + li)
                 dt = dts[i]
                 dy = dyb[i]
-                u_row = u[b, t, c0:c1]
+                u_row = u[b, li, c0:c1]
                 for c in range(w):
                     dx[c] = 0.0
                     ddt[c] = 0.0
                     dtu[c] = dt[c] * u_row[c] * m
                 for n in range(n_state):
-                    bn = bc[b, t, b_off + g * n_state + n]
-                    cn = bc[b, t, c_off + g * n_state + n]
+                    bn = bc[b, li, b_off + g * n_state + n]
+                    cn = bc[b, li, c_off + g * n_state + n]
                     prev = states[i, n]
                     cur = states[i + 1, n]
                     sum_b = np.float32(0.0) * bn
@@ -324,11 +333,11 @@ def scan_backward(
                         acc_A[n, c] += ddecay * dt[c]
                         ddt[c] += ddecay * a
                         dh[n, c] = dhv * decay
-                    grad_bc[j, b, t, g * n_state + n] = sum_b
-                    grad_bc[j, b, t, bc_half + g * n_state + n] = sum_c
-                delta_row = delta[b, t, c0:c1]
-                gu_row = grad_u[b, t, c0:c1]
-                gd_row = grad_delta[b, t, c0:c1]
+                    grad_bc[j, b, li, g * n_state + n] = sum_b
+                    grad_bc[j, b, li, bc_half + g * n_state + n] = sum_c
+                delta_row = delta[b, li, c0:c1]
+                gu_row = grad_u[b, li, c0:c1]
+                gd_row = grad_delta[b, li, c0:c1]
                 for c in range(w):
                     uv = u_row[c] * m
                     gu_row[c] = (dx[c] * dt[c] + dy[c] * D_blk[c]) * m
@@ -341,6 +350,7 @@ def scan_backward(
         grad_A[b, :, c0:c1] = acc_A
         grad_D[b, c0:c1] = acc_D
         grad_bias[b, c0:c1] = acc_bias
+        grad_state[b, :, c0:c1] = dh
 
 
 @_jit(parallel=True)
@@ -368,107 +378,79 @@ def state_update(state, x, dt, A, bc, b_off, c_off, groups, D, z, has_z, dt_bias
 # ---------------------------------------------------------------- causal depthwise conv + SiLU
 
 
+@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _conv_preactivation(x, x_off, weight_t, bias, mask, has_mask, b, t, acc):
+    """acc = bias + sum_k weight_t[k] * xm[b, t - K + 1 + k], xm = x * mask (zero before the start)."""
+    channels = acc.shape[0]
+    taps = weight_t.shape[0]
+    for c in range(channels):
+        acc[c] = bias[c]
+    for k in range(taps):
+        s = t - taps + 1 + k
+        if s >= 0 and not (has_mask and mask[b, s] == 0):
+            x_row = x[b, s, x_off : x_off + channels]
+            for c in range(channels):
+                acc[c] += weight_t[k, c] * x_row[c]
+
+
 @_jit(parallel=True)
-def conv_silu_forward(x, x_off, weight_t, bias, mask, has_mask, out):
-    """out[b, t, c] = silu(bias[c] + sum_k weight_t[k, c] * xm[b, t - K + 1 + k, c]) * mask[b, t], xm = x * mask.
+def conv_silu_forward(x, x_off, weight_t, bias, mask, has_mask, t_base, out):
+    """out[b, i, c] = silu(pre[b, t, c]) * mask[b, t] for the segment's steps t = t_base + i, where pre is
+    the causal depthwise conv of x * mask (see ``_conv_preactivation``).
 
     Zeroing the output at padding too means x_proj sees u = 0 there (B = C = dt_low = 0), as the plain
     path (``reference.mamba_inner_with``) does.
 
-    x: (batch, length, *) read at channel offset ``x_off`` (the x half of xz); weight_t: (K, channels).
+    x: (batch, length, *), the whole sequence, read at channel offset ``x_off`` (the x half of xz);
+    weight_t: (K, channels); out: (batch, steps, channels).
     """
-    batch, length, channels = out.shape
-    taps = weight_t.shape[0]
+    batch, steps, channels = out.shape
     for task in prange(batch):
         b = task
         acc = np.empty(channels, out.dtype)
-        for t in range(length):
-            for c in range(channels):
-                acc[c] = bias[c]
-            for k in range(taps):
-                s = t - taps + 1 + k
-                if s >= 0 and not (has_mask and mask[b, s] == 0):
-                    x_row = x[b, s, x_off : x_off + channels]
-                    for c in range(channels):
-                        acc[c] += weight_t[k, c] * x_row[c]
+        for i in range(steps):
+            t = t_base + i
+            _conv_preactivation(x, x_off, weight_t, bias, mask, has_mask, b, t, acc)
             m = _keep(mask, has_mask, b, t)
-            out_row = out[b, t]
+            out_row = out[b, i]
             for c in range(channels):
                 out_row[c] = acc[c] * sigmoid(acc[c]) * m
 
 
 @_jit(parallel=True)
-def conv_silu_backward(x, x_off, weight_t, bias, mask, has_mask, grad_out, grad_x, grad_x_off, grad_w, grad_bias):
-    """Gradients of ``conv_silu_forward``: grad_x (written at ``grad_x_off``, zero at padding) and
-    per-batch partial sums grad_w (batch, K, channels), grad_bias (batch, channels)."""
-    batch, length, channels = grad_out.shape
+def conv_silu_backward(
+    x, x_off, weight_t, bias, mask, has_mask, t_base, grad_out, grad_x, grad_x_off, grad_w, grad_bias
+):  # fmt: skip
+    """Gradients of ``conv_silu_forward`` for one segment, all added to what the arrays hold: grad_x
+    (batch, length, *), a sequence array written at ``grad_x_off`` and never at padding, and the per-batch
+    partial sums grad_w (batch, K, channels), grad_bias (batch, channels). Segments may come in any
+    order; the caller zeroes the arrays once."""
+    batch, steps, channels = grad_out.shape
     taps = weight_t.shape[0]
     for task in prange(batch):
         b = task
         acc = np.empty(channels, grad_out.dtype)
-        gpre = np.empty((taps, channels), grad_out.dtype)  # ring buffer of d(pre-activation)
-        gw = np.zeros((taps, channels), grad_out.dtype)
-        gb = np.zeros(channels, grad_out.dtype)
-        for t in range(length):
-            for c in range(channels):
-                acc[c] = bias[c]
-            for k in range(taps):
-                s = t - taps + 1 + k
-                if s >= 0 and not (has_mask and mask[b, s] == 0):
-                    x_row = x[b, s, x_off : x_off + channels]
-                    for c in range(channels):
-                        acc[c] += weight_t[k, c] * x_row[c]
-            row = gpre[t % taps]
+        gpre = np.empty(channels, grad_out.dtype)  # d(pre-activation) at step t
+        gw = np.ascontiguousarray(grad_w[b])
+        gb = grad_bias[b].copy()
+        for i in range(steps):
+            t = t_base + i
+            _conv_preactivation(x, x_off, weight_t, bias, mask, has_mask, b, t, acc)
             m = _keep(mask, has_mask, b, t)
-            go_row = grad_out[b, t]
+            go_row = grad_out[b, i]
             for c in range(channels):
                 sg = sigmoid(acc[c])
                 gp = go_row[c] * m * sg * (np.float32(1.0) + acc[c] * (np.float32(1.0) - sg))
-                row[c] = gp
+                gpre[c] = gp
                 gb[c] += gp
             for k in range(taps):
                 s = t - taps + 1 + k
                 if s >= 0 and not (has_mask and mask[b, s] == 0):
                     x_row = x[b, s, x_off : x_off + channels]
+                    gx_row = grad_x[b, s, grad_x_off : grad_x_off + channels]
+                    w_row = weight_t[k]
                     for c in range(channels):
-                        gw[k, c] += row[c] * x_row[c]
-            # grad_x at s = t - K + 1 is complete now: it needs d(pre) at t' = s .. s + K - 1 = t.
-            s = t - taps + 1
-            if s >= 0:
-                _write_grad_x(b, s, taps, weight_t, gpre, mask, has_mask, grad_x, grad_x_off)
-        for s in range(max(0, length - taps + 1), length):
-            _write_grad_x_tail(b, s, length, taps, weight_t, gpre, mask, has_mask, grad_x, grad_x_off)
+                        gw[k, c] += gpre[c] * x_row[c]
+                        gx_row[c] += w_row[c] * gpre[c]
         grad_w[b] = gw
         grad_bias[b] = gb
-
-
-@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-def _write_grad_x(b, s, taps, weight_t, gpre, mask, has_mask, grad_x, grad_x_off):
-    """grad_x[s] = sum_k weight_t[k] * gpre[s + K - 1 - k] (all those rows are in the ring buffer)."""
-    channels = weight_t.shape[1]
-    keep = not (has_mask and mask[b, s] == 0)
-    gx_row = grad_x[b, s, grad_x_off : grad_x_off + channels]
-    for c in range(channels):
-        gx_row[c] = 0.0
-    if keep:
-        for k in range(taps):
-            row = gpre[(s + taps - 1 - k) % taps]
-            for c in range(channels):
-                gx_row[c] += weight_t[k, c] * row[c]
-
-
-@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-def _write_grad_x_tail(b, s, length, taps, weight_t, gpre, mask, has_mask, grad_x, grad_x_off):
-    """grad_x for the last K - 1 positions, whose later outputs run past the end of the sequence."""
-    channels = weight_t.shape[1]
-    keep = not (has_mask and mask[b, s] == 0)
-    gx_row = grad_x[b, s, grad_x_off : grad_x_off + channels]
-    for c in range(channels):
-        gx_row[c] = 0.0
-    if keep:
-        for k in range(taps):
-            t = s + taps - 1 - k
-            if t < length:
-                row = gpre[t % taps]
-                for c in range(channels):
-                    gx_row[c] += weight_t[k, c] * row[c]

@@ -30,6 +30,7 @@ except ImportError:  # numba missing or broken: the dispatcher falls back to ``c
     kernels = None
 
 CHUNK = 64  # steps between saved states: saved memory is channels * d_state / CHUNK floats per token
+SEGMENT_TOKENS = 4096  # batch x steps per mixer segment: ~10 MB of float32 temporaries at d_inner 128
 BACKWARD_BUFFER_FLOATS = 70000  # (CHUNK + 1) x d_state x block recompute buffer: ~270 KB, fits L2
 
 
@@ -128,22 +129,24 @@ class _ScanInputs:
         )  # fmt: skip
 
 
-def _run_scan_forward(args: tuple, batch: int, length: int, channels: int, n_state: int, dtype):
-    out = torch.empty(batch, length, channels, dtype=dtype)
-    chunk_states = torch.empty(batch, max(1, math.ceil(length / CHUNK)), n_state, channels, dtype=dtype)
-    last_state = torch.empty(batch, n_state, channels, dtype=dtype)
-    _sync_threads()
-    kernels.scan_forward(*args, _np(out), _np(chunk_states), _np(last_state))
-    return out, chunk_states, last_state
+def _chunk_states(batch: int, length: int, channels: int, n_state: int, dtype) -> Tensor:
+    """The (batch, chunks, d_state, channels) buffer of states saved every ``CHUNK`` steps."""
+    return torch.empty(batch, max(1, math.ceil(length / CHUNK)), n_state, channels, dtype=dtype)
 
 
 class _SelectiveScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
         inputs = _ScanInputs(u, delta, A, B, C, D, z, delta_bias)
-        args = inputs.common_args(z is not None, delta_softplus)
-        out, chunk_states, last_state = _run_scan_forward(
-            args, inputs.batch, inputs.length, inputs.channels, inputs.n_state, inputs.dtype
+        batch, length, channels, n_state, dtype = (
+            inputs.batch, inputs.length, inputs.channels, inputs.n_state, inputs.dtype
+        )  # fmt: skip
+        out = torch.empty(batch, length, channels, dtype=dtype)
+        chunk_states = _chunk_states(batch, length, channels, n_state, dtype)
+        last_state = torch.zeros(batch, n_state, channels, dtype=dtype)  # in: initial state, out: final
+        _sync_threads()
+        kernels.scan_forward(
+            *inputs.common_args(z is not None, delta_softplus), 0, _np(out), _np(chunk_states), _np(last_state)
         )
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, chunk_states)
         ctx.delta_softplus = delta_softplus
@@ -165,14 +168,15 @@ class _SelectiveScan(torch.autograd.Function):
         grad_delta = torch.empty_like(grad_u)
         grad_z = torch.empty_like(grad_u) if z is not None else torch.zeros(1, 1, 1, dtype=dtype)
         grad_bc = torch.empty(inputs.blocks, batch, length, 2 * groups * n_state, dtype=dtype)
-        grad_A = torch.empty(batch, n_state, channels, dtype=dtype)
-        grad_D = torch.empty(batch, channels, dtype=dtype)
-        grad_bias = torch.empty(batch, channels, dtype=dtype)
+        grad_A = torch.zeros(batch, n_state, channels, dtype=dtype)
+        grad_D = torch.zeros(batch, channels, dtype=dtype)
+        grad_bias = torch.zeros(batch, channels, dtype=dtype)
+        grad_state = torch.zeros(batch, n_state, channels, dtype=dtype)
         _sync_threads()
         kernels.scan_backward(
-            *inputs.common_args(z is not None, ctx.delta_softplus), _np(chunk_states), _np(grad_out),
+            *inputs.common_args(z is not None, ctx.delta_softplus), 0, _np(chunk_states), _np(grad_out),
             _np(grad_u), _np(grad_delta), _np(grad_z), 0, _np(grad_bc), _np(grad_A), _np(grad_D),
-            _np(grad_bias), np.zeros((1, 1, 1), grad_u.numpy().dtype), False,
+            _np(grad_bias), _np(grad_state), np.zeros((1, 1, 1), grad_u.numpy().dtype), False,
         )  # fmt: skip
         grad_bc = grad_bc.sum(0).transpose(1, 2)  # (batch, 2 * groups * n_state, length)
         half = groups * n_state
@@ -291,8 +295,21 @@ def selective_state_update(
 # ---------------------------------------------------------------- mamba_inner_fn
 
 
+def _segments(batch: int, length: int) -> list[tuple[int, int]]:
+    """Time ranges [start, end) of about ``SEGMENT_TOKENS`` tokens (batch x steps), whole chunks each, that
+    the mixer computes one after the other: its per-token temporaries then take a segment's memory, not the
+    sequence's, while each kernel call still has a full batch of parallel work."""
+    steps = max(CHUNK, SEGMENT_TOKENS // max(batch, 1) // CHUNK * CHUNK)
+    return [(start, min(start + steps, length)) for start in range(0, max(length, 1), steps)]
+
+
 class _MambaInner(torch.autograd.Function):
-    """conv -> SiLU -> x_proj -> dt_proj -> scan (D, z gate) -> out_proj; saves xz, weights, chunk states."""
+    """conv -> SiLU -> x_proj -> dt_proj -> scan (D, z gate) -> out_proj; saves xz, weights, chunk states.
+
+    Both passes walk the sequence in segments (forward first to last, carrying the state; backward last to
+    first, carrying the state's gradient), so only xz, the output and its gradient are whole-sequence
+    tensors.
+    """
 
     @staticmethod
     def forward(ctx, xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b, A, D, delta_bias, mask,
@@ -303,12 +320,19 @@ class _MambaInner(torch.autograd.Function):
         xz_cl = _channel_last(xz, dtype)  # (batch, length, 2 * inner); a view for in_proj's output
         weights = _MixerWeights(conv_w, conv_b, x_proj_w, dt_proj_w, A, D, delta_bias, inner, dtype)
         mask_np, has_mask = _mask_array(mask)
-        xc, x_dbl, delta = weights.project(xz_cl, mask_np, has_mask)
         width, _ = _blocking(batch, 1, inner, n_state)
-        args = weights.scan_args(xc, delta, x_dbl, xz_cl, mask_np, has_mask, delta_softplus, width)
-        y, chunk_states, _ = _run_scan_forward(args, batch, length, inner, n_state, dtype)
-        del xc, x_dbl, delta
-        out = F.linear(y, out_proj_w.to(dtype), None if out_proj_b is None else out_proj_b.to(dtype))
+        out_w = out_proj_w.detach().to(dtype)
+        out_b = None if out_proj_b is None else out_proj_b.detach().to(dtype)
+        out = torch.empty(batch, length, out_w.shape[0], dtype=dtype)
+        chunk_states = _chunk_states(batch, length, inner, n_state, dtype)
+        state = torch.zeros(batch, n_state, inner, dtype=dtype)
+        for start, end in _segments(batch, length):
+            xc, x_dbl, delta = weights.project(xz_cl, start, end, mask_np, has_mask)
+            y = torch.empty(batch, end - start, inner, dtype=dtype)
+            args = weights.scan_args(xc, delta, x_dbl, xz_cl, mask_np, has_mask, delta_softplus, width)
+            kernels.scan_forward(*args, start, _np(y), _np(chunk_states), _np(state))
+            out[:, start:end] = F.linear(y, out_w, out_b)
+            del xc, x_dbl, delta, y  # before the next segment's are made
         ctx.save_for_backward(xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b, A, D,
                               delta_bias, mask, chunk_states)  # fmt: skip
         ctx.delta_softplus = delta_softplus
@@ -325,60 +349,68 @@ class _MambaInner(torch.autograd.Function):
         xz_cl = _channel_last(xz, dtype)
         weights = _MixerWeights(conv_w, conv_b, x_proj_w, dt_proj_w, A, D, delta_bias, inner, dtype)
         mask_np, has_mask = _mask_array(mask)
-        xc, x_dbl, delta = weights.project(xz_cl, mask_np, has_mask)
-        grad_out = grad_out.to(dtype).contiguous()  # (batch, length, d_model)
+        grad_out = grad_out.to(dtype)  # (batch, length, d_model)
         out_w = out_proj_w.detach().to(dtype)
-        grad_y = grad_out @ out_w  # (batch, length, inner); the kernel overwrites it with y (in place)
         width, blocks = _blocking(batch, 1, inner, n_state)
-        grad_xz = torch.empty(batch, length, two_inner, dtype=dtype)
-        grad_u = torch.empty(batch, length, inner, dtype=dtype)
-        grad_bc = torch.empty(blocks, batch, length, 2 * n_state, dtype=dtype)
-        grad_A = torch.empty(batch, n_state, inner, dtype=dtype)
-        grad_D = torch.empty(batch, inner, dtype=dtype)
-        grad_bias = torch.empty(batch, inner, dtype=dtype)
-        _sync_threads()
-        args = weights.scan_args(xc, delta, x_dbl, xz_cl, mask_np, has_mask, ctx.delta_softplus, width)
-        kernels.scan_backward(
-            *args, _np(states), _np(grad_y), _np(grad_u), _np(delta), _np(grad_xz), inner, _np(grad_bc),
-            _np(grad_A), _np(grad_D), _np(grad_bias), _np(grad_y), True,
-        )  # fmt: skip
-        y, grad_delta = grad_y, delta  # both overwritten in place by the kernel
-        flat_out = grad_out.reshape(-1, grad_out.shape[-1])
-        grad_out_w = flat_out.t() @ y.reshape(-1, inner)
-        grad_out_b = flat_out.sum(0) if out_proj_b is not None else None
-        del y, grad_y
-        grad_dt_low = grad_delta @ weights.dt_proj_w  # (batch, length, rank)
-        grad_dt_w = grad_delta.reshape(-1, inner).t() @ x_dbl[..., :rank].reshape(-1, rank)
-        del grad_delta, delta
-        grad_x_dbl = torch.cat([grad_dt_low, grad_bc.sum(0) if blocks > 1 else grad_bc[0]], dim=-1)
-        del grad_bc, grad_dt_low
-        grad_x_proj_w = grad_x_dbl.reshape(-1, grad_x_dbl.shape[-1]).t() @ xc.reshape(-1, inner)
-        grad_u.reshape(-1, inner).addmm_(grad_x_dbl.reshape(-1, grad_x_dbl.shape[-1]), weights.x_proj_w)
-        del xc, x_dbl, grad_x_dbl
-        grad_conv_w = torch.empty(batch, weights.conv_w_t.shape[0], inner, dtype=dtype)
-        grad_conv_b = torch.empty(batch, inner, dtype=dtype)
-        kernels.conv_silu_backward(
-            _np(xz_cl), 0, _np(weights.conv_w_t), _np(weights.conv_b), mask_np, has_mask, _np(grad_u),
-            _np(grad_xz), 0, _np(grad_conv_w), _np(grad_conv_b),
-        )  # fmt: skip
+        grads = _MixerGradients(batch, length, inner, n_state, rank, out_w.shape[0], conv_w.shape[-1], dtype)
+        for start, end in reversed(_segments(batch, length)):
+            xc, x_dbl, delta = weights.project(xz_cl, start, end, mask_np, has_mask)
+            grad_seg = grad_out[:, start:end].reshape(-1, out_w.shape[0])  # (tokens, d_model)
+            grad_y = (grad_seg @ out_w).reshape(batch, end - start, inner)  # overwritten with y in place
+            grad_u = torch.empty_like(grad_y)
+            grad_bc = torch.empty(blocks, batch, end - start, 2 * n_state, dtype=dtype)
+            args = weights.scan_args(xc, delta, x_dbl, xz_cl, mask_np, has_mask, ctx.delta_softplus, width)
+            kernels.scan_backward(
+                *args, start, _np(states), _np(grad_y), _np(grad_u), _np(delta), _np(grads.xz), inner,
+                _np(grad_bc), _np(grads.A), _np(grads.D), _np(grads.bias), _np(grads.state), _np(grad_y), True,
+            )  # fmt: skip
+            y, grad_delta = grad_y.reshape(-1, inner), delta.reshape(-1, inner)  # both overwritten in place
+            grads.out_w.addmm_(grad_seg.t(), y)
+            grads.dt_w.addmm_(grad_delta.t(), x_dbl[..., :rank].reshape(-1, rank))
+            grad_x_dbl = torch.cat([grad_delta @ weights.dt_proj_w, grad_bc.sum(0).reshape(-1, 2 * n_state)], -1)
+            grads.x_proj_w.addmm_(grad_x_dbl.t(), xc.reshape(-1, inner))
+            grad_u.reshape(-1, inner).addmm_(grad_x_dbl, weights.x_proj_w)
+            kernels.conv_silu_backward(
+                _np(xz_cl), 0, _np(weights.conv_w_t), _np(weights.conv_b), mask_np, has_mask, start,
+                _np(grad_u), _np(grads.xz), 0, _np(grads.conv_w), _np(grads.conv_b),
+            )  # fmt: skip
+            del xc, x_dbl, delta, grad_seg, grad_y, grad_u, grad_bc, y, grad_delta, grad_x_dbl
 
         def cast(grad: Tensor | None, like: Tensor | None) -> Tensor | None:
             return None if like is None or grad is None else grad.to(like.dtype)
 
         return (
-            grad_xz.transpose(1, 2).to(xz.dtype),
-            cast(grad_conv_w.sum(0).t().reshape(conv_w.shape), conv_w),
-            cast(grad_conv_b.sum(0), conv_b),
-            cast(grad_x_proj_w, x_proj_w),
-            cast(grad_dt_w, dt_proj_w),
-            cast(grad_out_w, out_proj_w),
-            cast(grad_out_b, out_proj_b),
-            cast(grad_A.sum(0).t(), A),
-            cast(grad_D.sum(0), D),
-            cast(grad_bias.sum(0), delta_bias),
+            grads.xz.transpose(1, 2).to(xz.dtype),
+            cast(grads.conv_w.sum(0).t().reshape(conv_w.shape), conv_w),
+            cast(grads.conv_b.sum(0), conv_b),
+            cast(grads.x_proj_w, x_proj_w),
+            cast(grads.dt_w, dt_proj_w),
+            cast(grads.out_w, out_proj_w),
+            cast(grad_out.sum((0, 1)), out_proj_b),
+            cast(grads.A.sum(0).t(), A),
+            cast(grads.D.sum(0), D),
+            cast(grads.bias.sum(0), delta_bias),
             None,
             None,
         )
+
+
+class _MixerGradients:
+    """The mixer's gradient accumulators, added to segment by segment: grad_xz is the only whole-sequence
+    one; the per-batch partial sums (A, D, bias, conv) are reduced over the batch at the end."""
+
+    def __init__(self, batch, length, inner, n_state, rank, d_model, taps, dtype):
+        self.xz = torch.empty(batch, length, 2 * inner, dtype=dtype)  # z half: written by the scan
+        self.xz[..., :inner].zero_()  # x half: accumulated by the conv backward
+        self.state = torch.zeros(batch, n_state, inner, dtype=dtype)
+        self.A = torch.zeros(batch, n_state, inner, dtype=dtype)
+        self.D = torch.zeros(batch, inner, dtype=dtype)
+        self.bias = torch.zeros(batch, inner, dtype=dtype)
+        self.conv_w = torch.zeros(batch, taps, inner, dtype=dtype)
+        self.conv_b = torch.zeros(batch, inner, dtype=dtype)
+        self.out_w = torch.zeros(d_model, inner, dtype=dtype)
+        self.dt_w = torch.zeros(inner, rank, dtype=dtype)
+        self.x_proj_w = torch.zeros(rank + 2 * n_state, inner, dtype=dtype)
 
 
 class _MixerWeights:
@@ -394,14 +426,16 @@ class _MixerWeights:
         self.bias = _vector_or_zeros(delta_bias, inner, dtype)
         self.inner, self.rank, self.n_state, self.dtype = inner, dt_proj_w.shape[1], A.shape[1], dtype
 
-    def project(self, xz_cl: Tensor, mask_np: np.ndarray, has_mask: bool) -> tuple[Tensor, Tensor, Tensor]:
-        """xc = silu(conv(x masked)), x_dbl = xc @ x_proj^T = (dt_low, B, C), delta = dt_low @ dt_proj^T."""
-        batch, length, _ = xz_cl.shape
-        xc = torch.empty(batch, length, self.inner, dtype=self.dtype)
+    def project(self, xz_cl: Tensor, start: int, end: int, mask_np: np.ndarray, has_mask: bool):
+        """For steps [start, end): xc = silu(conv(x masked)), x_dbl = xc @ x_proj^T = (dt_low, B, C),
+        delta = dt_low @ dt_proj^T, each (batch, end - start, *)."""
+        xc = torch.empty(xz_cl.shape[0], end - start, self.inner, dtype=self.dtype)
         _sync_threads()
-        kernels.conv_silu_forward(_np(xz_cl), 0, _np(self.conv_w_t), _np(self.conv_b), mask_np, has_mask, _np(xc))
-        x_dbl = F.linear(xc, self.x_proj_w)  # (batch, length, rank + 2 * n_state)
-        delta = F.linear(x_dbl[..., : self.rank], self.dt_proj_w)  # (batch, length, inner)
+        kernels.conv_silu_forward(
+            _np(xz_cl), 0, _np(self.conv_w_t), _np(self.conv_b), mask_np, has_mask, start, _np(xc)
+        )
+        x_dbl = F.linear(xc, self.x_proj_w)  # (batch, steps, rank + 2 * n_state)
+        delta = F.linear(x_dbl[..., : self.rank], self.dt_proj_w)  # (batch, steps, inner)
         return xc, x_dbl, delta
 
     def scan_args(self, xc, delta, x_dbl, xz_cl, mask_np, has_mask, softplus, width) -> tuple:

@@ -219,9 +219,17 @@ def run_inner(inner_fn, inputs, dtype, mask):
     return out, {k: v.grad for k, v in leaves.items()}
 
 
+@pytest.fixture(params=["one-segment", "segments"])
+def segmented(request, monkeypatch):
+    """Run the mixer whole, or in segments of one chunk (the state and its gradient carried across)."""
+    if request.param == "segments":
+        monkeypatch.setattr(cpu_fused, "SEGMENT_TOKENS", cpu_fused.CHUNK)
+    return request.param
+
+
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("length", [1, 150])
-def test_mamba_inner_matches_plain_composition(masked, length):
+def test_mamba_inner_matches_plain_composition(masked, length, segmented):
     inputs = mixer_inputs(2, length, seed=length)
     mask = None
     if masked:
@@ -236,7 +244,14 @@ def test_mamba_inner_matches_plain_composition(masked, length):
         assert_close_scaled(grad, ref_grads[name], name=f"grad {name}")
 
 
-def test_mamba_inner_gradcheck_in_float64():
+def test_mixer_segments_cover_the_sequence_in_whole_chunks(monkeypatch):
+    monkeypatch.setattr(cpu_fused, "SEGMENT_TOKENS", 4 * cpu_fused.CHUNK)
+    assert cpu_fused._segments(2, 300) == [(0, 128), (128, 256), (256, 300)]
+    assert cpu_fused._segments(16, 100) == [(0, 64), (64, 100)]  # never shorter than one chunk
+    assert cpu_fused._segments(1, 0) == [(0, 0)]
+
+
+def test_mamba_inner_gradcheck_in_float64(segmented):
     inputs = mixer_inputs(1, 70, d_model=4, inner=6, d_state=3, rank=2, seed=21)
     mask = torch.ones(1, 70, dtype=torch.bool)
     mask[0, :5] = False

@@ -39,7 +39,7 @@ from recmodels.models.sasrec import (  # noqa: E402
     merge_heads,
     split_heads,
 )
-from recmodels.ops.dispatch import resolve  # noqa: E402
+from recmodels.ops.dispatch import backend_for  # noqa: E402
 
 ROWS = ("recmamba", "mamba4rec", "sasrec", "naive_attention", "linrec", "gru4rec")
 SCOPES = ("layer", "model")
@@ -108,7 +108,7 @@ def measure_one(row: str, scope: str, length: int, batch: int, d_model: int, dev
     else:
         inputs = torch.randn(batch, length, d_model, device=device, requires_grad=True)
     mask = torch.ones(batch, length, dtype=torch.bool, device=device)
-    backend = resolve("mamba_inner_fn", torch.device(device).type).__module__.rsplit(".", 1)[-1]
+    backend = backend_for("mamba_mixer_fn", torch.device(device).type)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()

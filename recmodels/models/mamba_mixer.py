@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recmodels.ops import mamba_inner_fn, selective_scan_fn, selective_state_update
+from recmodels.ops import mamba_mixer_fn, selective_scan_fn, selective_state_update
 
 
 class MixerState(NamedTuple):
@@ -91,9 +91,10 @@ class MambaMixer(nn.Module):
         return -torch.exp(self.A_log.float())  # (d_inner, d_state)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        xz = self.in_proj(x).transpose(1, 2)  # (B, 2 * d_inner, L), mamba-ssm's layout
-        return mamba_inner_fn(
-            xz,
+        return mamba_mixer_fn(
+            x,
+            self.in_proj.weight,
+            self.in_proj.bias,
             self.conv1d.weight,
             self.conv1d.bias,
             self.x_proj.weight,

@@ -3,6 +3,7 @@
 from recmodels.ops.dispatch import (
     available_backends,
     mamba_inner_fn,
+    mamba_mixer_fn,
     selective_scan_fn,
     selective_state_update,
     use_backend,
@@ -11,6 +12,7 @@ from recmodels.ops.dispatch import (
 __all__ = [
     "available_backends",
     "mamba_inner_fn",
+    "mamba_mixer_fn",
     "selective_scan_fn",
     "selective_state_update",
     "use_backend",

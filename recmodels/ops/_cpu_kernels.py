@@ -164,17 +164,18 @@ def _keep(mask, has_mask, b, t):
 
 @_jit(parallel=True)
 def scan_forward(
-    u, delta, bias, A_t, bc, b_off, c_off, groups, D, z, z_off, has_z, mask, has_mask, apply_softplus,
-    chunk, width, t_base, out, chunk_states, state,
+    u, delta, bias, A_t, bc, b_off, c_off, groups, D, z, z_off, z_base, has_z, mask, has_mask,
+    apply_softplus, chunk, width, t_base, out, chunk_states, state,
 ):  # fmt: skip
     """out = (C.h + D u) * silu(z) for the segment of steps starting at ``t_base``, from the state in
     ``state`` (batch, d_state, channels), which is left holding the state after the segment;
     chunk_states[b, k] = state before step k * chunk (k counted from the sequence start).
 
     Segment arrays (local step i = t - t_base): u, delta, out (batch, steps, channels); bc (batch, steps,
-    *) with B of group g at ``b_off + g * d_state`` and C at ``c_off + g * d_state``. Sequence arrays
-    (step t): z (batch, length, *) read at ``z_off``; mask (batch, length) uint8, 0 = padding (dt and u
-    zeroed: the state passes unchanged). A_t: (d_state, channels). ``t_base`` is a multiple of chunk.
+    *) with B of group g at ``b_off + g * d_state`` and C at ``c_off + g * d_state``. z holds step t in
+    row t - ``z_base`` and is read at channel offset ``z_off`` (the mixer passes its segment of xz, which
+    starts a few steps early for the conv); mask (batch, length) uint8 is indexed by t, 0 = padding (dt
+    and u zeroed: the state passes unchanged). A_t: (d_state, channels). ``t_base`` is a multiple of chunk.
     """
     batch, steps, channels = u.shape
     n_state = A_t.shape[0]
@@ -208,7 +209,7 @@ def scan_forward(
                     y[c] += cn * hv
             out_row = out[b, i, c0:c1]
             if has_z:
-                z_row = z[b, t, z_off + c0 : z_off + c1]
+                z_row = z[b, t - z_base, z_off + c0 : z_off + c1]
                 for c in range(w):
                     out_row[c] = y[c] * z_row[c] * sigmoid(z_row[c])
             else:
@@ -219,15 +220,15 @@ def scan_forward(
 
 @_jit(parallel=True)
 def scan_backward(
-    u, delta, bias, A_t, bc, b_off, c_off, groups, D, z, z_off, has_z, mask, has_mask, apply_softplus,
-    chunk, width, t_base, chunk_states, grad_out,
+    u, delta, bias, A_t, bc, b_off, c_off, groups, D, z, z_off, z_base, has_z, mask, has_mask,
+    apply_softplus, chunk, width, t_base, chunk_states, grad_out,
     grad_u, grad_delta, grad_z, grad_z_off, grad_bc, grad_A, grad_D, grad_bias, grad_state, out, need_out,
 ):  # fmt: skip
     """Reverse recurrence over the segment starting at ``t_base``, chunk by chunk from the saved chunk
     states; same argument layout as forward (segment arrays indexed by local step, sequence arrays by t).
 
     Writes grad_u, grad_delta (before softplus), per-block partial sums grad_bc (blocks, batch, steps,
-    2 * groups * d_state) [B then C] for the segment, and grad_z (a sequence array, at ``grad_z_off``);
+    2 * groups * d_state) [B then C] for the segment, and grad_z (rows as z's, at ``grad_z_off``);
     adds to the per-batch partial sums grad_A (batch, d_state, channels), grad_D and grad_bias (batch,
     channels). ``grad_state`` (batch, d_state, channels) holds the gradient of the state after the
     segment on entry (zeros for the last one) and before it on return, so segments chain from last to
@@ -287,8 +288,8 @@ def scan_backward(
                 dy = dyb[i]
                 out_row = out[b, li, c0:c1]
                 if has_z:
-                    z_row = z[b, t, z_off + c0 : z_off + c1]
-                    gz_row = grad_z[b, t, grad_z_off + c0 : grad_z_off + c1]
+                    z_row = z[b, t - z_base, z_off + c0 : z_off + c1]
+                    gz_row = grad_z[b, t - z_base, grad_z_off + c0 : grad_z_off + c1]
                     for c in range(w):
                         zv = z_row[c]
                         sg = sigmoid(zv)
@@ -379,8 +380,9 @@ def state_update(state, x, dt, A, bc, b_off, c_off, groups, D, z, has_z, dt_bias
 
 
 @numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-def _conv_preactivation(x, x_off, weight_t, bias, mask, has_mask, b, t, acc):
-    """acc = bias + sum_k weight_t[k] * xm[b, t - K + 1 + k], xm = x * mask (zero before the start)."""
+def _conv_preactivation(x, x_off, x_base, weight_t, bias, mask, has_mask, b, t, acc):
+    """acc = bias + sum_k weight_t[k] * xm[t - K + 1 + k], xm = x * mask (zero before the start); x
+    holds step s in row s - x_base."""
     channels = acc.shape[0]
     taps = weight_t.shape[0]
     for c in range(channels):
@@ -388,21 +390,22 @@ def _conv_preactivation(x, x_off, weight_t, bias, mask, has_mask, b, t, acc):
     for k in range(taps):
         s = t - taps + 1 + k
         if s >= 0 and not (has_mask and mask[b, s] == 0):
-            x_row = x[b, s, x_off : x_off + channels]
+            x_row = x[b, s - x_base, x_off : x_off + channels]
             for c in range(channels):
                 acc[c] += weight_t[k, c] * x_row[c]
 
 
 @_jit(parallel=True)
-def conv_silu_forward(x, x_off, weight_t, bias, mask, has_mask, t_base, out):
+def conv_silu_forward(x, x_off, x_base, weight_t, bias, mask, has_mask, t_base, out):
     """out[b, i, c] = silu(pre[b, t, c]) * mask[b, t] for the segment's steps t = t_base + i, where pre is
     the causal depthwise conv of x * mask (see ``_conv_preactivation``).
 
     Zeroing the output at padding too means x_proj sees u = 0 there (B = C = dt_low = 0), as the plain
     path (``reference.mamba_inner_with``) does.
 
-    x: (batch, length, *), the whole sequence, read at channel offset ``x_off`` (the x half of xz);
-    weight_t: (K, channels); out: (batch, steps, channels).
+    x: (batch, rows, *) with step s in row s - ``x_base`` (at least the K - 1 steps before the segment and
+    the segment), read at channel offset ``x_off`` (the x half of xz); weight_t: (K, channels); out:
+    (batch, steps, channels).
     """
     batch, steps, channels = out.shape
     for task in prange(batch):
@@ -410,7 +413,7 @@ def conv_silu_forward(x, x_off, weight_t, bias, mask, has_mask, t_base, out):
         acc = np.empty(channels, out.dtype)
         for i in range(steps):
             t = t_base + i
-            _conv_preactivation(x, x_off, weight_t, bias, mask, has_mask, b, t, acc)
+            _conv_preactivation(x, x_off, x_base, weight_t, bias, mask, has_mask, b, t, acc)
             m = _keep(mask, has_mask, b, t)
             out_row = out[b, i]
             for c in range(channels):
@@ -419,12 +422,11 @@ def conv_silu_forward(x, x_off, weight_t, bias, mask, has_mask, t_base, out):
 
 @_jit(parallel=True)
 def conv_silu_backward(
-    x, x_off, weight_t, bias, mask, has_mask, t_base, grad_out, grad_x, grad_x_off, grad_w, grad_bias
+    x, x_off, x_base, weight_t, bias, mask, has_mask, t_base, grad_out, grad_x, grad_x_off, grad_w, grad_bias
 ):  # fmt: skip
     """Gradients of ``conv_silu_forward`` for one segment, all added to what the arrays hold: grad_x
-    (batch, length, *), a sequence array written at ``grad_x_off`` and never at padding, and the per-batch
-    partial sums grad_w (batch, K, channels), grad_bias (batch, channels). Segments may come in any
-    order; the caller zeroes the arrays once."""
+    (rows as x's, at ``grad_x_off``; never written at padding) and the per-batch partial sums grad_w
+    (batch, K, channels), grad_bias (batch, channels)."""
     batch, steps, channels = grad_out.shape
     taps = weight_t.shape[0]
     for task in prange(batch):
@@ -435,7 +437,7 @@ def conv_silu_backward(
         gb = grad_bias[b].copy()
         for i in range(steps):
             t = t_base + i
-            _conv_preactivation(x, x_off, weight_t, bias, mask, has_mask, b, t, acc)
+            _conv_preactivation(x, x_off, x_base, weight_t, bias, mask, has_mask, b, t, acc)
             m = _keep(mask, has_mask, b, t)
             go_row = grad_out[b, i]
             for c in range(channels):
@@ -446,8 +448,8 @@ def conv_silu_backward(
             for k in range(taps):
                 s = t - taps + 1 + k
                 if s >= 0 and not (has_mask and mask[b, s] == 0):
-                    x_row = x[b, s, x_off : x_off + channels]
-                    gx_row = grad_x[b, s, grad_x_off : grad_x_off + channels]
+                    x_row = x[b, s - x_base, x_off : x_off + channels]
+                    gx_row = grad_x[b, s - x_base, grad_x_off : grad_x_off + channels]
                     w_row = weight_t[k]
                     for c in range(channels):
                         gw[k, c] += gpre[c] * x_row[c]

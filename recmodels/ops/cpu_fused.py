@@ -3,9 +3,11 @@
 Why fused: a plain-PyTorch scan writes the (batch, length, channels, d_state) state expansion to memory,
 and on a CPU that memory traffic, not the arithmetic, decides the speed. Here the state lives in a small
 per-task buffer, only its value every ``CHUNK`` steps is saved, and backward recomputes inside chunks.
-``mamba_inner_fn`` goes one step further, as mamba-ssm's fused inner function does on a GPU: it saves
-only ``xz``, the weights and the chunk states, and recomputes conv, SiLU, x_proj and dt_proj in backward,
-so a layer's activation memory per token stays below an attention layer's.
+``mamba_mixer_fn`` goes further for the whole mixer, in the spirit of mamba-ssm's fused inner function
+on a GPU: it saves only the mixer's input, the weights and the chunk states, and recomputes in_proj,
+conv, SiLU, x_proj and dt_proj in backward, a segment of the sequence at a time, so a layer's activation
+memory per token is about its input, output and their gradients (``mamba_inner_fn`` is the same with xz
+as input, for callers that apply in_proj themselves).
 
 Kernels compute in float32 (bf16/fp16 inputs are upcast, results cast back); float64 inputs are computed
 in float64 so that gradcheck can run. Layouts the kernels do not cover (constant B/C, complex A, odd
@@ -15,6 +17,7 @@ state-update shapes) go to the plain path instead of failing.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -125,7 +128,7 @@ class _ScanInputs:
         gn = self.groups * self.n_state
         return (
             _np(self.u), _np(self.delta), _np(self.bias), _np(self.A_t), _np(self.bc), 0, gn, self.groups,
-            _np(self.D), _np(self.z), 0, has_z, self.mask, self.has_mask, softplus, CHUNK, self.width,
+            _np(self.D), _np(self.z), 0, 0, has_z, self.mask, self.has_mask, softplus, CHUNK, self.width,
         )  # fmt: skip
 
 
@@ -292,7 +295,7 @@ def selective_state_update(
     return out.to(x.dtype)
 
 
-# ---------------------------------------------------------------- mamba_inner_fn
+# ---------------------------------------------------------------- mamba_mixer_fn, mamba_inner_fn
 
 
 def _segments(batch: int, length: int) -> list[tuple[int, int]]:
@@ -303,84 +306,88 @@ def _segments(batch: int, length: int) -> list[tuple[int, int]]:
     return [(start, min(start + steps, length)) for start in range(0, max(length, 1), steps)]
 
 
-class _MambaInner(torch.autograd.Function):
-    """conv -> SiLU -> x_proj -> dt_proj -> scan (D, z gate) -> out_proj; saves xz, weights, chunk states.
+class _MambaMixer(torch.autograd.Function):
+    """in_proj -> conv -> SiLU -> x_proj -> dt_proj -> scan (D, z gate) -> out_proj, from x (batch, length,
+    d_model); with ``in_proj_w`` None, x is xz itself (batch, length, 2 * inner) and in_proj is skipped.
 
-    Both passes walk the sequence in segments (forward first to last, carrying the state; backward last to
-    first, carrying the state's gradient), so only xz, the output and its gradient are whole-sequence
-    tensors.
+    It saves x, the weights and the scan state every ``CHUNK`` steps, nothing per token beyond x: both
+    passes walk the sequence in segments (forward first to last, carrying the state; backward last to
+    first, carrying the state's gradient) and recompute xz, conv, x_proj and dt_proj for each, so only x,
+    the output and their gradients are whole-sequence tensors.
     """
 
     @staticmethod
-    def forward(ctx, xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b, A, D, delta_bias, mask,
-                delta_softplus):  # fmt: skip
-        dtype = _compute_dtype(xz)
-        batch, two_inner, length = xz.shape
-        inner, n_state = two_inner // 2, A.shape[1]
-        xz_cl = _channel_last(xz, dtype)  # (batch, length, 2 * inner); a view for in_proj's output
-        weights = _MixerWeights(conv_w, conv_b, x_proj_w, dt_proj_w, A, D, delta_bias, inner, dtype)
+    def forward(ctx, x, in_proj_w, in_proj_b, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b, A, D,
+                delta_bias, mask, delta_softplus):  # fmt: skip
+        dtype = _compute_dtype(x)
+        batch, length, _ = x.shape
+        weights = _MixerWeights(in_proj_w, in_proj_b, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b,
+                                A, D, delta_bias, dtype)  # fmt: skip
+        x_in = x.detach().to(dtype)
         mask_np, has_mask = _mask_array(mask)
-        width, _ = _blocking(batch, 1, inner, n_state)
-        out_w = out_proj_w.detach().to(dtype)
-        out_b = None if out_proj_b is None else out_proj_b.detach().to(dtype)
-        out = torch.empty(batch, length, out_w.shape[0], dtype=dtype)
-        chunk_states = _chunk_states(batch, length, inner, n_state, dtype)
-        state = torch.zeros(batch, n_state, inner, dtype=dtype)
+        width, _ = _blocking(batch, 1, weights.inner, weights.n_state)
+        out = torch.empty(batch, length, weights.out_w.shape[0], dtype=dtype)
+        chunk_states = _chunk_states(batch, length, weights.inner, weights.n_state, dtype)
+        state = torch.zeros(batch, weights.n_state, weights.inner, dtype=dtype)
         for start, end in _segments(batch, length):
-            xc, x_dbl, delta = weights.project(xz_cl, start, end, mask_np, has_mask)
-            y = torch.empty(batch, end - start, inner, dtype=dtype)
-            args = weights.scan_args(xc, delta, x_dbl, xz_cl, mask_np, has_mask, delta_softplus, width)
+            seg = weights.segment(x_in, start, end, mask_np, has_mask)
+            y = torch.empty(batch, end - start, weights.inner, dtype=dtype)
+            args = weights.scan_args(seg, mask_np, has_mask, delta_softplus, width)
             kernels.scan_forward(*args, start, _np(y), _np(chunk_states), _np(state))
-            out[:, start:end] = F.linear(y, out_w, out_b)
-            del xc, x_dbl, delta, y  # before the next segment's are made
-        ctx.save_for_backward(xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b, A, D,
-                              delta_bias, mask, chunk_states)  # fmt: skip
+            out[:, start:end] = F.linear(y, weights.out_w, weights.out_b)
+            del seg, y  # before the next segment's are made
+        ctx.save_for_backward(x, in_proj_w, in_proj_b, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b,
+                              A, D, delta_bias, mask, chunk_states)  # fmt: skip
         ctx.delta_softplus = delta_softplus
-        return out.to(xz.dtype)
+        return out.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
-        xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b, A, D, delta_bias, mask, states = (
-            ctx.saved_tensors
-        )
-        dtype = _compute_dtype(xz)
-        batch, two_inner, length = xz.shape
-        inner, n_state, rank = two_inner // 2, A.shape[1], dt_proj_w.shape[1]
-        xz_cl = _channel_last(xz, dtype)
-        weights = _MixerWeights(conv_w, conv_b, x_proj_w, dt_proj_w, A, D, delta_bias, inner, dtype)
+        (x, in_proj_w, in_proj_b, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b, A, D, delta_bias,
+         mask, states) = ctx.saved_tensors  # fmt: skip
+        dtype = _compute_dtype(x)
+        batch, length, _ = x.shape
+        weights = _MixerWeights(in_proj_w, in_proj_b, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b,
+                                A, D, delta_bias, dtype)  # fmt: skip
+        inner, n_state, rank = weights.inner, weights.n_state, weights.rank
+        x_in = x.detach().to(dtype)
         mask_np, has_mask = _mask_array(mask)
         grad_out = grad_out.to(dtype)  # (batch, length, d_model)
-        out_w = out_proj_w.detach().to(dtype)
         width, blocks = _blocking(batch, 1, inner, n_state)
-        grads = _MixerGradients(batch, length, inner, n_state, rank, out_w.shape[0], conv_w.shape[-1], dtype)
+        grads = _MixerGradients(x_in, weights, batch)
         for start, end in reversed(_segments(batch, length)):
-            xc, x_dbl, delta = weights.project(xz_cl, start, end, mask_np, has_mask)
-            grad_seg = grad_out[:, start:end].reshape(-1, out_w.shape[0])  # (tokens, d_model)
-            grad_y = (grad_seg @ out_w).reshape(batch, end - start, inner)  # overwritten with y in place
+            seg = weights.segment(x_in, start, end, mask_np, has_mask)
+            tokens = batch * (end - start)
+            grad_seg = grad_out[:, start:end].reshape(tokens, -1)  # (tokens, d_model)
+            grad_y = (grad_seg @ weights.out_w).reshape(batch, end - start, inner)  # becomes y in place
             grad_u = torch.empty_like(grad_y)
             grad_bc = torch.empty(blocks, batch, end - start, 2 * n_state, dtype=dtype)
-            args = weights.scan_args(xc, delta, x_dbl, xz_cl, mask_np, has_mask, ctx.delta_softplus, width)
+            grad_xz = torch.zeros_like(seg.xz)  # the conv adds to the x half, the scan writes the z half
             kernels.scan_backward(
-                *args, start, _np(states), _np(grad_y), _np(grad_u), _np(delta), _np(grads.xz), inner,
-                _np(grad_bc), _np(grads.A), _np(grads.D), _np(grads.bias), _np(grads.state), _np(grad_y), True,
+                *weights.scan_args(seg, mask_np, has_mask, ctx.delta_softplus, width), start, _np(states),
+                _np(grad_y), _np(grad_u), _np(seg.delta), _np(grad_xz), inner, _np(grad_bc), _np(grads.A),
+                _np(grads.D), _np(grads.bias), _np(grads.state), _np(grad_y), True,
             )  # fmt: skip
-            y, grad_delta = grad_y.reshape(-1, inner), delta.reshape(-1, inner)  # both overwritten in place
+            y, grad_delta = grad_y.reshape(tokens, inner), seg.delta.reshape(tokens, inner)  # overwritten
             grads.out_w.addmm_(grad_seg.t(), y)
-            grads.dt_w.addmm_(grad_delta.t(), x_dbl[..., :rank].reshape(-1, rank))
-            grad_x_dbl = torch.cat([grad_delta @ weights.dt_proj_w, grad_bc.sum(0).reshape(-1, 2 * n_state)], -1)
-            grads.x_proj_w.addmm_(grad_x_dbl.t(), xc.reshape(-1, inner))
-            grad_u.reshape(-1, inner).addmm_(grad_x_dbl, weights.x_proj_w)
+            grads.dt_w.addmm_(grad_delta.t(), seg.x_dbl[..., :rank].reshape(tokens, rank))
+            grad_x_dbl = torch.cat([grad_delta @ weights.dt_proj_w, grad_bc.sum(0).reshape(tokens, -1)], dim=-1)
+            grads.x_proj_w.addmm_(grad_x_dbl.t(), seg.xc.reshape(tokens, inner))
+            grad_u.reshape(tokens, inner).addmm_(grad_x_dbl, weights.x_proj_w)
             kernels.conv_silu_backward(
-                _np(xz_cl), 0, _np(weights.conv_w_t), _np(weights.conv_b), mask_np, has_mask, start,
-                _np(grad_u), _np(grads.xz), 0, _np(grads.conv_w), _np(grads.conv_b),
+                _np(seg.xz), 0, seg.first, _np(weights.conv_w_t), _np(weights.conv_b), mask_np, has_mask, start,
+                _np(grad_u), _np(grad_xz), 0, _np(grads.conv_w), _np(grads.conv_b),
             )  # fmt: skip
-            del xc, x_dbl, delta, grad_seg, grad_y, grad_u, grad_bc, y, grad_delta, grad_x_dbl
+            grads.add_in_proj(grad_xz, x_in, weights.in_w, seg.first, end)
+            del seg, grad_seg, grad_y, grad_u, grad_bc, grad_xz, y, grad_delta, grad_x_dbl  # as in forward
 
         def cast(grad: Tensor | None, like: Tensor | None) -> Tensor | None:
             return None if like is None or grad is None else grad.to(like.dtype)
 
         return (
-            grads.xz.transpose(1, 2).to(xz.dtype),
+            grads.x.to(x.dtype),
+            cast(grads.in_w, in_proj_w),
+            cast(grads.in_b, in_proj_b),
             cast(grads.conv_w.sum(0).t().reshape(conv_w.shape), conv_w),
             cast(grads.conv_b.sum(0), conv_b),
             cast(grads.x_proj_w, x_proj_w),
@@ -395,55 +402,114 @@ class _MambaInner(torch.autograd.Function):
         )
 
 
+class _Segment(NamedTuple):
+    """One segment's recomputed activations. xz holds steps [first, end), first = start - (K - 1) or 0, so
+    the conv has its window; the others hold steps [start, end)."""
+
+    first: int
+    xz: Tensor  # (batch, end - first, 2 * inner)
+    xc: Tensor  # silu(conv(x masked)) * mask, (batch, steps, inner)
+    x_dbl: Tensor  # xc @ x_proj^T = (dt_low, B, C), (batch, steps, rank + 2 * d_state)
+    delta: Tensor  # dt_low @ dt_proj^T, before bias and softplus, (batch, steps, inner)
+
+
+class _MixerWeights:
+    """The mixer's weights in kernel layout and dtype, and the projections recomputed for each segment."""
+
+    def __init__(self, in_w, in_b, conv_w, conv_b, x_proj_w, dt_proj_w, out_w, out_b, A, D, delta_bias, dtype):
+        self.inner, self.n_state, self.rank = A.shape[0], A.shape[1], dt_proj_w.shape[1]
+        self.in_w = None if in_w is None else in_w.detach().to(dtype)
+        self.in_b = None if in_b is None else in_b.detach().to(dtype)
+        self.conv_w_t = conv_w.detach().reshape(self.inner, -1).t().to(dtype).contiguous()  # (taps, inner)
+        self.conv_b = _vector_or_zeros(conv_b, self.inner, dtype)
+        self.x_proj_w = x_proj_w.detach().to(dtype)
+        self.dt_proj_w = dt_proj_w.detach().to(dtype)
+        self.out_w = out_w.detach().to(dtype)
+        self.out_b = None if out_b is None else out_b.detach().to(dtype)
+        self.A_t = A.detach().to(dtype).t().contiguous()
+        self.D = _vector_or_zeros(D, self.inner, dtype)
+        self.bias = _vector_or_zeros(delta_bias, self.inner, dtype)
+        self.dtype = dtype
+
+    def segment(self, x: Tensor, start: int, end: int, mask_np: np.ndarray, has_mask: bool) -> _Segment:
+        first = max(0, start - (self.conv_w_t.shape[0] - 1))
+        part = x[:, first:end]
+        xz = part.contiguous() if self.in_w is None else F.linear(part, self.in_w, self.in_b)
+        xc = torch.empty(x.shape[0], end - start, self.inner, dtype=self.dtype)
+        _sync_threads()
+        kernels.conv_silu_forward(
+            _np(xz), 0, first, _np(self.conv_w_t), _np(self.conv_b), mask_np, has_mask, start, _np(xc)
+        )
+        x_dbl = F.linear(xc, self.x_proj_w)
+        delta = F.linear(x_dbl[..., : self.rank], self.dt_proj_w)
+        return _Segment(first, xz, xc, x_dbl, delta)
+
+    def scan_args(self, seg: _Segment, mask_np, has_mask, softplus, width) -> tuple:
+        rank, n_state = self.rank, self.n_state
+        return (
+            _np(seg.xc), _np(seg.delta), _np(self.bias), _np(self.A_t), _np(seg.x_dbl), rank, rank + n_state, 1,
+            _np(self.D), _np(seg.xz), self.inner, seg.first, True, mask_np, has_mask, softplus, CHUNK, width,
+        )  # fmt: skip
+
+
 class _MixerGradients:
-    """The mixer's gradient accumulators, added to segment by segment: grad_xz is the only whole-sequence
+    """The mixer's gradient accumulators, added to segment by segment. grad x is the only whole-sequence
     one; the per-batch partial sums (A, D, bias, conv) are reduced over the batch at the end."""
 
-    def __init__(self, batch, length, inner, n_state, rank, d_model, taps, dtype):
-        self.xz = torch.empty(batch, length, 2 * inner, dtype=dtype)  # z half: written by the scan
-        self.xz[..., :inner].zero_()  # x half: accumulated by the conv backward
+    def __init__(self, x: Tensor, weights: _MixerWeights, batch: int) -> None:
+        inner, n_state, rank, dtype = weights.inner, weights.n_state, weights.rank, weights.dtype
+        self.x = torch.zeros_like(x)
+        self.in_w = None if weights.in_w is None else torch.zeros_like(weights.in_w)
+        self.in_b = None if weights.in_b is None else torch.zeros_like(weights.in_b)
         self.state = torch.zeros(batch, n_state, inner, dtype=dtype)
         self.A = torch.zeros(batch, n_state, inner, dtype=dtype)
         self.D = torch.zeros(batch, inner, dtype=dtype)
         self.bias = torch.zeros(batch, inner, dtype=dtype)
-        self.conv_w = torch.zeros(batch, taps, inner, dtype=dtype)
+        self.conv_w = torch.zeros(batch, weights.conv_w_t.shape[0], inner, dtype=dtype)
         self.conv_b = torch.zeros(batch, inner, dtype=dtype)
-        self.out_w = torch.zeros(d_model, inner, dtype=dtype)
+        self.out_w = torch.zeros_like(weights.out_w)
         self.dt_w = torch.zeros(inner, rank, dtype=dtype)
         self.x_proj_w = torch.zeros(rank + 2 * n_state, inner, dtype=dtype)
 
+    def add_in_proj(self, grad_xz: Tensor, x: Tensor, in_w: Tensor | None, first: int, end: int) -> None:
+        """Back through in_proj (weight ``in_w``) for steps [first, end); the first K - 1 rows only hold this
+        segment's part of their gradient, the previous segment adds the rest."""
+        if in_w is None:
+            self.x[:, first:end] += grad_xz
+            return
+        flat = grad_xz.reshape(-1, grad_xz.shape[-1])
+        self.x[:, first:end] += (flat @ in_w).reshape(*grad_xz.shape[:2], -1)
+        self.in_w.addmm_(flat.t(), x[:, first:end].reshape(flat.shape[0], -1))
+        if self.in_b is not None:
+            self.in_b += flat.sum(0)
 
-class _MixerWeights:
-    """The mixer's weights in kernel layout and dtype, and the cheap projections recomputed in backward."""
 
-    def __init__(self, conv_w, conv_b, x_proj_w, dt_proj_w, A, D, delta_bias, inner, dtype):
-        self.conv_w_t = conv_w.detach().reshape(inner, -1).t().to(dtype).contiguous()  # (taps, inner)
-        self.conv_b = _vector_or_zeros(conv_b, inner, dtype)
-        self.x_proj_w = x_proj_w.detach().to(dtype)
-        self.dt_proj_w = dt_proj_w.detach().to(dtype)
-        self.A_t = A.detach().to(dtype).t().contiguous()
-        self.D = _vector_or_zeros(D, inner, dtype)
-        self.bias = _vector_or_zeros(delta_bias, inner, dtype)
-        self.inner, self.rank, self.n_state, self.dtype = inner, dt_proj_w.shape[1], A.shape[1], dtype
+def mamba_mixer_fn(
+    x: Tensor,
+    in_proj_weight: Tensor,
+    in_proj_bias: Tensor | None,
+    conv1d_weight: Tensor,
+    conv1d_bias: Tensor | None,
+    x_proj_weight: Tensor,
+    delta_proj_weight: Tensor,
+    out_proj_weight: Tensor,
+    out_proj_bias: Tensor | None,
+    A: Tensor,
+    D: Tensor | None,
+    delta_bias: Tensor | None,
+    mask: Tensor | None = None,
+    delta_softplus: bool = True,
+) -> Tensor:
+    """The whole Mamba mixer, x (batch, length, d_model) -> (batch, length, d_model), in_proj included, so
+    that not even xz is kept per token between forward and backward.
 
-    def project(self, xz_cl: Tensor, start: int, end: int, mask_np: np.ndarray, has_mask: bool):
-        """For steps [start, end): xc = silu(conv(x masked)), x_dbl = xc @ x_proj^T = (dt_low, B, C),
-        delta = dt_low @ dt_proj^T, each (batch, end - start, *)."""
-        xc = torch.empty(xz_cl.shape[0], end - start, self.inner, dtype=self.dtype)
-        _sync_threads()
-        kernels.conv_silu_forward(
-            _np(xz_cl), 0, _np(self.conv_w_t), _np(self.conv_b), mask_np, has_mask, start, _np(xc)
-        )
-        x_dbl = F.linear(xc, self.x_proj_w)  # (batch, steps, rank + 2 * n_state)
-        delta = F.linear(x_dbl[..., : self.rank], self.dt_proj_w)  # (batch, steps, inner)
-        return xc, x_dbl, delta
-
-    def scan_args(self, xc, delta, x_dbl, xz_cl, mask_np, has_mask, softplus, width) -> tuple:
-        rank, n_state = self.rank, self.n_state
-        return (
-            _np(xc), _np(delta), _np(self.bias), _np(self.A_t), _np(x_dbl), rank, rank + n_state, 1,
-            _np(self.D), _np(xz_cl), self.inner, True, mask_np, has_mask, softplus, CHUNK, width,
-        )  # fmt: skip
+    ``mask`` (batch, length) is True on real events: padded positions feed zeros to the conv and leave
+    the state unchanged (dt = 0, u = 0), so real positions see exactly the unpadded sequence.
+    """
+    return _MambaMixer.apply(
+        x, in_proj_weight, in_proj_bias, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight,
+        out_proj_weight, out_proj_bias, A, D, delta_bias, mask, delta_softplus,
+    )  # fmt: skip
 
 
 def mamba_inner_fn(
@@ -460,12 +526,9 @@ def mamba_inner_fn(
     mask: Tensor | None = None,
     delta_softplus: bool = True,
 ) -> Tensor:
-    """The Mamba mixer after in_proj: xz (batch, 2 * inner, length) -> (batch, length, d_model).
-
-    ``mask`` (batch, length) is True on real events: padded positions feed zeros to the conv and leave
-    the state unchanged (dt = 0, u = 0), so real positions see exactly the unpadded sequence.
-    """
-    return _MambaInner.apply(
-        xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight, out_proj_weight, out_proj_bias,
-        A, D, delta_bias, mask, delta_softplus,
+    """The Mamba mixer after in_proj: xz (batch, 2 * inner, length) -> (batch, length, d_model); it saves
+    xz, since the caller keeps it anyway, and otherwise works as ``mamba_mixer_fn``."""
+    return _MambaMixer.apply(
+        xz.transpose(1, 2), None, None, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight,
+        out_proj_weight, out_proj_bias, A, D, delta_bias, mask, delta_softplus,
     )  # fmt: skip

@@ -18,7 +18,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from recmodels.ops.reference import mamba_inner_with
+from recmodels.ops.reference import mamba_inner_with, mamba_mixer_with
 
 
 @cache
@@ -110,3 +110,4 @@ def _causal_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 
 # The Mamba mixer after ``in_proj`` on the causal-conv1d and selective-scan kernels, masked outside them.
 mamba_inner_fn = partial(mamba_inner_with, selective_scan_fn, _causal_conv)
+mamba_mixer_fn = partial(mamba_mixer_with, mamba_inner_fn)

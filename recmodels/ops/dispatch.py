@@ -52,15 +52,20 @@ def use_backend(name: str) -> Iterator[None]:
         _forced_backend.reset(token)
 
 
-def resolve(operation: str, device_type: str) -> Callable:
-    """The function implementing ``operation`` for tensors on ``device_type``."""
+def backend_for(operation: str, device_type: str) -> str:
+    """The name of the backend that runs ``operation`` on ``device_type`` tensors here and now."""
     forced = _forced_backend.get() or os.environ.get("RECMAMBA_SCAN_BACKEND") or None
     candidates = (forced,) if forced else PREFERENCE.get(device_type, ("chunked",))
     for name in candidates:
         module = load_backend(name)
         if module is not None and hasattr(module, operation):
-            return getattr(module, operation)
+            return name
     raise RuntimeError(f"no scan backend among {candidates} implements {operation} on {device_type}")
+
+
+def resolve(operation: str, device_type: str) -> Callable:
+    """The function implementing ``operation`` for tensors on ``device_type``."""
+    return getattr(load_backend(backend_for(operation, device_type)), operation)
 
 
 def selective_scan_fn(
@@ -126,4 +131,40 @@ def mamba_inner_fn(
         delta_bias,
         mask,
         delta_softplus,
+    )
+
+
+def mamba_mixer_fn(
+    x: Tensor,
+    in_proj_weight: Tensor,
+    in_proj_bias: Tensor | None,
+    conv1d_weight: Tensor,
+    conv1d_bias: Tensor | None,
+    x_proj_weight: Tensor,
+    delta_proj_weight: Tensor,
+    out_proj_weight: Tensor,
+    out_proj_bias: Tensor | None,
+    A: Tensor,
+    D: Tensor | None,
+    delta_bias: Tensor | None,
+    mask: Tensor | None = None,
+    delta_softplus: bool = True,
+) -> Tensor:
+    """The whole Mamba mixer from its input x (batch, length, d_model), ``in_proj`` included."""
+    mixer = resolve("mamba_mixer_fn", x.device.type)
+    return mixer(
+        x,
+        in_proj_weight,
+        in_proj_bias,
+        conv1d_weight,
+        conv1d_bias,
+        x_proj_weight,
+        delta_proj_weight,
+        out_proj_weight,
+        out_proj_bias,
+        A,
+        D,
+        delta_bias,
+        mask=mask,
+        delta_softplus=delta_softplus,
     )

@@ -153,8 +153,35 @@ def mamba_inner_with(
     return F.linear(y.transpose(1, 2).to(out_proj_weight.dtype), out_proj_weight, out_proj_bias)
 
 
+def mamba_mixer_with(
+    inner: Callable[..., Tensor],
+    x: Tensor,
+    in_proj_weight: Tensor,
+    in_proj_bias: Tensor | None,
+    conv1d_weight: Tensor,
+    conv1d_bias: Tensor | None,
+    x_proj_weight: Tensor,
+    delta_proj_weight: Tensor,
+    out_proj_weight: Tensor,
+    out_proj_bias: Tensor | None,
+    A: Tensor,
+    D: Tensor | None,
+    delta_bias: Tensor | None,
+    mask: Tensor | None = None,
+    delta_softplus: bool = True,
+) -> Tensor:
+    """The whole mixer, x (batch, length, d_model) -> (batch, length, d_model), as in_proj followed by a
+    backend's ``mamba_inner_fn``: for backends without a fused one."""
+    xz = F.linear(x, in_proj_weight, in_proj_bias).transpose(1, 2)  # (batch, 2 * d_inner, length)
+    return inner(
+        xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight, out_proj_weight, out_proj_bias, A, D,
+        delta_bias, mask, delta_softplus,
+    )  # fmt: skip
+
+
 # The Mamba mixer after ``in_proj`` on the float64 sequential scan.
 mamba_inner_fn = partial(mamba_inner_with, selective_scan_reference, causal_depthwise_conv)
+mamba_mixer_fn = partial(mamba_mixer_with, mamba_inner_fn)
 
 
 def is_available() -> bool:

@@ -291,6 +291,50 @@ def test_mamba_inner_matches_the_plain_pytorch_backend():
         assert_close_scaled(grad, plain_grads[name], rtol=2e-5, name=f"grad {name}")
 
 
+# ---------------------------------------------------------------- mamba_mixer_fn (in_proj inside)
+
+
+def whole_mixer_inputs(batch, length, d_model=12, inner=24, seed=0):
+    """mixer_inputs with in_proj in front: x (batch, length, d_model) instead of xz."""
+    g = torch.Generator().manual_seed(seed + 100)
+    inputs = mixer_inputs(batch, length, d_model=d_model, inner=inner, seed=seed)
+    del inputs["xz"]
+    return {
+        "x": torch.randn(batch, length, d_model, generator=g, dtype=torch.float64),
+        "in_proj_weight": torch.randn(2 * inner, d_model, generator=g, dtype=torch.float64) * d_model**-0.5,
+        "in_proj_bias": 0.1 * torch.randn(2 * inner, generator=g, dtype=torch.float64),
+        **inputs,
+    }
+
+
+@pytest.mark.parametrize("length", [3, 150])
+def test_mamba_mixer_matches_in_proj_then_plain_composition(length, segmented):
+    inputs = whole_mixer_inputs(2, length, seed=length)
+    mask = torch.ones(2, length, dtype=torch.bool)
+    mask[0, : length // 3] = False
+    mask[1, 1::5] = False
+    out, grads = run_inner(cpu_fused.mamba_mixer_fn, inputs, torch.float32, mask)
+    ref_out, ref_grads = run_inner(reference.mamba_mixer_fn, inputs, torch.float64, mask)
+    assert_close_scaled(out, ref_out, name="out")
+    assert set(grads) == set(inputs)
+    for name, grad in grads.items():
+        assert_close_scaled(grad, ref_grads[name], name=f"grad {name}")
+
+
+def test_mamba_mixer_gradcheck_in_float64(segmented):
+    inputs = whole_mixer_inputs(1, 70, d_model=4, inner=6, seed=5)
+    inputs = {k: v for k, v in inputs.items() if k != "xz"}
+    mask = torch.ones(1, 70, dtype=torch.bool)
+    mask[0, 60:63] = False
+    names = list(inputs)
+    leaves = [inputs[k].clone().requires_grad_() for k in names]
+
+    def mixer(*args):
+        return cpu_fused.mamba_mixer_fn(**dict(zip(names, args, strict=True)), mask=mask)
+
+    assert torch.autograd.gradcheck(mixer, leaves, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
 def test_backend_reports_unavailable_without_numba():
     code = (
         "import sys; sys.modules['numba'] = None\n"

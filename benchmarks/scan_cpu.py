@@ -251,6 +251,7 @@ def headline(results: dict, lengths: list[int]) -> dict:
 def plot(results: dict, lengths: list[int], path: Path) -> None:
     try:
         import matplotlib
+        import matplotlib.ticker
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -265,6 +266,8 @@ def plot(results: dict, lengths: list[int], path: Path) -> None:
                 axes[1, column].plot([n for n, _ in ok], [r["peak_mb"] for _, r in ok], "o-", label=row)
         for r, label in ((0, "seconds per fwd+bwd"), (1, "peak MB (max RSS growth)")):
             axes[r, column].set(xscale="log", yscale="log", xlabel="L", ylabel=label, title=f"{kind}")
+            axes[r, column].set_xticks(lengths, [str(n) for n in lengths], minor=False)
+            axes[r, column].xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
             if axes[r, column].lines:  # a kind left out of this run has nothing to label
                 axes[r, column].legend(fontsize=8)
     figure.tight_layout()

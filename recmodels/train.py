@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from recmodels import allocator
 from recmodels.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from recmodels.cost import CostReport, PeakMemory
 from recmodels.data import SplitData, iterate_batches, training_windows
@@ -35,7 +34,11 @@ from recmodels.evaluate import EvalResult, evaluate
 from recmodels.models.base import SequentialRecommender
 
 LOSSES = ("ce", "sampled_softmax", "bce")
-CE_BLOCK_ROWS = 4096  # positions whose full-catalogue logits exist at once in the ce loss
+# Full-catalogue logits of the ce loss exist a block of rows at a time, about this many bytes, at least
+# CE_MIN_BLOCK_ROWS rows. Small enough to stay under glibc's mmap threshold (32 MB), so a block's memory
+# is reused by the next instead of mapped and page-faulted in again (measured: 23.0 vs 15.7 s per epoch).
+CE_BLOCK_BYTES = 16 * 2**20
+CE_MIN_BLOCK_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,6 @@ class TrainConfig:
     # early stopping stays cheap; None scores all. The final test always scores every target.
     eval_max_targets: int | None = None
     checkpoint_dir: str | Path | None = None
-    # Keep freed memory in the process between steps (see recmodels.allocator): faster CPU steps, and a
-    # process-wide setting, hence a switch for callers that embed training in a longer-lived process.
-    retain_freed_memory: bool = True
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -150,11 +150,12 @@ class NextItemLoss:
         def block_loss(block_hidden: Tensor, block_targets: Tensor) -> Tensor:
             return F.cross_entropy(model.scores(block_hidden).float(), block_targets, reduction="sum")
 
-        if len(targets) <= CE_BLOCK_ROWS:
+        block = max(CE_MIN_BLOCK_ROWS, CE_BLOCK_BYTES // (4 * (model.num_items + 1)))
+        if len(targets) <= block:
             return block_loss(hidden, targets) / len(targets)
         total = hidden.new_zeros((), dtype=torch.float32)
-        for start in range(0, len(targets), CE_BLOCK_ROWS):
-            rows = slice(start, start + CE_BLOCK_ROWS)
+        for start in range(0, len(targets), block):
+            rows = slice(start, start + block)
             total = total + checkpoint(block_loss, hidden[rows], targets[rows], use_reentrant=False)
         return total / len(targets)
 
@@ -246,8 +247,6 @@ def fit(
     """Train, validate each epoch, stop early on valid ndcg_10, restore the best epoch, then test."""
     device = resolve_device(config.device)
     seed_everything(config.seed)
-    if config.retain_freed_memory:
-        allocator.retain_freed_memory()
     if init_state_dict is not None:
         model.load_state_dict(init_state_dict)
     model.to(device)
@@ -346,8 +345,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--{field.replace('_', '-')}", type=_parse_value, default=getattr(defaults, field))
     for field in ("grad_clip", "patience", "device", "seed", "eval_max_targets"):
         parser.add_argument(f"--{field.replace('_', '-')}", type=_parse_value, default=getattr(defaults, field))
-    parser.add_argument("--no-retain-freed-memory", dest="retain_freed_memory", action="store_false",
-                        help="let the C allocator return freed memory to the OS after every step")  # fmt: skip
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="model config override")
     args = parser.parse_args(argv)
 

@@ -139,3 +139,31 @@ def test_command_line_trains_and_prints_json(tmp_path, capsys):
     assert json.loads((out / "result.json").read_text())["test"]["num_targets"] == 24
     assert (out / "checkpoint.pt").exists()
     assert np.isfinite(printed["test"]["overall"]["ndcg_10"])
+
+
+def test_ce_loss_in_blocks_equals_one_full_softmax(monkeypatch):
+    """The blocked, checkpointed ce loss (blocks sized by bytes) gives the full softmax's value and gradients."""
+    import recmodels.train as train
+
+    torch.manual_seed(0)
+    model = build_model("sasrec", 50, d_model=8, max_len=8)
+    hidden = torch.randn(4, 25, 8, requires_grad=True)
+    targets = torch.randint(0, 51, (4, 25))  # 0: no target at that position
+    loss_fn = train.NextItemLoss(TrainConfig(loss="ce"), np.ones(51), torch.Generator())
+
+    def value_and_grads():
+        model.zero_grad()
+        hidden.grad = None
+        loss = loss_fn(model, hidden, targets)
+        loss.backward()
+        return loss.detach(), hidden.grad.clone(), model.item_embedding.weight.grad.clone()
+
+    whole = value_and_grads()
+    monkeypatch.setattr(train, "CE_MIN_BLOCK_ROWS", 1)
+    monkeypatch.setattr(train, "CE_BLOCK_BYTES", 4 * 51 * 7)  # 7 rows per block: several, the last ragged
+    blocked = value_and_grads()
+    present = targets != 0
+    expected = torch.nn.functional.cross_entropy(model.scores(hidden[present]), targets[present])
+    torch.testing.assert_close(whole[0], expected.detach())
+    for a, b in zip(whole, blocked, strict=True):
+        torch.testing.assert_close(a, b)

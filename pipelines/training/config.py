@@ -43,7 +43,6 @@ class TrainModelConfig(dg.Config):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 42
     eval_max_targets: int | None = 2000
-    retain_freed_memory: bool = True
     warm_start: bool = False
 
     def fingerprint(self) -> str:

@@ -319,12 +319,10 @@ class _MambaMixer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, in_proj_w, in_proj_b, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b, A, D,
                 delta_bias, mask, delta_softplus):  # fmt: skip
-        dtype = _compute_dtype(x)
+        params = (in_proj_w, in_proj_b, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b, A, D, delta_bias)
+        x_in, weights, mask_np, has_mask = _prepare_pass(x, params, mask)
+        dtype = weights.dtype
         batch, length, _ = x.shape
-        weights = _MixerWeights(in_proj_w, in_proj_b, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b,
-                                A, D, delta_bias, dtype)  # fmt: skip
-        x_in = x.detach().to(dtype)
-        mask_np, has_mask = _mask_array(mask)
         width, _ = _blocking(batch, 1, weights.inner, weights.n_state)
         out = torch.empty(batch, length, weights.out_w.shape[0], dtype=dtype)
         chunk_states = _chunk_states(batch, length, weights.inner, weights.n_state, dtype)
@@ -336,22 +334,17 @@ class _MambaMixer(torch.autograd.Function):
             kernels.scan_forward(*args, start, _np(y), _np(chunk_states), _np(state))
             out[:, start:end] = F.linear(y, weights.out_w, weights.out_b)
             del seg, y  # before the next segment's are made
-        ctx.save_for_backward(x, in_proj_w, in_proj_b, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b,
-                              A, D, delta_bias, mask, chunk_states)  # fmt: skip
+        ctx.save_for_backward(x, *params, mask, chunk_states)
         ctx.delta_softplus = delta_softplus
         return out.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
-        (x, in_proj_w, in_proj_b, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b, A, D, delta_bias,
-         mask, states) = ctx.saved_tensors  # fmt: skip
-        dtype = _compute_dtype(x)
+        x, *params, mask, states = ctx.saved_tensors
+        in_proj_w, in_proj_b, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b, A, D, delta_bias = params
+        x_in, weights, mask_np, has_mask = _prepare_pass(x, params, mask)
+        dtype, inner, n_state, rank = weights.dtype, weights.inner, weights.n_state, weights.rank
         batch, length, _ = x.shape
-        weights = _MixerWeights(in_proj_w, in_proj_b, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b,
-                                A, D, delta_bias, dtype)  # fmt: skip
-        inner, n_state, rank = weights.inner, weights.n_state, weights.rank
-        x_in = x.detach().to(dtype)
-        mask_np, has_mask = _mask_array(mask)
         grad_out = grad_out.to(dtype)  # (batch, length, d_model)
         width, blocks = _blocking(batch, 1, inner, n_state)
         grads = _MixerGradients(x_in, weights, batch)
@@ -393,13 +386,22 @@ class _MambaMixer(torch.autograd.Function):
             cast(grads.x_proj_w, x_proj_w),
             cast(grads.dt_w, dt_proj_w),
             cast(grads.out_w, out_proj_w),
-            cast(grad_out.sum((0, 1)), out_proj_b),
+            None if out_proj_b is None else grad_out.sum((0, 1)).to(out_proj_b.dtype),
             cast(grads.A.sum(0).t(), A),
             cast(grads.D.sum(0), D),
             cast(grads.bias.sum(0), delta_bias),
             None,
             None,
         )
+
+
+def _prepare_pass(x: Tensor, params: tuple, mask: Tensor | None):
+    """What both passes of the mixer start from: x and the weights (kernel layout) in the compute dtype,
+    the mask as the kernels read it, and Numba's thread count matched to torch's."""
+    dtype = _compute_dtype(x)
+    _sync_threads()
+    mask_np, has_mask = _mask_array(mask)
+    return x.detach().to(dtype), _MixerWeights(*params, dtype), mask_np, has_mask
 
 
 class _Segment(NamedTuple):
@@ -436,7 +438,6 @@ class _MixerWeights:
         part = x[:, first:end]
         xz = part.contiguous() if self.in_w is None else F.linear(part, self.in_w, self.in_b)
         xc = torch.empty(x.shape[0], end - start, self.inner, dtype=self.dtype)
-        _sync_threads()
         kernels.conv_silu_forward(
             _np(xz), 0, first, _np(self.conv_w_t), _np(self.conv_b), mask_np, has_mask, start, _np(xc)
         )

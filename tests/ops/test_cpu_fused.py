@@ -323,7 +323,6 @@ def test_mamba_mixer_matches_in_proj_then_plain_composition(length, segmented):
 
 def test_mamba_mixer_gradcheck_in_float64(segmented):
     inputs = whole_mixer_inputs(1, 70, d_model=4, inner=6, seed=5)
-    inputs = {k: v for k, v in inputs.items() if k != "xz"}
     mask = torch.ones(1, 70, dtype=torch.bool)
     mask[0, 60:63] = False
     names = list(inputs)

@@ -114,14 +114,20 @@ def test_scan_forward_matches_reference_on_random_shapes(batch, channels, d_stat
     assert_close_scaled(last, ref_last, name="last_state")
 
 
+def gradcheck_by_name(fn, inputs, **fixed):
+    """torch's gradcheck of ``fn(**inputs, **fixed)`` with respect to every tensor in ``inputs`` (float64)."""
+    names = list(inputs)
+    leaves = [inputs[k].clone().requires_grad_() for k in names]
+
+    def call(*args):
+        return fn(**dict(zip(names, args, strict=True)), **fixed)
+
+    return torch.autograd.gradcheck(call, leaves, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
 def test_scan_gradcheck_in_float64():
     inputs = scan_inputs(1, 3, 2, 66, seed=5)  # 66 > one chunk: the chunk-boundary states are exercised
-    leaves = [inputs[k].clone().requires_grad_() for k in SCAN_INPUTS]
-
-    def scan(*args):
-        return cpu_fused.selective_scan_fn(*args, delta_softplus=True)
-
-    assert torch.autograd.gradcheck(scan, leaves, eps=1e-6, atol=1e-6, rtol=1e-5)
+    assert gradcheck_by_name(cpu_fused.selective_scan_fn, inputs, delta_softplus=True)
 
 
 def test_low_precision_inputs_are_upcast_and_returned_in_their_dtype():
@@ -255,13 +261,7 @@ def test_mamba_inner_gradcheck_in_float64(segmented):
     inputs = mixer_inputs(1, 70, d_model=4, inner=6, d_state=3, rank=2, seed=21)
     mask = torch.ones(1, 70, dtype=torch.bool)
     mask[0, :5] = False
-    names = list(inputs)
-    leaves = [inputs[k].clone().requires_grad_() for k in names]
-
-    def inner(*args):
-        return cpu_fused.mamba_inner_fn(**dict(zip(names, args, strict=True)), mask=mask)
-
-    assert torch.autograd.gradcheck(inner, leaves, eps=1e-6, atol=1e-6, rtol=1e-5)
+    assert gradcheck_by_name(cpu_fused.mamba_inner_fn, inputs, mask=mask)
 
 
 def test_left_padding_does_not_change_real_outputs():
@@ -325,13 +325,7 @@ def test_mamba_mixer_gradcheck_in_float64(segmented):
     inputs = whole_mixer_inputs(1, 70, d_model=4, inner=6, seed=5)
     mask = torch.ones(1, 70, dtype=torch.bool)
     mask[0, 60:63] = False
-    names = list(inputs)
-    leaves = [inputs[k].clone().requires_grad_() for k in names]
-
-    def mixer(*args):
-        return cpu_fused.mamba_mixer_fn(**dict(zip(names, args, strict=True)), mask=mask)
-
-    assert torch.autograd.gradcheck(mixer, leaves, eps=1e-6, atol=1e-6, rtol=1e-5)
+    assert gradcheck_by_name(cpu_fused.mamba_mixer_fn, inputs, mask=mask)
 
 
 def test_backend_reports_unavailable_without_numba():

@@ -52,11 +52,11 @@ def run_pipeline(landing: Path, workdir: Path, memory_limit: str) -> dict:
     import dagster as dg
 
     from pipelines.data.assets import DATA_ASSETS
-    from pipelines.data.resources import warehouse_resource
+    from pipelines.data.resources import Warehouse
 
     config = {"raw_events": {"config": {"source": "kuairand", "landing_dir": str(landing)}}}
     instance = dg.DagsterInstance.ephemeral()
-    resources = {"duckdb": warehouse_resource(memory_limit=memory_limit)}
+    resources = {"warehouse": Warehouse(memory_limit=memory_limit)}
     start = time.perf_counter()
     result = dg.materialize(DATA_ASSETS, resources=resources, run_config={"ops": config}, instance=instance)
     seconds = time.perf_counter() - start
@@ -96,7 +96,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="recmamba-bench-") as tmp:
         root = Path(tmp)
-        landing = root / "landing"
+        landing = root / "home" / "data" / "landing" / "kuairand"  # landing folders live under RECMAMBA_HOME
         data = generate(landing, args.events)
         floor = measure("floor", landing, root, args.memory_limit)
         pipeline = measure("pipeline", landing, root, args.memory_limit)

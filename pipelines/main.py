@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -16,20 +15,14 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipelines.instance import prepare_dagster_home
 from pipelines.paths import PROJECT_DIR, ProjectPaths
-
-INSTANCE_SETTINGS = PROJECT_DIR / "configs" / "dagster.yaml"
 
 
 def dagster_home(paths: ProjectPaths) -> Path:
-    """``DAGSTER_HOME`` if set, else a folder under the project root, so runs outlive the process; a new one
-    gets the project's instance settings (``configs/dagster.yaml``: one DuckDB writer across runs)."""
-    home = Path(os.environ.get("DAGSTER_HOME") or paths.home / ".dagster_home")
-    home.mkdir(parents=True, exist_ok=True)
-    settings = home / "dagster.yaml"
-    if not settings.exists():
-        shutil.copyfile(INSTANCE_SETTINGS, settings)
-    return home
+    """``DAGSTER_HOME`` if set, else a folder under ``RECMAMBA_HOME``, so runs outlive the process; prepared
+    (settings copied, storage created and migrated) before any run opens it, see ``pipelines/instance.py``."""
+    return prepare_dagster_home(Path(os.environ.get("DAGSTER_HOME") or paths.home / ".dagster_home"))
 
 
 def materialize_everything(config: Path | None, env: dict[str, str]) -> None:

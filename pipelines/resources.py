@@ -56,9 +56,9 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def runs_of(self, experiment: str, tags: dict[str, str], status: str | None = None) -> list[Run]:
         """Live runs of ``experiment`` carrying every tag in ``tags`` (newest first)."""
-        clauses = [f"tags.`{key}` = '{_quote(value)}'" for key, value in tags.items()]
+        clauses = [f"tags.`{key}` = {filter_literal(value)}" for key, value in tags.items()]
         if status is not None:
-            clauses.append(f"attributes.status = '{_quote(status)}'")
+            clauses.append(f"attributes.status = {filter_literal(status)}")
         return self.client.search_runs(
             [self.experiment_id(experiment)],
             filter_string=" and ".join(clauses),
@@ -98,6 +98,10 @@ class MlflowTracking(dg.ConfigurableResource):
         return f"{base.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
 
-def _quote(value: str) -> str:
-    """Escape a value for an MLflow filter string literal (values come from our own tags, not users)."""
-    return value.replace("\\", "\\\\").replace("'", "\\'")
+def filter_literal(value: str) -> str:
+    """``value`` as a quoted literal of an MLflow filter string. MLflow has no escapes inside quotes, so the
+    literal takes the quote character that ``value`` lacks."""
+    for quote in ("'", '"'):
+        if quote not in value:
+            return f"{quote}{value}{quote}"
+    raise ValueError(f"an MLflow filter cannot match {value[:80]!r}: it holds both kinds of quote")

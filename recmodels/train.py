@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 
 from recmodels.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from recmodels.cost import CostReport, PeakMemory
-from recmodels.data import SplitData, iterate_batches, training_windows
+from recmodels.data import TRAIN, SplitData, iterate_batches, training_windows
 from recmodels.evaluate import EvalResult, evaluate
 from recmodels.models.base import SequentialRecommender
 
@@ -256,6 +256,11 @@ def fit(
     if not model.supports_streaming:  # attention models cannot see past their position table
         window = min(window, model.config.max_len)
     windows = training_windows(data, window)
+    if len(windows.inputs) == 0:
+        raise ValueError(
+            f"nothing to train on: the split has {int((data.split == TRAIN).sum())} training events and no user "
+            "with two of them; check the split's cut-offs (metadata num_train_events) and the timestamp unit"
+        )
     loss_fn = NextItemLoss(config, data.train_item_counts(), generator)
     progress, best_state = Progress(), None
     path = Path(config.checkpoint_dir) / CHECKPOINT_FILE if config.checkpoint_dir else None

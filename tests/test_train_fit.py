@@ -167,3 +167,13 @@ def test_ce_loss_in_blocks_equals_one_full_softmax(monkeypatch):
     torch.testing.assert_close(whole[0], expected.detach())
     for a, b in zip(whole, blocked, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_fit_refuses_an_empty_training_set(tmp_path):
+    """A split whose cut-offs fall before every event (a wrong time unit, say) must not "train" with loss 0."""
+    histories = [[1, 2, 3, 4], [2, 3, 4, 1]]
+    splits = [[1, 1, 2, 2], [1, 2, 2, 2]]
+    data = SplitData.load(write_split_export(tmp_path / "export", histories, splits, num_items=4))
+    model = build_model("gru4rec", data.num_items, **SMALL)
+    with pytest.raises(ValueError, match="nothing to train on: the split has 0 training events"):
+        fit(model, data, TrainConfig(epochs=1, batch_size=2))

@@ -4,11 +4,9 @@ the Parquet export the trainers read). All four write the warehouse, so they sha
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import dagster as dg
-import duckdb as duckdb_lib
-from dagster_duckdb import DuckDBResource
+import duckdb
 
 from pipelines.data import checks
 from pipelines.data.config import EventsConfig, RawEventsConfig, SplitsConfig
@@ -16,30 +14,46 @@ from pipelines.data.events import build_events
 from pipelines.data.export import write_export
 from pipelines.data.ingest import ingest
 from pipelines.data.metadata import history_length_table
-from pipelines.data.resources import POOL
+from pipelines.data.resources import POOL, Warehouse
 from pipelines.data.splits import build_splits
 from pipelines.data.sql import fetch_one, run_sql
+from pipelines.data.table_writes import record_write, require_written_by
+from pipelines.lineage import upstream
 from pipelines.paths import ProjectPaths
 
 GROUP = "data"
 
 
 @contextmanager
-def _connect(resource: DuckDBResource) -> Iterator[duckdb_lib.DuckDBPyConnection]:
-    """A warehouse connection that is closed even when the step fails (the resource only closes on success)."""
-    if resource.database != ":memory:":
-        Path(resource.database).parent.mkdir(parents=True, exist_ok=True)
-    with resource.get_connection() as con:
-        try:
-            yield con
-        finally:
-            con.close()
+def _writing(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, dataset: str
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The dataset's warehouse, recording on success that this run wrote this asset's tables."""
+    with warehouse.connect(dataset) as con:
+        yield con
+        record_write(con, context.asset_key.to_user_string(), context.run_id)
+
+
+@contextmanager
+def _building_on(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, upstream_asset: str
+) -> Iterator[tuple[str, duckdb.DuckDBPyConnection]]:
+    """The dataset of the upstream materialization this run builds on (its own, else the latest), and its
+    warehouse, after checking that no other run has rewritten the upstream tables since."""
+    source = upstream(context, upstream_asset)
+    dataset = str(source.value("dataset"))
+    context.log.info(f"Building on {upstream_asset} of dataset {dataset!r} from run {source.run_id}.")
+    with _writing(context, warehouse, dataset) as con:
+        require_written_by(con, source, dataset)
+        yield dataset, con
 
 
 @dg.asset(pool=POOL, group_name=GROUP, kinds={"duckdb"}, check_specs=checks.RAW_EVENTS_CHECKS)
-def raw_events(config: RawEventsConfig, duckdb: DuckDBResource) -> dg.MaterializeResult:
+def raw_events(
+    context: dg.AssetExecutionContext, config: RawEventsConfig, warehouse: Warehouse
+) -> dg.MaterializeResult:
     """Every row of the landing files, validated and normalized (raw ids, ms timestamps, source row id)."""
-    with _connect(duckdb) as con:
+    with _writing(context, warehouse, config.dataset_name) as con:
         summary = ingest(con, config, ProjectPaths.from_env())
         check_results = checks.raw_events_checks(con)
     return dg.MaterializeResult(
@@ -57,13 +71,14 @@ def raw_events(config: RawEventsConfig, duckdb: DuckDBResource) -> dg.Materializ
 
 
 @dg.asset(pool=POOL, group_name=GROUP, kinds={"duckdb"}, deps=[raw_events], check_specs=checks.EVENTS_CHECKS)
-def events(config: EventsConfig, duckdb: DuckDBResource) -> dg.MaterializeResult:
+def events(context: dg.AssetExecutionContext, config: EventsConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """Deduplicated, filtered events with dense ids (tables events, user_map, item_map)."""
-    with _connect(duckdb) as con:
+    with _building_on(context, warehouse, "raw_events") as (dataset, con):
         summary = build_events(con, config)
         check_results = checks.events_checks(con, config)
     return dg.MaterializeResult(
         metadata={
+            "dataset": dataset,
             "row_count": summary.events,
             "users": summary.users,
             "items": summary.items,
@@ -77,33 +92,51 @@ def events(config: EventsConfig, duckdb: DuckDBResource) -> dg.MaterializeResult
 
 
 @dg.asset(pool=POOL, group_name=GROUP, kinds={"duckdb"}, deps=[events], check_specs=checks.SEQUENCES_CHECKS)
-def sequences(duckdb: DuckDBResource) -> dg.MaterializeResult:
+def sequences(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """One row per user: item ids and timestamps in time order."""
-    with _connect(duckdb) as con:
+    with _building_on(context, warehouse, "events") as (dataset, con):
         run_sql(con, "sequences")
         events_count, users, items = fetch_one(con, "events_stats")
         lengths = history_length_table(con)
         check_results = checks.sequences_checks(con)
     return dg.MaterializeResult(
-        metadata={"row_count": users, "events": events_count, "items": items, "history_lengths": lengths},
+        metadata={
+            "dataset": dataset,
+            "row_count": users,
+            "events": events_count,
+            "items": items,
+            "history_lengths": lengths,
+        },
         check_results=check_results,
     )
 
 
 @dg.asset(pool=POOL, group_name=GROUP, kinds={"duckdb", "parquet"}, deps=[sequences], check_specs=checks.SPLITS_CHECKS)
-def splits(config: SplitsConfig, duckdb: DuckDBResource) -> dg.MaterializeResult:
-    """Train/validation/test labels per event, exported for the trainers to ``data/exports/<dataset>/``."""
-    with _connect(duckdb) as con:
+def splits(context: dg.AssetExecutionContext, config: SplitsConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Train/validation/test labels per event, exported for the trainers to ``data/exports/<dataset>/``.
+
+    The export is replaced only when every check passes: a nonsense split never reaches the trainers.
+    """
+    with _building_on(context, warehouse, "sequences") as (dataset, con):
         summary = build_splits(con, config)
         check_results = checks.splits_checks(con, summary)
-        (dataset,) = fetch_one(con, "dataset_name")
         lengths = history_length_table(con)
-        export_path, metadata = write_export(con, dataset, summary)
+        failed = [result.check_name for result in check_results if not result.passed]
+        if failed:
+            context.log.error(f"Checks {failed} failed: the export of {dataset!r} was left as it was.")
+            export = {"export_written": False}
+        else:
+            version, metadata = write_export(con, dataset, summary)
+            export = {
+                "export_written": True,
+                "export_path": dg.MetadataValue.path(str(version)),
+                "export_link": dg.MetadataValue.path(str(ProjectPaths.from_env().export(dataset))),
+                "fingerprint": metadata["fingerprint"],
+            }
     return dg.MaterializeResult(
         metadata={
             "dataset": dataset,
-            "export_path": dg.MetadataValue.path(str(export_path)),
-            "fingerprint": metadata["fingerprint"],
+            **export,
             "row_count": summary.num_users,
             "num_items": summary.num_items,
             "split_mode": summary.mode,

@@ -32,6 +32,8 @@ SPLITS_CHECKS = specs(
     "splits",
     ("no_train_event_at_or_after_cutoff", "No train event at or after t1; targets inside their window."),
     ("splits_disjoint_and_complete", "Every event has exactly one label in {0, 1, 2}."),
+    ("train_events_not_empty", "At least one training event (a wrong time unit or split date leaves none)."),
+    ("targets_not_empty", "At least one validation and one test target."),
 )
 
 
@@ -88,4 +90,13 @@ def splits_checks(con: duckdb.DuckDBPyConnection, summary: SplitSummary) -> list
         unlabelled_events=unlabelled,
         missing_users=missing_users,
     )
-    return [cutoff, complete]
+    populated = [
+        _result("train_events_not_empty", summary.num_train_events > 0, num_train_events=summary.num_train_events),
+        _result(
+            "targets_not_empty",
+            summary.num_valid_targets > 0 and summary.num_test_targets > 0,
+            num_valid_targets=summary.num_valid_targets,
+            num_test_targets=summary.num_test_targets,
+        ),
+    ]
+    return [cutoff, complete, *populated]

@@ -17,14 +17,28 @@ Every field has a default, so no config at all materializes the synthetic defaul
 
 ``raw_events`` (what to ingest):
 - ``source``: which parser reads the landing folder.
-- ``dataset``: the export's name (``data/exports/<dataset>/``); empty = the source name.
-- ``landing_dir``: folder of raw files; empty = ``RECMAMBA_HOME/data/landing/<source>``.
-- ``file_glob``: which files in it; empty = the source's usual pattern (``*.csv``, ``*.txt``, ...).
+- ``dataset``: the export's name (``data/exports/<dataset>/``); empty = the source name. 1-64 letters,
+  digits, ``_``, ``.`` or ``-``, starting with a letter or digit (it becomes a folder and file name).
+- ``landing_dir``: folder of raw files, relative to ``RECMAMBA_HOME/data/landing`` (an absolute path must
+  lie inside it too, after following symlinks); empty = ``RECMAMBA_HOME/data/landing/<source>``.
+- ``file_glob``: which files in it, a relative pattern without ``..``; empty = the source's usual patterns
+  (``*.csv`` and ``*.csv.gz``, ``*.txt``, ...). Files whose name starts with ``.`` or ends in ``.part`` or
+  ``.tmp`` are never read: a writer publishes a file by writing ``<name>.part`` and renaming it. A file that
+  changes while it is read fails the run; a symlink to a file outside the landing folder is refused.
 - ``kuairand_interactions``: which exposures count: ``all``, ``click`` (is_click = 1), ``long_view``.
 - ``lfm1b_item``: LFM-1b item level, ``track`` or ``artist``.
-- ``csv_user_column``, ``csv_item_column``, ``csv_time_column``, ``csv_delimiter``: column mapping of a
-  headed CSV (also the column names of a Parquet source); ``time_unit``: ``s`` or ``ms`` for
-  csv/parquet timestamps (MovieLens is always seconds).
+- ``csv_user_column``, ``csv_item_column``, ``csv_time_column``: column mapping of a csv or Parquet source
+  (three different columns); ``csv_delimiter``: one character. Text ids are trimmed of leading and trailing
+  spaces; an id with a control character (NUL, tab, ...) is an error.
+- ``csv_header``: whether csv files start with a header line; without one, ``csv_columns`` names the
+  file's columns by position (e.g. ``[user, item, category, behavior, ts]``) and the mapping refers to them.
+- ``filter_column``, ``filter_values``: csv/Parquet rows are kept only where this column's value is one of
+  ``filter_values`` (e.g. ``behavior`` in ``[buy]``); empty = keep every row.
+- ``time_unit``: ``s``, ``ms``, ``us`` or ``ns`` for numeric csv/Parquet timestamps (MovieLens is always
+  seconds); a Parquet timestamp or date column is read as it is.
+- ``min_timestamp``, ``max_timestamp``: the plausible range (ISO dates or datetimes, UTC); a timestamp
+  outside it fails the run naming file, line and column, usually a wrong ``time_unit``. Empty
+  ``max_timestamp`` = one day after now.
 - ``seed``, ``synthetic_scale``, ``synthetic_layout`` (``kuairand`` or ``lfm1b`` files), and the
   overrides ``synthetic_users``, ``synthetic_items``, ``synthetic_min_events``, ``synthetic_max_events``
   (0 = take the value from the scale preset).
@@ -39,9 +53,14 @@ filters until neither removes anything).
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import dagster as dg
+from pydantic import Field, field_validator, model_validator
+
+from pipelines.data.sources.timestamps import utc_ms
+from pipelines.paths import check_dataset_name
 
 Source = Literal["synthetic", "kuairand", "lfm1b", "movielens", "csv", "parquet"]
 
@@ -59,7 +78,13 @@ class RawEventsConfig(dg.Config):
     csv_item_column: str = "item_id"
     csv_time_column: str = "timestamp"
     csv_delimiter: str = ","
-    time_unit: Literal["s", "ms"] = "s"
+    csv_header: bool = True
+    csv_columns: list[str] = Field(default_factory=list)
+    filter_column: str = ""
+    filter_values: list[str] = Field(default_factory=list)
+    time_unit: Literal["s", "ms", "us", "ns"] = "s"
+    min_timestamp: str = "1995-01-01"
+    max_timestamp: str = ""
     seed: int = 0
     synthetic_scale: Literal["default", "tiny"] = "default"
     synthetic_layout: Literal["kuairand", "lfm1b"] = "kuairand"
@@ -71,6 +96,73 @@ class RawEventsConfig(dg.Config):
     @property
     def dataset_name(self) -> str:
         return self.dataset or self.source
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_is_a_plain_name(cls, value: str) -> str:
+        """The name becomes folder and file names: ``../x`` or ``/tmp/x`` would write outside the project."""
+        return check_dataset_name(value) if value else value
+
+    @field_validator("file_glob")
+    @classmethod
+    def _glob_stays_in_landing_dir(cls, value: str) -> str:
+        if value.startswith(("/", "\\", "~")) or re.match(r"[A-Za-z]:", value) or ".." in re.split(r"[/\\]", value):
+            raise ValueError(f"file_glob {value[:80]!r} must be a relative pattern without '..' (e.g. '*.csv')")
+        return value
+
+    @field_validator("csv_delimiter")
+    @classmethod
+    def _delimiter_is_one_character(cls, value: str) -> str:
+        if len(value) != 1 or value in {'"', "\n", "\r"}:
+            raise ValueError(f"csv_delimiter {value[:80]!r} must be one character other than a quote or newline")
+        return value
+
+    @field_validator("min_timestamp", "max_timestamp")
+    @classmethod
+    def _is_an_iso_time(cls, value: str) -> str:
+        if value:
+            utc_ms(value)
+        return value
+
+    @model_validator(mode="after")
+    def _mapping_names_three_columns(self) -> RawEventsConfig:
+        mapping = self.column_mapping_fields()
+        for column in dict.fromkeys(mapping.values()):
+            same = [field for field, value in mapping.items() if value == column]
+            if len(same) > 1:
+                raise ValueError(f"{' and '.join(same)} are both {column[:80]!r}: map three different columns")
+        return self
+
+    @model_validator(mode="after")
+    def _headerless_columns_are_named(self) -> RawEventsConfig:
+        if self.csv_header or self.source != "csv":
+            if self.csv_columns:
+                raise ValueError("csv_columns names the columns of headerless csv files: set csv_header: false")
+            return self
+        if not self.csv_columns:
+            raise ValueError("csv_header is false: list the file's columns in order in csv_columns")
+        repeated = next((c for i, c in enumerate(self.csv_columns) if c in self.csv_columns[:i]), None)
+        if repeated is not None:
+            raise ValueError(f"csv_columns names {repeated[:80]!r} twice")
+        for field, column in {**self.column_mapping_fields(), "filter_column": self.filter_column}.items():
+            if column and column not in self.csv_columns:
+                raise ValueError(f"{field} {column[:80]!r} is not one of csv_columns {str(self.csv_columns)[:80]}")
+        return self
+
+    @model_validator(mode="after")
+    def _filter_is_complete(self) -> RawEventsConfig:
+        if bool(self.filter_column) != bool(self.filter_values):
+            raise ValueError("filter_column and filter_values go together: the column and the values to keep")
+        if self.filter_column and self.source not in {"csv", "parquet"}:
+            raise ValueError(f"filter_column applies to csv and parquet sources, not {self.source}")
+        return self
+
+    def column_mapping_fields(self) -> dict[str, str]:
+        return {
+            "csv_user_column": self.csv_user_column,
+            "csv_item_column": self.csv_item_column,
+            "csv_time_column": self.csv_time_column,
+        }
 
 
 class EventsConfig(dg.Config):

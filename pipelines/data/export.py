@@ -1,6 +1,8 @@
 """The trainer's input (ARCHITECTURE.md, Contract 1): ``histories.parquet``, ``item_map.parquet`` and
-``metadata.json`` under ``data/exports/<dataset>/``, written to a temporary folder and renamed into place,
-so a reader sees the old export or the new one, never half of one.
+``metadata.json``, written as an immutable version folder ``data/exports/.versions/<dataset>/<time>-<fingerprint>``;
+the link ``data/exports/<dataset>`` is then swapped to it in one atomic rename. A reader sees the old export
+or the new one, never half of one or none, and a run that trains from a version keeps reading that version
+while later runs export new ones.
 """
 
 from __future__ import annotations
@@ -8,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -20,7 +24,7 @@ import pyarrow.parquet as pq
 
 from pipelines.data.splits import SplitSummary
 from pipelines.data.sql import sql_text
-from pipelines.paths import ProjectPaths
+from pipelines.paths import ProjectPaths, inside
 
 SCHEMA = pa.schema([
     ("user_id", pa.int32()),
@@ -33,11 +37,13 @@ METADATA_KEYS = [
     "num_users", "num_items", "split_mode", "cutoff_valid_ms", "cutoff_test_ms", "num_train_events",
     "num_valid_targets", "num_test_targets", "num_cold_valid_targets", "num_cold_test_targets",
 ]  # fmt: skip
+KEEP_VERSIONS = 3  # the current export and the two before it, for runs still training from them
+TEMPORARY_PREFIX = ".tmp-"
 
 
 def export_dir_for(dataset: str) -> Path:
-    """Where the ``splits`` asset exports ``dataset`` (under ``RECMAMBA_HOME``); trainers read it from here."""
-    return ProjectPaths.from_env().exports / dataset
+    """Where trainers find ``dataset``'s current export: a link to its newest version (under ``RECMAMBA_HOME``)."""
+    return ProjectPaths.from_env().export(dataset)
 
 
 class _ContentHash:
@@ -71,35 +77,70 @@ def contract_metadata(dataset: str, summary: SplitSummary) -> dict:
 
 
 def write_export(con: duckdb.DuckDBPyConnection, dataset: str, summary: SplitSummary) -> tuple[Path, dict]:
-    """Stream the ``splits`` table to Parquet; returns the export folder and its metadata."""
-    target = export_dir_for(dataset)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex}"
+    """Stream the ``splits`` table to a new export version and make it current; returns the version and metadata.
+
+    The caller holds the dataset's warehouse open for writing, so no other process exports this dataset now:
+    temporary folders left by a killed run are removed here.
+    """
+    paths = ProjectPaths.from_env()
+    versions = paths.export_versions(dataset)
+    versions.mkdir(parents=True, exist_ok=True)
+    versions = inside(paths.exports, versions)
+    _remove_leftovers(paths, dataset, versions)
+    tmp = versions / f"{TEMPORARY_PREFIX}{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
-        content = _ContentHash()
-        reader = con.sql(sql_text("export_histories")).to_arrow_reader()
-        with pq.ParquetWriter(tmp / "histories.parquet", SCHEMA) as writer:
-            for batch in reader:
-                batch = batch.cast(SCHEMA)
-                content.update(batch)
-                writer.write_batch(batch)
-        item_map = con.sql(sql_text("export_item_map")).to_arrow_table().cast(ITEM_MAP_SCHEMA)
-        pq.write_table(item_map, tmp / "item_map.parquet")
-        content.update_item_map(item_map)
-        metadata = contract_metadata(dataset, summary)
-        metadata["fingerprint"] = content.hexdigest(metadata)
-        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        _swap_into_place(tmp, target)
-    except BaseException:
+        metadata = _write_files(con, dataset, summary, tmp)
+        version = versions / f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{metadata['fingerprint'][:12]}"
+        tmp.rename(version)
+        _point_link(paths.export(dataset), version)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target, metadata
+    _prune(versions, keep=version)
+    return version, metadata
 
 
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+def _write_files(con: duckdb.DuckDBPyConnection, dataset: str, summary: SplitSummary, folder: Path) -> dict:
+    content = _ContentHash()
+    reader = con.sql(sql_text("export_histories")).to_arrow_reader()
+    with pq.ParquetWriter(folder / "histories.parquet", SCHEMA) as writer:
+        for batch in reader:
+            batch = batch.cast(SCHEMA)
+            content.update(batch)
+            writer.write_batch(batch)
+    item_map = con.sql(sql_text("export_item_map")).to_arrow_table().cast(ITEM_MAP_SCHEMA)
+    pq.write_table(item_map, folder / "item_map.parquet")
+    content.update_item_map(item_map)
+    metadata = contract_metadata(dataset, summary)
+    metadata["fingerprint"] = content.hexdigest(metadata)
+    (folder / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata
+
+
+def _point_link(link: Path, version: Path) -> None:
+    """Make ``link`` point at ``version`` with one rename (a symlink replaced atomically)."""
+    if link.is_dir() and not link.is_symlink():  # an export from before versioning: keep it as a version
+        link.rename(version.parent / f"00000000-legacy-{uuid.uuid4().hex}")  # sorts as the oldest
+    staged = link.parent / f".{link.name}.link-{uuid.uuid4().hex}"
+    staged.symlink_to(os.path.relpath(version, link.parent))
+    os.replace(staged, link)
+
+
+def _prune(versions: Path, keep: Path) -> None:
+    """Remove all but the newest ``KEEP_VERSIONS`` versions (never ``keep``, the current one)."""
+    finished = sorted((p for p in versions.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+    for old in finished[KEEP_VERSIONS:]:
+        if old != keep:
+            shutil.rmtree(inside(versions, old))
+
+
+def _remove_leftovers(paths: ProjectPaths, dataset: str, versions: Path) -> None:
+    """Temporary folders and links of killed runs (also those of the layout before versioning)."""
+    prefixes = tuple(f".{dataset}.{kind}-" for kind in ("tmp", "old", "link"))
+    leftovers = [p for p in versions.iterdir() if p.name.startswith(TEMPORARY_PREFIX)]
+    leftovers += [p for p in paths.exports.iterdir() if p.name.startswith(prefixes)]
+    for path in leftovers:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(inside(paths.exports, path), ignore_errors=True)

@@ -2,7 +2,9 @@
 transaction, so a failed ingest leaves the previously materialized tables as they were.
 
 Each run re-reads the whole landing folder: files that arrived since the last run are picked up, and the
-same files give the same table (row ids follow file-name order, then line order).
+same files give the same table (row ids follow file-name order, then line order). A file that changes
+while it is read, or a timestamp outside the plausible range (usually a wrong time unit), fails the run
+before anything is replaced.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ import duckdb
 
 from pipelines.data.config import RawEventsConfig
 from pipelines.data.sources import generic, kuairand, lfm1b, synthetic
-from pipelines.data.sources.files import landing_files
+from pipelines.data.sources.files import (
+    IngestError,
+    check_unchanged,
+    file_states,
+    landing_files,
+    resolve_landing_dir,
+)
+from pipelines.data.sources.staging import Staged, count_staged, raise_on_implausible_timestamps
+from pipelines.data.sources.timestamps import plausible_window
 from pipelines.data.sql import fetch_one, run_sql
 from pipelines.paths import ProjectPaths
 
@@ -30,38 +40,36 @@ class IngestSummary:
 
 
 def landing_dir_for(config: RawEventsConfig, paths: ProjectPaths) -> Path:
-    return Path(config.landing_dir).expanduser() if config.landing_dir else paths.landing / config.source
+    """The configured folder (relative to the landing root) or the source's own; never outside the root."""
+    return resolve_landing_dir(paths.landing, config.landing_dir, paths.landing / config.source)
 
 
-def default_glob(config: RawEventsConfig) -> str:
+def default_globs(config: RawEventsConfig) -> list[str]:
     if config.source == "synthetic":
         return synthetic.DEFAULT_GLOBS[config.synthetic_layout]
     if config.source == "kuairand":
-        return kuairand.DEFAULT_GLOB
+        return kuairand.DEFAULT_GLOBS
     if config.source == "lfm1b":
-        return lfm1b.DEFAULT_GLOB
+        return lfm1b.DEFAULT_GLOBS
     return generic.DEFAULT_GLOBS[config.source]
 
 
 def ingest(con: duckdb.DuckDBPyConnection, config: RawEventsConfig, paths: ProjectPaths) -> IngestSummary:
     folder = landing_dir_for(config, paths)
-    generated = False
-    if config.source == "synthetic":
-        spec = synthetic.spec_for(
-            config.synthetic_scale,
-            config.seed,
-            config.synthetic_users,
-            config.synthetic_items,
-            config.synthetic_min_events,
-            config.synthetic_max_events,
-        )
-        generated = synthetic.ensure_landing(spec, config.synthetic_layout, folder)
-    files = landing_files(folder, config.file_glob or default_glob(config))
-    _stage(con, config, files)
-    staged = int(fetch_one(con, "stage_count")[0])
+    generated = _write_synthetic(config, folder)
+    files = landing_files(folder, [config.file_glob] if config.file_glob else default_globs(config), paths.landing)
+    before = file_states(files)
+    try:
+        staged = _stage(con, config, files)
+    except IngestError:
+        check_unchanged(before)  # a file being written explains a cut-off row better than the row does
+        raise
+    check_unchanged(before)
+    raise_on_implausible_timestamps(con, staged, plausible_window(config.min_timestamp, config.max_timestamp))
+    staged_rows = count_staged(con)
     con.execute("BEGIN TRANSACTION")
     try:
-        _normalize(con, config)
+        _normalize(con, config, staged)
         run_sql(
             con,
             "dataset_info",
@@ -75,35 +83,63 @@ def ingest(con: duckdb.DuckDBPyConnection, config: RawEventsConfig, paths: Proje
         con.execute("ROLLBACK")
         raise
     rows = int(fetch_one(con, "count_raw_events")[0])
-    return IngestSummary(config.dataset_name, folder, len(files), staged, rows, generated)
+    return IngestSummary(config.dataset_name, folder, len(files), staged_rows, rows, generated)
+
+
+def _write_synthetic(config: RawEventsConfig, folder: Path) -> bool:
+    if config.source != "synthetic":
+        return False
+    spec = synthetic.spec_for(
+        config.synthetic_scale,
+        config.seed,
+        config.synthetic_users,
+        config.synthetic_items,
+        config.synthetic_min_events,
+        config.synthetic_max_events,
+    )
+    return synthetic.ensure_landing(spec, config.synthetic_layout, folder)
 
 
 def _layout(config: RawEventsConfig) -> str:
     return config.synthetic_layout if config.source == "synthetic" else config.source
 
 
-def _stage(con: duckdb.DuckDBPyConnection, config: RawEventsConfig, files: list[Path]) -> None:
+def _mapping(config: RawEventsConfig) -> generic.ColumnMapping:
+    return generic.ColumnMapping(
+        config.csv_user_column,
+        config.csv_item_column,
+        config.csv_time_column,
+        config.filter_column,
+        tuple(config.filter_values),
+    )
+
+
+def _stage(con: duckdb.DuckDBPyConnection, config: RawEventsConfig, files: list[Path]) -> Staged:
     layout = _layout(config)
-    mapping = {"user_raw": config.csv_user_column, "item_raw": config.csv_item_column, "ts_raw": config.csv_time_column}
     if layout == "kuairand":
-        kuairand.stage(con, files)
-    elif layout == "lfm1b":
-        lfm1b.stage(con, files, config.lfm1b_item)
-    elif layout == "movielens":
-        generic.stage_movielens(con, files)
-    elif layout == "csv":
-        generic.stage_csv_mapped(con, files, mapping, config.csv_delimiter)
-    else:
-        generic.stage_parquet(con, files, mapping)
+        return kuairand.stage(con, files)
+    if layout == "lfm1b":
+        return lfm1b.stage(con, files, config.lfm1b_item)
+    if layout == "movielens":
+        return generic.stage_movielens(con, files)
+    if layout == "csv":
+        return generic.stage_csv_mapped(
+            con,
+            files,
+            _mapping(config),
+            delimiter=config.csv_delimiter,
+            header=config.csv_header,
+            names=config.csv_columns,
+            time_unit=config.time_unit,
+        )
+    return generic.stage_parquet(con, files, _mapping(config), config.time_unit)
 
 
-def _normalize(con: duckdb.DuckDBPyConnection, config: RawEventsConfig) -> None:
+def _normalize(con: duckdb.DuckDBPyConnection, config: RawEventsConfig, staged: Staged) -> None:
     layout = _layout(config)
     if layout == "kuairand":
         kuairand.normalize(con, config.kuairand_interactions)
-    elif layout == "lfm1b":
-        lfm1b.normalize(con)
-    elif layout == "movielens":
-        generic.normalize(con, "s")
+    elif layout in {"csv", "parquet"}:
+        generic.normalize_mapped(con, staged, _mapping(config))
     else:
-        generic.normalize(con, config.time_unit)
+        generic.normalize(con, staged.time_unit)

@@ -28,7 +28,7 @@ from pipelines.training.split_source import current_split
     description="Quality next to cost for every model of the current split; registers the champion.",
 )
 def model_comparison(context: dg.AssetExecutionContext, mlflow_tracking: MlflowTracking) -> dg.MaterializeResult:
-    split = current_split(context.instance)
+    split = current_split(context)
     runs = mlflow_tracking.runs_of(
         split.dataset, {TAG_SPLIT: split.fingerprint, TAG_KIND: KIND_TRAINING}, status="FINISHED"
     )

@@ -25,7 +25,13 @@ from pipelines.metric_names import (
 from pipelines.paths import ProjectPaths
 from pipelines.resources import MlflowTracking
 from pipelines.training.config import TrainModelConfig
-from pipelines.training.registry import ITEM_MAP_ARTIFACT, adapt_champion, load_champion, registered_name
+from pipelines.training.registry import (
+    ITEM_MAP_ARTIFACT,
+    adapt_champion,
+    load_champion,
+    log_model_files,
+    registered_name,
+)
 from pipelines.training.split_source import CurrentSplit, current_split
 from recmodels import build_model
 from recmodels.data import SplitData
@@ -53,7 +59,7 @@ def build_training_asset(model_name: str) -> dg.AssetsDefinition:
     def train_model(
         context: dg.AssetExecutionContext, config: TrainModelConfig, mlflow_tracking: MlflowTracking
     ) -> dg.MaterializeResult:
-        split = current_split(context.instance)
+        split = current_split(context)
         data = SplitData.load(split.export_dir)
         torch.manual_seed(config.seed)
         model = build_model(model_name, data.num_items, **config.model_overrides(model_name))
@@ -77,9 +83,9 @@ def build_training_asset(model_name: str) -> dg.AssetsDefinition:
                 init_state_dict=init,
             )
             _log_result(result)
-            info = mlflow.pytorch.log_model(model, name="model", serialization_format="pickle")
+            model_uri = log_model_files(mlflow_tracking.client, model, model_name)
             mlflow.log_artifact(str(split.export_dir / "item_map.parquet"), Path(ITEM_MAP_ARTIFACT).parent.as_posix())
-            mlflow.set_tag(TAG_MODEL_URI, info.model_uri)
+            mlflow.set_tag(TAG_MODEL_URI, model_uri)
         shutil.rmtree(checkpoints, ignore_errors=True)  # the model now lives in MLflow
         return dg.MaterializeResult(metadata=_metadata(result, mlflow_tracking.run_url(run), split))
 

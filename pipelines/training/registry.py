@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import pyarrow.parquet as pq
 import torch
 from mlflow.exceptions import MlflowException
 
+from pipelines.metric_names import TAG_MODEL_URI
+from pipelines.resources import filter_literal
+from recmodels import build_model
+from recmodels.models import SequentialRecommender
+
 CHAMPION = "champion"
 ITEM_TABLE = "item_embedding.weight"  # the only item-indexed tensor: output scores are tied to it
 ITEM_MAP_ARTIFACT = "data/item_map.parquet"  # logged by every training run next to its model
+# A logged model is these two files, not a pickle: loading one never runs code from the store.
+STATE_DICT_FILE = "state_dict.pt"
+CONFIG_FILE = "config.json"
 
 
 def registered_name(dataset: str, model: str | None = None) -> str:
@@ -19,10 +31,39 @@ def registered_name(dataset: str, model: str | None = None) -> str:
     return f"{dataset}-{model or 'best'}"
 
 
+def log_model_files(client: mlflow.MlflowClient, model: SequentialRecommender, model_name: str) -> str:
+    """Log the active run's model as an MLflow logged model of weights and config; returns its ``models:/`` URI."""
+    logged = mlflow.initialize_logged_model(name=model_name)
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(model.state_dict(), Path(folder) / STATE_DICT_FILE)
+        config = {"model": model_name, "num_items": model.num_items, "config": dataclasses.asdict(model.config)}
+        (Path(folder) / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        client.log_model_artifacts(logged.model_id, folder)
+    mlflow.finalize_logged_model(logged.model_id, "READY")
+    return logged.model_uri
+
+
+def load_model_files(model_uri: str) -> SequentialRecommender:
+    """The model logged at ``model_uri`` (``models:/...``), rebuilt from its config with its weights."""
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    model = build_model(config["model"], config["num_items"], **config["config"])
+    model.load_state_dict(_load_weights(folder))
+    return model
+
+
+def _load_weights(folder: Path) -> dict[str, torch.Tensor]:
+    return torch.load(folder / STATE_DICT_FILE, map_location="cpu", weights_only=True)
+
+
 def register_champion(client: mlflow.MlflowClient, name: str, run_id: str) -> str:
     """Register the run's model under ``name`` (once per run) and point ``champion`` at it; returns the version."""
-    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-    version = existing[0].version if existing else mlflow.register_model(f"runs:/{run_id}/model", name).version
+    query = f"name = {filter_literal(name)} and run_id = {filter_literal(run_id)}"
+    existing = client.search_model_versions(query)
+    if existing:
+        version = existing[0].version
+    else:
+        version = mlflow.register_model(client.get_run(run_id).data.tags[TAG_MODEL_URI], name).version
     client.set_registered_model_alias(name, CHAMPION, version)
     return str(version)
 
@@ -41,9 +82,9 @@ def load_champion(client: mlflow.MlflowClient, name: str) -> Champion | None:
         version = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None
-    model = mlflow.pytorch.load_model(f"models:/{name}@{CHAMPION}", map_location="cpu")
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@{CHAMPION}"))
     item_map = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=ITEM_MAP_ARTIFACT)
-    return Champion(model.state_dict(), pq.read_table(item_map)["item_raw"].to_pylist())
+    return Champion(_load_weights(folder), pq.read_table(item_map)["item_raw"].to_pylist())
 
 
 def adapt_champion(

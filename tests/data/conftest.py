@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from pipelines.data.assets import DATA_ASSETS
-from pipelines.data.resources import warehouse_resource
+from pipelines.data.resources import Warehouse
 from pipelines.paths import ProjectPaths
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -23,16 +23,19 @@ def paths(project_home: Path) -> ProjectPaths:
 
 
 def materialize(run_config: dict, selection: str = "*splits", raise_on_error: bool = True):
-    """Materialize the data assets under the current RECMAMBA_HOME (config of unselected assets dropped)."""
+    """Materialize the data assets under the current RECMAMBA_HOME and DAGSTER_HOME, so that one test's runs
+    build on each other as a user's do (config of unselected assets dropped)."""
     if not selection.startswith("*"):
         run_config = {k: v for k, v in run_config.items() if k == selection}
-    return dg.materialize(
-        DATA_ASSETS,
-        selection=selection,
-        resources={"duckdb": warehouse_resource()},
-        run_config={"ops": run_config},
-        raise_on_error=raise_on_error,
-    )
+    with dg.DagsterInstance.get() as instance:
+        return dg.materialize(
+            DATA_ASSETS,
+            selection=selection,
+            resources={"warehouse": Warehouse()},
+            run_config={"ops": run_config},
+            raise_on_error=raise_on_error,
+            instance=instance,
+        )
 
 
 def ops_config(**per_asset: dict) -> dict:
@@ -54,8 +57,13 @@ def kuairand_config(folder: Path, **events: object) -> dict:
     )
 
 
-def table(paths: ProjectPaths, query: str) -> list[tuple]:
-    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+def table(paths: ProjectPaths, query: str, dataset: str | None = None) -> list[tuple]:
+    """Rows of ``query`` on ``dataset``'s warehouse (default: the only dataset this test has written)."""
+    if dataset is None:
+        [database] = paths.warehouses.glob("*.duckdb")
+    else:
+        database = paths.warehouse(dataset)
+    with duckdb.connect(str(database), read_only=True) as con:
         return con.execute(query).fetchall()
 
 

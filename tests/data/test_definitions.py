@@ -1,9 +1,7 @@
 """The code location exposes the data assets, their blocking checks, the resource and the writer pool."""
 
-import dagster as dg
-
 from pipelines.data.assets import DATA_ASSETS
-from pipelines.data.resources import POOL
+from pipelines.data.resources import POOL, Warehouse
 from pipelines.definitions import defs
 
 
@@ -18,8 +16,8 @@ def test_every_warehouse_writer_shares_one_pool():
 
 def test_every_check_is_blocking():
     specs = [spec for asset in DATA_ASSETS for spec in asset.check_specs]
-    assert len(specs) == 7 and all(spec.blocking for spec in specs)
+    assert len(specs) == 9 and all(spec.blocking for spec in specs)
 
 
-def test_duckdb_resource_is_keyed_duckdb():
-    assert isinstance(defs.resources["duckdb"], dg.ConfigurableResource)
+def test_warehouse_resource_is_keyed_warehouse():
+    assert isinstance(defs.resources["warehouse"], Warehouse)

@@ -1,7 +1,6 @@
 """The data assets end to end on real files: tables, checks, the Contract 1 export, re-runs."""
 
 import json
-import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -36,12 +35,12 @@ def test_tiny_synthetic_fills_every_table_and_passes_every_check(paths):
     result = materialize(TINY)
     assert result.success
     outcomes = check_outcomes(result)
-    assert len(outcomes) == 7 and all(outcomes.values())
+    assert len(outcomes) == 9 and all(outcomes.values())
     for name in ("raw_events", "events", "user_map", "item_map", "sequences", "splits"):
         assert table(paths, f"SELECT count(*) FROM {name}")[0][0] > 0
     meta = result.asset_materializations_for_node("splits")[0].metadata
     assert meta["dataset"].value == "synthetic"
-    assert meta["export_path"].value == str(export_dir_for("synthetic"))
+    assert meta["export_path"].value == str(export_dir_for("synthetic").resolve())
 
 
 def test_export_follows_contract_1(paths):
@@ -102,7 +101,7 @@ def test_equal_timestamps_keep_source_row_order(paths):
     (folder / "a.csv").write_text("u,i,t\nx,c,5\nx,a,5\nx,b,5\nx,d,1\n")
     config = ops_config(
         raw_events={"source": "csv", "landing_dir": str(folder), "csv_user_column": "u",
-                    "csv_item_column": "i", "csv_time_column": "t"},
+                    "csv_item_column": "i", "csv_time_column": "t", "min_timestamp": "1970-01-01"},
         events={"min_events_per_user": 1},
         splits={"mode": "leave_one_out"},
     )  # fmt: skip
@@ -186,7 +185,8 @@ def test_parquet_source_with_column_mapping(paths):
         )
     config = ops_config(
         raw_events={"source": "parquet", "landing_dir": str(folder), "csv_user_column": "who",
-                    "csv_item_column": "what", "csv_time_column": "when", "time_unit": "ms"},
+                    "csv_item_column": "what", "csv_time_column": "when", "time_unit": "ms",
+                    "min_timestamp": "1970-01-01"},
         events={"min_events_per_user": 1},
         splits={"mode": "leave_one_out"},
     )  # fmt: skip
@@ -196,9 +196,12 @@ def test_parquet_source_with_column_mapping(paths):
 
 def test_export_is_replaced_as_a_whole(paths):
     materialize(TINY)
-    stale = export_dir_for("synthetic") / "stale.txt"
+    first = export_dir_for("synthetic").resolve()
+    stale = first / "stale.txt"
     stale.write_text("left from an older export")
     materialize(TINY)
-    assert not stale.exists()
-    assert not [p for p in export_dir_for("synthetic").parent.iterdir() if p.name.startswith(".")]
-    shutil.rmtree(export_dir_for("synthetic"))
+    current = export_dir_for("synthetic").resolve()
+    assert current != first and not (current / "stale.txt").exists()
+    assert stale.exists()  # a run still training from the older version keeps it
+    assert not [p for p in paths.exports.iterdir() if p.name.startswith(".synthetic")]
+    assert not [p for p in current.parent.iterdir() if p.name.startswith(".")]

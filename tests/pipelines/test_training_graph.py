@@ -25,7 +25,7 @@ from pipelines.metric_names import (
 from pipelines.paths import PROJECT_DIR, ProjectPaths
 from pipelines.resources import TAG_RUN
 from pipelines.training.assets import MODEL_NAMES
-from pipelines.training.registry import CHAMPION, registered_name
+from pipelines.training.registry import CHAMPION, load_model_files, registered_name
 
 SMOKE = yaml.safe_load((PROJECT_DIR / "configs" / "smoke.yaml").read_text())
 COST_KEYS = ("train_seconds_per_epoch", "train_seconds_total", "eval_seconds", "peak_memory_mb",
@@ -75,7 +75,7 @@ def test_smoke_graph_logs_one_run_per_model_with_quality_and_cost(smoke_graph):
         for key in COST_KEYS:
             assert metrics[cost_metric(key)] >= 0.0, key
         assert metrics[cost_metric("num_parameters")] > 0
-        model = mlflow.pytorch.load_model(run.data.tags[TAG_MODEL_URI])
+        model = load_model_files(run.data.tags[TAG_MODEL_URI])
         assert model.config.d_model == SMOKE["ops"][f"model_{run.data.tags[TAG_MODEL]}"]["config"]["d_model"]
 
 
@@ -93,7 +93,7 @@ def test_comparison_registers_a_champion_and_writes_its_artifacts(smoke_graph):
     )[0]
     artifacts = {artifact.path for artifact in client.list_artifacts(comparison_run.info.run_id)}
     assert {"comparison.csv", "quality_vs_training_cost.png", "peak_memory.png"} <= artifacts
-    loaded = mlflow.pytorch.load_model(f"models:/{registered_name('synthetic')}@{CHAMPION}")
+    loaded = load_model_files(f"models:/{registered_name('synthetic')}@{CHAMPION}")
     assert loaded.config.d_model == SMOKE["ops"]["model_recmamba"]["config"]["d_model"]
 
 

@@ -1,43 +1,100 @@
-"""Landing-folder files and the checks that turn bad input into one-line errors naming file, line, column.
+"""Landing-folder files: which ones are read, whether they are safe and complete, and what their header says.
 
-Cheap checks (empty file, header, truncated last line) read only the first and last bytes in Python;
-the parse itself is DuckDB's, whose rejected rows are reported here instead of being dropped.
+A run config must not be a way to read arbitrary files of the machine, so every folder and file resolves
+(symlinks followed) inside the landing folder. Writers publish files by renaming ``<name>.part``; a file
+that still changes while DuckDB reads it fails the run instead of loading a cut-off last row. Checks here
+read only a file's first and last bytes; DuckDB does the parsing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import gzip
 from pathlib import Path
+from typing import BinaryIO
 
-import duckdb
-
-from pipelines.data.sql import fetch_one, run_sql
+MAX_QUOTED = 80  # characters of a config value or of file content an error message quotes at most
+MAX_HEADER_BYTES = 1 << 20
+UNPUBLISHED_SUFFIXES = (".part", ".tmp")
+PUBLISH_HINT = "publish files by writing {name}.part and renaming"
 
 
 class IngestError(ValueError):
     """Raw input that cannot be ingested; the message is one line: file, line/row, column, problem."""
 
 
-@dataclass(frozen=True)
-class ColumnLabels:
-    """Maps the staging names (``user_raw``, ...) back to the names a user sees in the file."""
-
-    labels: dict[str, str]
-    first_data_line: int  # 2 after a header, 1 without one; 0 counts Parquet rows from zero
-    unit: str = "line"
-
-    def label(self, column: str | None) -> str:
-        return self.labels.get(column or "", column or "?")
+def clip(text: object, limit: int = MAX_QUOTED) -> str:
+    """``text`` cut to ``limit`` characters, so an error never echoes a file (or a pasted secret) at length."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def landing_files(folder: Path, pattern: str) -> list[Path]:
-    """The files to ingest, in name order (which fixes the source row ids of equal timestamps)."""
+def resolve_landing_dir(root: Path, landing_dir: str, default: Path) -> Path:
+    """The folder to read: ``landing_dir`` (relative to the landing root ``root``) or ``default``.
+
+    It must resolve inside ``root`` after following symlinks.
+    """
+    folder = root / Path(landing_dir).expanduser() if landing_dir else default
+    if not folder.resolve().is_relative_to(root.resolve()):
+        shown = clip(landing_dir or default)
+        raise IngestError(f"landing_dir {shown!r}: outside the landing folder {root}; put raw files under it")
+    return folder
+
+
+def is_published(relative: Path) -> bool:
+    """False for hidden files and for ``.part``/``.tmp`` files a writer has not renamed into place yet."""
+    hidden = any(part.startswith(".") for part in relative.parts)
+    return not hidden and not relative.name.endswith(UNPUBLISHED_SUFFIXES)
+
+
+def landing_files(folder: Path, patterns: list[str], root: Path) -> list[Path]:
+    """The published files matching any of ``patterns``, in name order (which fixes the source row ids of
+    equal timestamps); a symlink leading out of the landing folder ``root`` is an error."""
     if not folder.is_dir():
         raise IngestError(f"{folder}: landing folder does not exist")
-    files = sorted(p for p in folder.glob(pattern) if p.is_file())
+    matches = {p for pattern in patterns for p in folder.glob(pattern)}
+    files = sorted(p for p in matches if p.is_file() and is_published(p.relative_to(folder)))
     if not files:
-        raise IngestError(f"{folder}: no files match {pattern!r}")
+        raise IngestError(f"{folder}: no files match {clip(' or '.join(patterns))!r}")
+    resolved_root = root.resolve()
+    for path in files:
+        if not path.resolve().is_relative_to(resolved_root):
+            raise IngestError(f"{path}: links to a file outside the landing folder {root}; copy the file in instead")
     return files
+
+
+def file_states(files: list[Path]) -> dict[Path, tuple[int, int]]:
+    """Size and modification time of each file, taken before anything reads it."""
+    states = {}
+    for path in files:
+        stat = path.stat()
+        states[path] = (stat.st_size, stat.st_mtime_ns)
+    return states
+
+
+def check_unchanged(before: dict[Path, tuple[int, int]]) -> None:
+    """A file appended to or rewritten while it was read may have given a cut-off row: refuse the run."""
+    for path, (size, mtime_ns) in before.items():
+        try:
+            now = path.stat()
+        except FileNotFoundError:
+            raise IngestError(f"{path}: removed while being read; {PUBLISH_HINT.format(name=path.name)}") from None
+        if (now.st_size, now.st_mtime_ns) != (size, mtime_ns):
+            change = f"size {size} -> {now.st_size}"
+            raise IngestError(f"{path}: changed while being read ({change}); {PUBLISH_HINT.format(name=path.name)}")
+
+
+def is_compressed(path: Path) -> bool:
+    return path.suffix in {".gz", ".zst"}
+
+
+def open_binary(path: Path) -> BinaryIO:
+    """The file's bytes, decompressed for ``.gz`` (DuckDB decompresses the same files on its own)."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    if path.suffix == ".zst":
+        raise IngestError(f"{path}: zstd-compressed files are not supported; compress with gzip (.gz) instead")
+    return path.open("rb")
 
 
 def check_not_empty(path: Path) -> None:
@@ -46,7 +103,12 @@ def check_not_empty(path: Path) -> None:
 
 
 def check_complete_last_line(path: Path) -> None:
-    """A file cut off mid-write ends without a newline; its last value may look valid but be truncated."""
+    """A file cut off mid-write ends without a newline; its last value may look valid but be truncated.
+
+    Compressed files are left to DuckDB, which fails on a truncated stream.
+    """
+    if is_compressed(path):
+        return
     with path.open("rb") as f:
         f.seek(-1, 2)
         if f.read(1) == b"\n":
@@ -57,13 +119,22 @@ def check_complete_last_line(path: Path) -> None:
 
 
 def read_header(path: Path, delimiter: str) -> list[str]:
-    with path.open("rb") as f:
-        first = f.readline()
+    """The column names of the first line, parsed as CSV (a quoted name may hold the delimiter), without a
+    UTF-8 byte order mark; a name given twice is an error, as columns are then ambiguous."""
     try:
-        text = first.decode("utf-8")
+        with open_binary(path) as f:
+            first = f.readline(MAX_HEADER_BYTES)
+    except (OSError, EOFError) as e:
+        raise IngestError(f"{path}: line 1: cannot read the header ({clip(e)})") from None
+    try:
+        text = first.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise IngestError(f"{path}: line 1: header is not valid UTF-8 (byte {e.start})") from None
-    return [name.strip().strip('"') for name in text.rstrip("\r\n").split(delimiter)]
+    names = [name.strip() for name in next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter), [])]
+    for position, name in enumerate(names):
+        if name in names[:position]:
+            raise IngestError(f"{path}: line 1: column {clip(name)!r} appears twice in the header")
+    return names
 
 
 def check_header(path: Path, delimiter: str, expected: list[str]) -> None:
@@ -74,65 +145,7 @@ def check_header(path: Path, delimiter: str, expected: list[str]) -> None:
     if missing:
         raise IngestError(f"{path}: line 1: column {missing[0]!r} missing from header")
     if extra:
-        raise IngestError(f"{path}: line 1: column {extra[0]!r} not expected (expected {expected})")
+        raise IngestError(f"{path}: line 1: column {clip(extra[0])!r} not expected (expected {expected})")
     for position, (want, got) in enumerate(zip(expected, found, strict=True), start=1):
         if want != got:
-            raise IngestError(f"{path}: line 1: column {got!r} at position {position}, expected {want!r}")
-
-
-def stage_csv(
-    con: duckdb.DuckDBPyConnection,
-    files: list[Path],
-    *,
-    header: bool,
-    delimiter: str,
-    columns: dict[str, str],
-    labels: ColumnLabels,
-) -> None:
-    """Parse CSV files into ``raw_stage``, or raise an IngestError for the first bad file, row or value."""
-    for path in files:
-        check_not_empty(path)
-        check_complete_last_line(path)
-    run_sql(con, "stage_csv", files=[str(f) for f in files], header=header, delimiter=delimiter, columns=columns)
-    raise_on_rejects(con, labels)
-    raise_on_header_only_files(con, files, labels)
-    raise_on_bad_values(con, labels)
-
-
-def raise_on_rejects(con: duckdb.DuckDBPyConnection, labels: ColumnLabels) -> None:
-    """Turn the first row the CSV parser rejected into an IngestError."""
-    row = next(iter(run_sql(con, "stage_rejects").fetchall()), None)
-    if row is None:
-        return
-    path, line, column, error_type, csv_line, message = row
-    problem = {
-        "CAST": f"cannot parse {csv_line!r}: {message}",
-        "MISSING COLUMNS": f"too few columns ({message})",
-        "TOO MANY COLUMNS": f"too many columns ({message})",
-        "INVALID UNICODE": "invalid UTF-8 bytes",
-        "INVALID ENCODING": "invalid UTF-8 bytes",
-        "UNQUOTED VALUE": "badly quoted value",
-    }.get(error_type, f"{error_type}: {message}")
-    problem = " ".join(problem.split())
-    raise IngestError(f"{path}: line {line}: column {labels.label(column)!r}: {problem}")
-
-
-def raise_on_header_only_files(con: duckdb.DuckDBPyConnection, files: list[Path], labels: ColumnLabels) -> None:
-    row = next(iter(run_sql(con, "stage_empty_files", files=[str(f) for f in files]).fetchall()), None)
-    if row is not None:
-        raise IngestError(f"{row[0]}: {labels.unit} {labels.first_data_line}: no data rows")
-
-
-def raise_on_bad_values(con: duckdb.DuckDBPyConnection, labels: ColumnLabels) -> None:
-    """NULL ids and NULL or negative timestamps are errors, never silently dropped rows."""
-    row = next(iter(run_sql(con, "stage_bad_value").fetchall()), None)
-    if row is None:
-        return
-    path, offset, column, problem = row
-    what = "negative timestamp" if problem == "negative" else "missing or unparsable value"
-    position = f"{labels.unit} {offset + labels.first_data_line}"
-    raise IngestError(f"{path}: {position}: column {labels.label(column)!r}: {what}")
-
-
-def count_staged(con: duckdb.DuckDBPyConnection) -> int:
-    return int(fetch_one(con, "stage_count")[0])
+            raise IngestError(f"{path}: line 1: column {clip(got)!r} at position {position}, expected {want!r}")

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.data.sources.files import ColumnLabels, check_header, check_not_empty, stage_csv
+from pipelines.data.sources.files import check_header, check_not_empty
+from pipelines.data.sources.staging import Layout, Staged, stage_csv
 from pipelines.data.sql import run_sql
 
-DEFAULT_GLOB = "*.csv"
+DEFAULT_GLOBS = ["*.csv", "*.csv.gz"]
 COLUMNS = [
     "user_id", "video_id", "date", "hourmin", "time_ms", "is_click", "is_like", "is_follow", "is_comment",
     "is_forward", "is_hate", "long_view", "play_time_ms", "duration_ms", "profile_stay_time",
@@ -22,14 +23,15 @@ COLUMNS = [
 STAGE_NAMES = {"user_id": "user_raw", "video_id": "item_raw", "time_ms": "ts_raw"}
 
 
-def stage(con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
-    """Validate and parse KuaiRand files into ``raw_stage`` (every column an integer)."""
+def stage(con: duckdb.DuckDBPyConnection, files: list[Path]) -> Staged:
+    """Validate and parse KuaiRand files into ``raw_stage`` (every column an integer; time_ms in ms)."""
     for path in files:
         check_not_empty(path)
         check_header(path, ",", COLUMNS)
     columns = {STAGE_NAMES.get(name, name): "BIGINT" for name in COLUMNS}
-    labels = ColumnLabels({v: k for k, v in STAGE_NAMES.items()}, first_data_line=2)
-    stage_csv(con, files, header=True, delimiter=",", columns=columns, labels=labels)
+    layout = Layout({v: k for k, v in STAGE_NAMES.items()}, delimiter=",", header=True)
+    stage_csv(con, files, layout=layout, columns=columns)
+    return Staged(layout, "ms", "format")
 
 
 def normalize(con: duckdb.DuckDBPyConnection, interactions: str) -> None:

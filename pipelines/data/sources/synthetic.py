@@ -250,4 +250,4 @@ def ensure_landing(spec: SyntheticSpec, layout: str, folder: Path) -> bool:
     return True
 
 
-DEFAULT_GLOBS = {"kuairand": kuairand.DEFAULT_GLOB, "lfm1b": lfm1b.DEFAULT_GLOB}
+DEFAULT_GLOBS = {"kuairand": kuairand.DEFAULT_GLOBS, "lfm1b": lfm1b.DEFAULT_GLOBS}

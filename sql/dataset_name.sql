@@ -1,1 +1,0 @@
-SELECT dataset FROM dataset_info;

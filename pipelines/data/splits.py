@@ -9,11 +9,11 @@ targets on items never seen in training are reported as cold targets.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import duckdb
 
 from pipelines.data.config import SplitsConfig
+from pipelines.data.sources.timestamps import utc_ms
 from pipelines.data.sql import fetch_one, run_sql
 
 
@@ -33,23 +33,12 @@ class SplitSummary:
     items_first_seen_after_valid_cutoff: int
 
 
-def to_epoch_ms(text: str) -> int:
-    """An ISO date or datetime (UTC unless it says otherwise) in milliseconds since the epoch."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"split date {text!r} is not an ISO date like 2022-05-01 or 2022-05-01T12:00") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
 def cutoffs(con: duckdb.DuckDBPyConnection, config: SplitsConfig) -> tuple[int, int]:
     """``(cutoff_valid_ms, cutoff_test_ms)`` from explicit dates when both are given, else from quantiles."""
     if config.valid_start or config.test_start:
         if not (config.valid_start and config.test_start):
             raise ValueError("give both valid_start and test_start, or neither (to use quantiles)")
-        valid, test = to_epoch_ms(config.valid_start), to_epoch_ms(config.test_start)
+        valid, test = utc_ms(config.valid_start), utc_ms(config.test_start)
     else:
         if not 0.0 < config.valid_quantile <= config.test_quantile <= 1.0:
             raise ValueError(

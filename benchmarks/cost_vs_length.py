@@ -32,13 +32,8 @@ from recmodels.models.gru4rec import GRU4RecConfig  # noqa: E402
 from recmodels.models.linrec import CausalLinearAttention  # noqa: E402
 from recmodels.models.mamba4rec import Mamba4RecBlock, Mamba4RecConfig  # noqa: E402
 from recmodels.models.mamba_mixer import MambaMixer  # noqa: E402
-from recmodels.models.sasrec import (  # noqa: E402
-    CausalSelfAttention,
-    SASRecConfig,
-    TransformerRecommender,
-    merge_heads,
-    split_heads,
-)
+from recmodels.models.sasrec import CausalSelfAttention, SASRecConfig  # noqa: E402
+from recmodels.models.transformer import TransformerRecommender, merge_heads, split_heads  # noqa: E402
 from recmodels.ops.dispatch import backend_for  # noqa: E402
 
 ROWS = ("recmamba", "mamba4rec", "sasrec", "naive_attention", "linrec", "gru4rec")
@@ -77,7 +72,7 @@ def build(row: str, scope: str, length: int, d_model: int) -> nn.Module:
     if row == "mamba4rec":
         return Mamba4RecBlock(Mamba4RecConfig(d_model=d_model, dropout=0.0))
     if row == "sasrec":
-        return CausalSelfAttention(d_model, SASRecConfig().n_heads, 0.0)
+        return CausalSelfAttention(d_model, SASRecConfig().n_heads)
     if row == "naive_attention":
         return NaiveCausalAttention(d_model, SASRecConfig().n_heads)
     if row == "linrec":

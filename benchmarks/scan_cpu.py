@@ -110,7 +110,7 @@ def explicit_attention_forward(self, x, mask):
     """The seed's attention: materialized (L, L) scores, masked, softmax, times V."""
     import torch
 
-    from recmodels.models.sasrec import merge_heads, split_heads
+    from recmodels.models.transformer import merge_heads, split_heads
 
     q, k, v = (split_heads(part, self.n_heads) for part in self.qkv(x).chunk(3, dim=-1))
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, L, L)

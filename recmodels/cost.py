@@ -1,5 +1,5 @@
 """What a training run costs: time per epoch (forward + backward + optimizer step), evaluation time,
-peak memory, throughput and model size, reported with every run."""
+peak memory, throughput, model size and the one-off kernel compile, reported with every run."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import dataclasses
 import resource
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+
+CLEAR_REFS = Path("/proc/self/clear_refs")
+STATUS = Path("/proc/self/status")
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,8 @@ class CostReport:
     peak_memory_mb: float
     train_events_per_second: float
     num_parameters: int
+    # One-off JIT compile / kernel load paid before training (``recmodels.warmup``), kept out of the epochs.
+    compile_seconds: float = 0.0
 
     def as_metrics(self) -> dict[str, float]:
         """The fields as floats under their own names (letters and underscores: MLflow-safe)."""
@@ -31,20 +37,65 @@ def _max_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
-class PeakMemory:
-    """Peak memory of a stretch of work: CUDA max allocated, or on CPU the rise of the process's peak RSS.
+def _status_mb(field: str) -> float:
+    """A ``kB`` line of /proc/self/status (VmHWM, VmRSS) in MB."""
+    for line in STATUS.read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 2**10
+    raise OSError(f"{STATUS} has no {field} line")
 
-    ru_maxrss never goes down, so on CPU we report its increase over the value when the meter started;
-    memory freed before the start and reused later is not counted (an underestimate, never an over-).
+
+def _reset_peak_rss() -> bool:
+    """Set the process's peak RSS (VmHWM) back to its current RSS; False where the kernel refuses.
+
+    Writing 5 to clear_refs does exactly that (Linux >= 4.0, proc(5)); other systems have no such file,
+    and some containers mount /proc read-only.
+    """
+    try:
+        CLEAR_REFS.write_text("5")
+        _status_mb("VmHWM")
+    except OSError:
+        return False
+    return True
+
+
+class PeakMemory:
+    """Peak memory of one stretch of work, from the start (or the last ``reset()``) to ``peak_mb()``.
+
+    ``method`` says what is measured:
+      - ``"cuda"``: ``torch.cuda.max_memory_allocated`` since ``reset_peak_memory_stats``;
+      - ``"vmhwm"`` (Linux CPU): how far the process's resident set size rose above ``start_mb`` (what was
+        resident at the start: interpreter, libraries, data, weights) during the stretch. Starting the
+        meter resets the kernel's high-water mark (VmHWM) to the current RSS, so memory used and freed
+        before the start is not counted, and one process can measure several models one after another;
+      - ``"ru_maxrss_rise"`` (where clear_refs cannot be written: macOS, locked-down containers): the rise
+        of ``ru_maxrss`` over its value at the start. ru_maxrss never goes down, so memory freed before
+        the start and reused during the stretch is missed: an underestimate, never an overestimate, and
+        a later stretch cannot be measured once an earlier one has raised the mark.
+
+    The high-water mark is per process: two meters running at once in one process reset each other.
     """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        self.start_mb = _max_rss_mb()
+        self.method = "cuda" if device.type == "cuda" else "vmhwm" if _reset_peak_rss() else "ru_maxrss_rise"
+        self.start_mb = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stretch: forget every peak reached so far."""
+        if self.method == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start_mb = torch.cuda.memory_allocated(self.device) / 2**20
+        elif self.method == "vmhwm":
+            _reset_peak_rss()
+            self.start_mb = _status_mb("VmRSS")
+        else:
+            self.start_mb = _max_rss_mb()
 
     def peak_mb(self) -> float:
-        if self.device.type == "cuda":
+        if self.method == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
+        if self.method == "vmhwm":
+            return max(0.0, _status_mb("VmHWM") - self.start_mb)
         return max(0.0, _max_rss_mb() - self.start_mb)

@@ -4,12 +4,12 @@ Every position of every training window predicts the next item. An interrupted r
 last checkpoint to exactly the result of an uninterrupted one: shuffling is seeded by (seed, epoch),
 and the checkpoint holds the model, optimizer, RNG states, best weights and progress.
 
-Run standalone: ``python -m recmodels.train --export DIR --model NAME [--epochs N] [--out DIR]``.
+Run standalone: ``python -m recmodels.train recmamba --export DIR [--train.epochs N] [--model.max_len L]``
+(``--help`` lists every field of the run config, ``recmodels/config.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -24,46 +24,29 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import ConfigDict, Field, create_model
+from pydantic_settings import BaseSettings, CliApp, CliSubCommand, SettingsConfigDict, get_subcommand
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.checkpoint import checkpoint
 
 from recmodels.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from recmodels.config import TrainConfig, flatten, run_config_class
 from recmodels.cost import CostReport, PeakMemory
 from recmodels.data import TRAIN, SplitData, iterate_batches, training_windows
+from recmodels.distributed import Ranks, all_sum, barrier, init_from_env, shard_rows, shutdown
+from recmodels.distributed import current as current_ranks
 from recmodels.evaluate import EvalResult, evaluate
+from recmodels.models import MODELS, build_model
 from recmodels.models.base import SequentialRecommender
+from recmodels.threads import apply_thread_budget
+from recmodels.warmup import COMPILED_KERNEL_MODELS, warm_kernel_cache, warm_up
 
-LOSSES = ("ce", "sampled_softmax", "bce")
 # Full-catalogue logits of the ce loss exist a block of rows at a time, about this many bytes, at least
 # CE_MIN_BLOCK_ROWS rows. Small enough to stay under glibc's mmap threshold (32 MB), so a block's memory
 # is reused by the next instead of mapped and page-faulted in again (measured: 23.0 vs 15.7 s per epoch).
 CE_BLOCK_BYTES = 16 * 2**20
 CE_MIN_BLOCK_ROWS = 256
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    loss: str = "ce"
-    num_negatives: int = 256  # sampled_softmax only
-    max_len: int | None = None  # training window; None: the model's max_len
-    grad_clip: float | None = 1.0
-    patience: int = 3  # epochs without a better valid ndcg_10 before stopping; 0 never stops
-    device: str = "auto"
-    seed: int = 0
-    # Validation targets scored after each epoch (a fixed subset, still ranked against every item) so that
-    # early stopping stays cheap; None scores all. The final test always scores every target.
-    eval_max_targets: int | None = None
-    checkpoint_dir: str | Path | None = None
-
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -95,11 +78,14 @@ class FitResult:
         }
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, ranks: Ranks | None = None) -> torch.device:
+    """The training device; under torchrun each CUDA process gets the GPU of its local rank."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("TrainConfig.device is 'cuda' but torch sees no CUDA device")
+        raise RuntimeError("train.device is 'cuda' but torch sees no CUDA device")
+    if name == "cuda" and ranks is not None and ranks.distributed:
+        return torch.device("cuda", ranks.local_rank)
     return torch.device(name)
 
 
@@ -212,29 +198,47 @@ def _checkpoint_payload(model, optimizer, generator, progress: Progress, best_st
 
 def _train_epoch(
     model: SequentialRecommender,
+    network: torch.nn.Module,
     batches,
     loss_fn: NextItemLoss,
     optimizer: torch.optim.Optimizer,
     config: TrainConfig,
     device: torch.device,
+    ranks: Ranks,
 ) -> tuple[float, int]:
-    """One pass over the windows: (mean loss per target, number of targets)."""
+    """One pass over the windows: (mean loss per target, number of targets), over all processes.
+
+    ``network`` is ``model`` or its DistributedDataParallel wrapper; each process trains its rows of every
+    global batch, and its loss is scaled so that the averaged gradient is exactly that of one process's
+    mean loss over the whole global batch.
+    """
     model.train()
     total_loss, total_targets = 0.0, 0
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    for inputs, targets in batches:
+    for global_inputs, global_targets in batches:
+        inputs, targets = shard_rows(global_inputs, global_targets, ranks)
+        if len(inputs) == 0:  # a last batch smaller than the world: take part in the all-reduce with no weight
+            inputs, targets = torch.zeros_like(global_inputs[:1]), torch.zeros_like(global_targets[:1])
         inputs, targets = inputs.to(device), targets.to(device)
+        count = int((targets != 0).sum())
+        global_count = all_sum(count, device)
         with autocast:
-            loss = loss_fn(model, model(inputs), targets)
+            hidden = network(inputs)
+            loss = loss_fn(model, hidden, targets) if count else hidden.sum() * 0.0
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * (count * ranks.world_size / global_count)).backward()
         if config.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
-        count = int((targets != 0).sum())
         total_loss += float(loss.detach()) * count
         total_targets += count
+    total_loss, total_targets = all_sum(total_loss, device), int(all_sum(total_targets, device))
     return total_loss / max(total_targets, 1), total_targets
+
+
+def _data_parallel(model: SequentialRecommender, device: torch.device) -> DistributedDataParallel:
+    """DDP over the process group torchrun started; it broadcasts rank 0's weights, so all ranks start equal."""
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def fit(
@@ -243,19 +247,21 @@ def fit(
     config: TrainConfig,
     on_epoch: Callable[[EpochReport], None] | None = None,
     init_state_dict: dict[str, Tensor] | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> FitResult:
-    """Train, validate each epoch, stop early on valid ndcg_10, restore the best epoch, then test."""
-    device = resolve_device(config.device)
+    """Train, validate each epoch, stop early on valid ndcg_10, restore the best epoch, then test.
+
+    Windows are ``model.config.max_len`` events long; with ``checkpoint_dir`` every epoch is checkpointed
+    there and a run that finds a checkpoint resumes from it."""
+    ranks = current_ranks()
+    device = resolve_device(config.device, ranks)
     seed_everything(config.seed)
     if init_state_dict is not None:
         model.load_state_dict(init_state_dict)
     model.to(device)
     optimizer = build_optimizer(model, config)
     generator = torch.Generator().manual_seed(config.seed)
-    window = config.max_len or model.config.max_len
-    if not model.supports_streaming:  # attention models cannot see past their position table
-        window = min(window, model.config.max_len)
-    windows = training_windows(data, window)
+    windows = training_windows(data, model.config.max_len)
     if len(windows.inputs) == 0:
         raise ValueError(
             f"nothing to train on: the split has {int((data.split == TRAIN).sum())} training events and no user "
@@ -263,7 +269,7 @@ def fit(
         )
     loss_fn = NextItemLoss(config, data.train_item_counts(), generator)
     progress, best_state = Progress(), None
-    path = Path(config.checkpoint_dir) / CHECKPOINT_FILE if config.checkpoint_dir else None
+    path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
     saved = load_checkpoint(path) if path else None
     if saved is not None:
         model.load_state_dict(saved["model"])
@@ -273,6 +279,9 @@ def fit(
         if "cuda_rng" in saved and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(saved["cuda_rng"])
         progress, best_state = Progress(**saved["progress"]), saved["best_state"]
+    # Compile (or load from Numba's cache) every kernel training uses before the meters start.
+    compile_seconds = warm_up(model, device)
+    network = _data_parallel(model, device) if ranks.distributed else model
     memory = PeakMemory(device)
 
     for epoch in range(progress.next_epoch, config.epochs + 1):
@@ -280,7 +289,7 @@ def fit(
             break
         batches = iterate_batches(windows, config.batch_size, np.random.default_rng([config.seed, epoch]))
         began = time.perf_counter()
-        train_loss, events = _train_epoch(model, batches, loss_fn, optimizer, config, device)
+        train_loss, events = _train_epoch(model, network, batches, loss_fn, optimizer, config, device, ranks)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - began
@@ -299,9 +308,9 @@ def fit(
             progress.epochs_without_improvement += 1
         progress.stopped_early = 0 < config.patience <= progress.epochs_without_improvement and epoch < config.epochs
         progress.next_epoch = epoch + 1
-        if path is not None:
+        if path is not None and ranks.is_main:
             save_checkpoint(path, _checkpoint_payload(model, optimizer, generator, progress, best_state))
-        if on_epoch is not None:
+        if on_epoch is not None and ranks.is_main:
             on_epoch(report)
 
     if best_state is not None:
@@ -318,6 +327,7 @@ def fit(
         peak_memory_mb=memory.peak_mb(),
         train_events_per_second=progress.train_events / max(progress.train_seconds, 1e-9),
         num_parameters=model.num_parameters(),
+        compile_seconds=compile_seconds,
     )
     return FitResult(
         best_epoch=progress.best_epoch,
@@ -329,45 +339,58 @@ def fit(
     )
 
 
-def _parse_value(text: str) -> int | float | str:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+def command_line_class() -> type[BaseSettings]:
+    """``python -m recmodels.train <model> --export DIR [--out DIR] [--model.<field> V] [--train.<field> V]``:
+    one sub-command per architecture, its options generated from the run config (``null`` sets None)."""
+    commands = {}
+    for name in MODELS:
+        run_config = run_config_class(name)
+        command = create_model(
+            f"Train{run_config.__name__}",
+            __base__=run_config,
+            __config__=ConfigDict(frozen=True, extra="forbid"),
+            export=(Path, Field(description="Split export folder (Contract 1), e.g. data/exports/synthetic.")),
+            out=(Path | None, Field(None, description="Folder for the checkpoint (resumed if there) and result.json.")),
+        )
+        commands[name] = (CliSubCommand[command], Field(description=f"Train {name}."))
+    return create_model(
+        "TrainCommandLine",
+        __base__=BaseSettings,
+        __config__=SettingsConfigDict(cli_prog_name="python -m recmodels.train", cli_kebab_case=False),
+        **commands,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    from recmodels.models import MODELS, build_model
-
-    parser = argparse.ArgumentParser(prog="python -m recmodels.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--export", required=True, help="split export folder (Contract 1)")
-    parser.add_argument("--model", required=True, choices=sorted(MODELS))
-    parser.add_argument("--out", help="folder for the checkpoint and result.json (resumes if one is there)")
-    defaults = TrainConfig()
-    for field in ("epochs", "batch_size", "lr", "weight_decay", "loss", "num_negatives", "max_len"):
-        parser.add_argument(f"--{field.replace('_', '-')}", type=_parse_value, default=getattr(defaults, field))
-    for field in ("grad_clip", "patience", "device", "seed", "eval_max_targets"):
-        parser.add_argument(f"--{field.replace('_', '-')}", type=_parse_value, default=getattr(defaults, field))
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="model config override")
-    args = parser.parse_args(argv)
-
-    data = SplitData.load(args.export)
-    overrides = dict(item.split("=", 1) for item in args.set)
-    overrides = {key: _parse_value(value) for key, value in overrides.items()}
-    if args.max_len is not None:
-        overrides.setdefault("max_len", args.max_len)
-    seed_everything(args.seed)
-    model = build_model(args.model, data.num_items, **overrides)
-    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"checkpoint_dir"}
-    config = TrainConfig(**{name: getattr(args, name) for name in names}, checkpoint_dir=args.out)
-    result = fit(model, data, config, on_epoch=lambda r: print(json.dumps(dataclasses.asdict(r)), file=sys.stderr))
-    summary = {"model": args.model, "config": dataclasses.asdict(config), **result.as_dict()}
-    summary["config"]["checkpoint_dir"] = str(config.checkpoint_dir) if config.checkpoint_dir else None
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "result.json").write_text(json.dumps(summary, indent=2))
+    """Train one model from an export; under torchrun every process trains a shard and rank 0 reports."""
+    cli = CliApp.run(command_line_class(), cli_args=sys.argv[1:] if argv is None else argv)
+    command = get_subcommand(cli)
+    name = next(name for name in MODELS if getattr(cli, name) is command)
+    apply_thread_budget()
+    ranks = init_from_env(command.train.device)
+    if ranks.local_rank == 0 and name in COMPILED_KERNEL_MODELS:
+        warm_kernel_cache()
+    barrier()  # the other processes of this machine load the cache instead of compiling it again
+    try:
+        data = SplitData.load(command.export)
+        seed_everything(command.train.seed)
+        model = build_model(name, data.num_items, **command.model.model_dump())
+        result = fit(
+            model,
+            data,
+            command.train,
+            on_epoch=lambda report: print(json.dumps(dataclasses.asdict(report)), file=sys.stderr),
+            checkpoint_dir=command.out,
+        )
+    finally:
+        shutdown()
+    if not ranks.is_main:
+        return 0
+    config = {"model": command.model.model_dump(), "train": command.train.model_dump()}
+    summary = {"model": name, "config": config, "params": flatten(config), **result.as_dict()}
+    if command.out:
+        command.out.mkdir(parents=True, exist_ok=True)
+        (command.out / "result.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -64,9 +64,8 @@ def run(tmp_path, data, epochs, folder):
         loss="sampled_softmax",
         num_negatives=4,
         patience=0,
-        checkpoint_dir=tmp_path / folder,
     )
-    return model, fit(model, data, config)
+    return model, fit(model, data, config, checkpoint_dir=tmp_path / folder)
 
 
 def test_resuming_reproduces_an_uninterrupted_run(tmp_path):
@@ -117,28 +116,21 @@ def test_cost_report_is_complete(tmp_path):
 def test_command_line_trains_and_prints_json(tmp_path, capsys):
     cycle_export(tmp_path)
     out = tmp_path / "run"
-    code = main(
-        [
-            "--export",
-            str(tmp_path / "export"),
-            "--model",
-            "linrec",
-            "--epochs",
-            "2",
-            "--out",
-            str(out),
-            "--set",
-            "d_model=16",
-            "--max-len",
-            "16",
-        ]
-    )
+    argv = ["linrec", "--export", str(tmp_path / "export"), "--out", str(out), "--train.epochs", "2"]
+    code = main([*argv, "--model.d_model", "16", "--model.max_len", "16", "--train.eval_max_targets", "null"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["model"] == "linrec" and len(printed["epochs"]) == 2
+    assert printed["params"]["model.d_model"] == 16 and printed["params"]["train.eval_max_targets"] is None
     assert json.loads((out / "result.json").read_text())["test"]["num_targets"] == 24
     assert (out / "checkpoint.pt").exists()
     assert np.isfinite(printed["test"]["overall"]["ndcg_10"])
+
+
+def test_command_line_rejects_old_flat_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["gru4rec", "--export", "x", "--epochs", "2"])
+    assert "unrecognized arguments: --epochs 2" in capsys.readouterr().err
 
 
 def test_ce_loss_in_blocks_equals_one_full_softmax(monkeypatch):

@@ -7,6 +7,8 @@ import dagster as dg
 import mlflow
 
 from pipelines.metric_names import KIND_COMPARISON, KIND_TRAINING, TAG_DATASET, TAG_KIND, TAG_SPLIT
+from pipelines.model_names import MODEL_NAMES, model_asset_name
+from pipelines.registry import register_champion, registered_name
 from pipelines.reporting.comparison import (
     latest_per_model,
     markdown_table,
@@ -16,9 +18,7 @@ from pipelines.reporting.comparison import (
     write_csv,
 )
 from pipelines.resources import MlflowTracking
-from pipelines.training.assets import MODEL_NAMES, model_asset_name
-from pipelines.training.registry import register_champion, registered_name
-from pipelines.training.split_source import current_split
+from pipelines.split_source import current_split
 
 
 @dg.asset(

@@ -1,8 +1,11 @@
-"""One training asset per model, made by one factory: each trains on the current split and owns one MLflow run."""
+"""One training asset per model, made by one factory: each opens one MLflow run and launches its training in
+a process of its own through Dagster Pipes (``pipelines/training/worker.py``), under torchrun when the run
+config asks for more than one process. Metrics and cost come back through Pipes.
+"""
 
-import dataclasses
 import shutil
-import time
+import sys
+import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -10,44 +13,23 @@ import mlflow
 import pyarrow.parquet as pq
 import torch
 
-from pipelines.metric_names import (
-    HEADLINE_METRIC,
-    KIND_TRAINING,
-    TAG_DATASET,
-    TAG_KIND,
-    TAG_MODEL,
-    TAG_MODEL_URI,
-    TAG_SPLIT,
-    cost_metric,
-    epoch_metric,
-    final_metric,
-)
+from pipelines.metric_names import KIND_TRAINING, TAG_DATASET, TAG_KIND, TAG_MODEL, TAG_SPLIT
+from pipelines.model_names import MODEL_NAMES, TRAINING_TAG, model_asset_name
 from pipelines.paths import ProjectPaths
+from pipelines.registry import adapt_champion, load_champion, registered_name
 from pipelines.resources import MlflowTracking
-from pipelines.training.config import TrainModelConfig
-from pipelines.training.registry import (
-    ITEM_MAP_ARTIFACT,
-    adapt_champion,
-    load_champion,
-    log_model_files,
-    registered_name,
-)
-from pipelines.training.split_source import CurrentSplit, current_split
+from pipelines.split_source import CurrentSplit, current_split
+from pipelines.training.config import TrainingAssetConfig, training_config_class
 from recmodels import build_model
-from recmodels.data import SplitData
-from recmodels.evaluate import EvalResult
-from recmodels.train import EpochReport, FitResult, fit
+from recmodels.config import flatten
+from recmodels.warmup import COMPILED_KERNEL_MODELS, warm_kernel_cache
 
-MODEL_NAMES = ("recmamba", "sasrec", "gru4rec", "linrec")
-# Training runs one at a time (see definitions.py): cost figures of models sharing two cores mean nothing.
-TRAINING_TAG = {"recmamba/cpu": "training"}
-
-
-def model_asset_name(model: str) -> str:
-    return f"model_{model}"
+WORKER = "pipelines.training.worker"
 
 
 def build_training_asset(model_name: str) -> dg.AssetsDefinition:
+    config_class = training_config_class(model_name)
+
     @dg.asset(
         name=model_asset_name(model_name),
         deps=["splits"],
@@ -57,13 +39,13 @@ def build_training_asset(model_name: str) -> dg.AssetsDefinition:
         description=f"Trains {model_name} on the current split, evaluates it by full ranking, logs to MLflow.",
     )
     def train_model(
-        context: dg.AssetExecutionContext, config: TrainModelConfig, mlflow_tracking: MlflowTracking
+        context: dg.AssetExecutionContext,
+        config: config_class,
+        mlflow_tracking: MlflowTracking,
+        pipes_subprocess_client: dg.PipesSubprocessClient,
     ) -> dg.MaterializeResult:
         split = current_split(context)
-        data = SplitData.load(split.export_dir)
-        torch.manual_seed(config.seed)
-        model = build_model(model_name, data.num_items, **config.model_overrides(model_name))
-        init = _warm_start(context, mlflow_tracking, split, model_name, model) if config.warm_start else None
+        run_config = config.run_config(model_name)
         # Keyed by split and config, so an interrupted materialization resumes and nothing else does.
         checkpoints = ProjectPaths.from_env().checkpoints / split.dataset / model_name
         checkpoints = checkpoints / split.fingerprint[:16] / config.fingerprint()
@@ -73,49 +55,68 @@ def build_training_asset(model_name: str) -> dg.AssetsDefinition:
             TAG_SPLIT: split.fingerprint,
             TAG_KIND: KIND_TRAINING,
         }
-        with mlflow_tracking.materialization_run(context, split.dataset, model_name, tags) as run:
-            mlflow.log_params(_params(config, model, split))
-            result = fit(
-                model,
-                data,
-                config.train_config(checkpoints),
-                on_epoch=EpochLogger(context, model_name, config.epochs),
-                init_state_dict=init,
-            )
-            _log_result(result)
-            model_uri = log_model_files(mlflow_tracking.client, model, model_name)
-            mlflow.log_artifact(str(split.export_dir / "item_map.parquet"), Path(ITEM_MAP_ARTIFACT).parent.as_posix())
-            mlflow.set_tag(TAG_MODEL_URI, model_uri)
+        with (
+            mlflow_tracking.materialization_run(context, split.dataset, model_name, tags) as run,
+            tempfile.TemporaryDirectory(prefix=f"{model_name}-") as scratch,
+        ):
+            mlflow.log_params({**flatten(run_config.model_dump()), **flatten({"data": split.metadata})})
+            extras = {
+                "model_name": model_name,
+                "run_config": run_config.model_dump(),
+                "export_dir": str(split.export_dir),
+                "checkpoint_dir": str(checkpoints),
+                "error_dir": str(Path(scratch) / "errors"),
+                "init_state": _warm_start(context, mlflow_tracking, split, model_name, run_config, Path(scratch))
+                if config.warm_start
+                else None,
+                "tracking_uri": mlflow_tracking.resolved_tracking_uri,
+                "mlflow_run_id": run.info.run_id,
+            }
+            result = _launch(context, pipes_subprocess_client, config, extras)
         shutil.rmtree(checkpoints, ignore_errors=True)  # the model now lives in MLflow
-        return dg.MaterializeResult(metadata=_metadata(result, mlflow_tracking.run_url(run), split))
+        reported = result.get_materialize_result()
+        metadata = {
+            **(reported.metadata or {}),
+            "split_fingerprint": split.fingerprint,
+            "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run)),
+        }
+        return dg.MaterializeResult(metadata=metadata)
 
     return train_model
 
 
-class EpochLogger:
-    """Per-epoch progress in the Dagster run log and per-epoch metrics in MLflow."""
+def worker_command(nproc_per_node: int) -> list[str]:
+    """The worker alone, or ``torchrun --nproc_per_node N`` of it (one machine; DDP over its processes)."""
+    if nproc_per_node == 1:
+        return [sys.executable, "-m", WORKER]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}"]
+    return [*launcher, "-m", WORKER]
 
-    def __init__(self, context: dg.AssetExecutionContext, model_name: str, epochs: int) -> None:
-        self.context, self.model_name, self.epochs = context, model_name, epochs
-        self.started = time.perf_counter()
 
-    def __call__(self, report: EpochReport) -> None:
-        mlflow.log_metrics(
-            {
-                epoch_metric("train_loss"): report.train_loss,
-                epoch_metric("seconds"): report.epoch_seconds,
-                epoch_metric("events_per_second"): report.events_per_second,
-                **{epoch_metric(f"valid_{name}"): value for name, value in report.valid.items()},
-            },
-            step=report.epoch,
-        )
-        elapsed = time.perf_counter() - self.started
-        eta = elapsed / report.epoch * (self.epochs - report.epoch)
-        self.context.log.info(
-            f"{self.model_name} epoch {report.epoch}/{self.epochs}: loss {report.train_loss:.4f}, "
-            f"valid NDCG@10 {report.valid.get(HEADLINE_METRIC, float('nan')):.4f}, "
-            f"{report.events_per_second:,.0f} events/s, {report.epoch_seconds:.1f} s, ETA {eta:.0f} s"
-        )
+def _launch(
+    context: dg.AssetExecutionContext,
+    client: dg.PipesSubprocessClient,
+    config: TrainingAssetConfig,
+    extras: dict[str, object],
+) -> dg.PipesClientCompletedInvocation:
+    """Run the worker; if it fails, fail with the first failing rank's own error rather than an exit code."""
+    command = worker_command(config.nproc_per_node)
+    if extras["model_name"] in COMPILED_KERNEL_MODELS:  # compile outside the measured training process
+        seconds = warm_kernel_cache()
+        context.log.info(f"Kernel cache ready in {seconds:.1f} s." if seconds else "Kernel warm-up failed.")
+    context.log.info(f"Launching {' '.join(command)}")
+    try:
+        return client.run(command=command, context=context, extras=extras)
+    except Exception as error:  # the worker exited non-zero (Dagster's error names no rank)
+        reports = sorted(Path(str(extras["error_dir"])).glob("rank-*.txt"))
+        if not reports:
+            raise
+        first = reports[0]
+        lines = first.read_text().strip().splitlines()
+        raise dg.Failure(
+            f"Training failed in {first.stem.replace('-', ' ')}: {lines[-1]}",
+            metadata={"traceback": dg.MetadataValue.text("\n".join(lines[-40:]))},
+        ) from error
 
 
 def _warm_start(
@@ -123,61 +124,21 @@ def _warm_start(
     tracking: MlflowTracking,
     split: CurrentSplit,
     model_name: str,
-    model: torch.nn.Module,
-) -> dict[str, torch.Tensor] | None:
+    run_config,
+    scratch: Path,
+) -> str | None:
+    """The champion's weights fitted to this catalogue, saved for the worker; None without a champion."""
     champion = load_champion(tracking.client, registered_name(split.dataset, model_name))
     if champion is None:
         context.log.info(f"No {model_name} champion registered yet: training from scratch.")
         return None
+    model = build_model(model_name, int(split.metadata["num_items"]), **run_config.model.model_dump())
     item_raw_ids = pq.read_table(split.export_dir / "item_map.parquet")["item_raw"].to_pylist()
     state, skipped = adapt_champion(champion, model.state_dict(), item_raw_ids)
     context.log.info(f"Warm start from the {model_name} champion; re-initialised: {skipped or 'nothing'}.")
-    return state
-
-
-def _params(config: TrainModelConfig, model: torch.nn.Module, split: CurrentSplit) -> dict[str, object]:
-    return {
-        **{f"model.{key}": value for key, value in dataclasses.asdict(model.config).items()},
-        **{f"train.{key}": value for key, value in config.model_dump().items()},
-        **{f"data.{key}": value for key, value in split.metadata.items()},
-    }
-
-
-def _eval_metrics(split_name: str, result: EvalResult) -> dict[str, float]:
-    metrics = {final_metric(split_name, name): value for name, value in result.overall.items()}
-    for bucket, values in result.by_bucket.items():
-        metrics.update({final_metric(split_name, name, bucket): value for name, value in values.items()})
-    metrics[final_metric(split_name, "num_targets")] = result.num_targets
-    metrics[final_metric(split_name, "eval_seconds")] = result.seconds
-    return metrics
-
-
-def _log_result(result: FitResult) -> None:
-    mlflow.log_metrics(
-        {
-            **_eval_metrics("valid", result.valid),
-            **_eval_metrics("test", result.test),
-            **{cost_metric(name): value for name, value in result.cost.as_metrics().items()},
-            "best_epoch": result.best_epoch,
-        }
-    )
-
-
-def _metadata(result: FitResult, run_url: str, split: CurrentSplit) -> dict[str, object]:
-    cost = result.cost
-    return {
-        "valid_ndcg_10": result.valid.overall[HEADLINE_METRIC],
-        "test_ndcg_10": result.test.overall[HEADLINE_METRIC],
-        "test_hr_10": result.test.overall["hr_10"],
-        "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early,
-        "train_seconds_per_epoch": cost.train_seconds_per_epoch,
-        "peak_memory_mb": cost.peak_memory_mb,
-        "train_events_per_second": cost.train_events_per_second,
-        "num_parameters": cost.num_parameters,
-        "split_fingerprint": split.fingerprint,
-        "mlflow_run": dg.MetadataValue.url(run_url),
-    }
+    path = scratch / "init_state.pt"
+    torch.save(state, path)
+    return str(path)
 
 
 training_assets = [build_training_asset(name) for name in MODEL_NAMES]

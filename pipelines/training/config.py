@@ -1,60 +1,86 @@
-"""Launchpad configuration of a training asset: one typed class, mapped field by field onto recmodels' configs."""
+"""Launchpad configuration of a training asset: the recmodels run config (``recmodels/config.py``) embedded
+field for field, with its defaults and help, plus how the asset launches it.
+
+Run config YAML of one model asset::
+
+    ops:
+      model_recmamba:
+        config:
+          model: {max_len: 512, d_model: 64}
+          train: {epochs: 3, batch_size: 16}
+          warm_start: false
+          nproc_per_node: 1
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-from pathlib import Path
-from typing import Literal
+from functools import cache
+from typing import Any
 
 import dagster as dg
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from recmodels.models import config_fields
-from recmodels.train import TrainConfig
+from recmodels.config import TrainConfig, model_section, run_config_class
 
-# Fields that configure the network itself; the rest configure recmodels.train.TrainConfig.
-MODEL_FIELDS = ("max_len", "n_layers", "d_model", "dropout", "n_heads", "d_state", "d_conv", "expand")
+# Fields of the flat config before the run config was nested, and where each lives now.
+MOVED_FIELDS = {
+    **{name: f"model.{name}" for name in ("max_len", "n_layers", "d_model", "dropout", "n_heads", "d_state")},
+    **{name: f"model.{name}" for name in ("d_conv", "expand")},
+    **{name: f"train.{name}" for name in TrainConfig.model_fields},
+}
 
 
-class TrainModelConfig(dg.Config):
-    """The same defaults for every model, so that a comparison gives each the same data, length and budget.
+def as_dagster_config(model: type[BaseModel]) -> type[dg.Config]:
+    """``model`` as a Dagster config class with the same fields, defaults and descriptions."""
+    fields: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        fields[name] = (field.annotation, Field(default, description=field.description))
+    return create_model(model.__name__, __base__=dg.Config, __doc__=model.__doc__, **fields)
 
-    Sized for the embedded synthetic dataset on a 2-core CPU; raise ``max_len``, ``epochs`` and ``d_model``
-    on real data and a GPU. Fields a model does not have (``d_state`` for SASRec, say) are ignored by it.
-    """
 
-    max_len: int = 512
-    n_layers: int = 2
-    d_model: int = 64
-    dropout: float = 0.2
-    n_heads: int = 2
-    d_state: int = 16
-    d_conv: int = 4
-    expand: int = 2
-    epochs: int = 3
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    loss: Literal["ce", "sampled_softmax", "bce"] = "ce"
-    num_negatives: int = 256
-    grad_clip: float = 1.0
-    patience: int = 2
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 42
-    eval_max_targets: int | None = 2000
-    warm_start: bool = False
+class TrainingAssetConfig(dg.Config):
+    """How the asset launches training; subclasses add the ``model`` and ``train`` sections."""
+
+    model_config = ConfigDict(extra="allow")  # so that a field of the old flat config gets its own message
+
+    warm_start: bool = Field(False, description="Start from this model's registered champion (rows matched by item).")
+    nproc_per_node: int = Field(
+        1, ge=1, description="Training processes; above 1 the asset launches torchrun (DDP: gloo on CPU, NCCL on CUDA)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_moved_fields(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            for name in values:
+                if name in MOVED_FIELDS:
+                    raise ValueError(f"config field {name!r} has moved to {MOVED_FIELDS[name]!r}")
+                if name not in cls.model_fields:
+                    raise ValueError(f"unknown config field {name!r}; the fields are {sorted(cls.model_fields)}")
+        return values
+
+    def run_config(self, model_name: str) -> BaseModel:
+        """The recmodels run config these sections describe (validated again by recmodels)."""
+        sections = {"model": self.model.model_dump(), "train": self.train.model_dump()}  # type: ignore[attr-defined]
+        return run_config_class(model_name).model_validate(sections)
 
     def fingerprint(self) -> str:
         """Short hash of every field: a checkpoint resumes only the run that had exactly this config."""
         return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
 
-    def model_overrides(self, model_name: str) -> dict[str, object]:
-        """The architecture fields that this model's config has."""
-        accepted = config_fields(model_name)
-        return {name: getattr(self, name) for name in MODEL_FIELDS if name in accepted}
 
-    def train_config(self, checkpoint_dir: Path) -> TrainConfig:
-        values = self.model_dump()
-        names = {f.name for f in dataclasses.fields(TrainConfig)} - {"checkpoint_dir"}
-        return TrainConfig(**{name: values[name] for name in names}, checkpoint_dir=checkpoint_dir)
+@cache
+def training_config_class(model_name: str) -> type[TrainingAssetConfig]:
+    """The launchpad config of ``model_<model_name>``: its ``model`` section, ``train`` and the launch fields."""
+    section = as_dagster_config(model_section(model_name))
+    train = as_dagster_config(TrainConfig)
+    return create_model(
+        f"{model_name}_training",
+        __base__=TrainingAssetConfig,
+        __doc__=f"Run config of {model_name}: architecture (model), optimisation (train) and launch.",
+        model=(section, Field(section(), description=section.__doc__)),
+        train=(train, Field(train(), description=TrainConfig.__doc__)),
+    )

@@ -1,13 +1,11 @@
-"""Training, reporting and refresh: everything downstream of ``splits``."""
+"""The training domain's part of the code location: one asset per model, MLflow, the Pipes client that
+launches each training process, and the executor that runs training steps one at a time."""
 
 import dagster as dg
 
-from pipelines.refresh.jobs import refresh_job
-from pipelines.refresh.schedules import daily_refresh
-from pipelines.refresh.sensors import landing_files_sensor
-from pipelines.reporting.assets import model_comparison
+from pipelines.model_names import TRAINING_TAG
 from pipelines.resources import MlflowTracking
-from pipelines.training.assets import TRAINING_TAG, training_assets
+from pipelines.training.assets import training_assets
 
 # One training step at a time: two models sharing two cores would corrupt each other's cost figures.
 # Each step still runs in its own process, so every model's peak memory is measured from a clean start.
@@ -19,10 +17,7 @@ executor = dg.multiprocess_executor.configured(
 )
 
 training_defs = dg.Definitions(
-    assets=[*training_assets, model_comparison],
-    resources={"mlflow_tracking": MlflowTracking()},
-    jobs=[refresh_job],
-    schedules=[daily_refresh],
-    sensors=[landing_files_sensor],
+    assets=training_assets,
+    resources={"mlflow_tracking": MlflowTracking(), "pipes_subprocess_client": dg.PipesSubprocessClient()},
     executor=executor,
 )

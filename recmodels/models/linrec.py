@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recmodels.models.sasrec import SASRecConfig, TransformerRecommender, merge_heads, split_heads
+from recmodels.models.transformer import TransformerConfig, TransformerRecommender, merge_heads, split_heads
 
 EPS = 1e-6
 
 
 @dataclass(frozen=True)
-class LinRecConfig(SASRecConfig):
-    """SASRec's fields, plus the prefix-sum chunk length of the causal linear attention."""
+class LinRecConfig(TransformerConfig):
+    """The shared transformer fields, plus the prefix-sum chunk length of the causal linear attention."""
 
     chunk_size: int = 64
 

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from recmodels.models.base import FeedForward
 from recmodels.models.mamba_mixer import MambaMixer, MixerState
-from recmodels.models.recmamba import MambaBlockBase, MambaRecommender
+from recmodels.models.mamba_stack import MambaBlockBase, MambaRecommender
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Same names and shapes (in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj), same initialisation,
 so a checkpoint trained on a GPU with mamba-ssm loads here and the reverse. The computation goes
 through ``recmodels.ops``, which picks mamba-ssm's kernels on CUDA and our own paths elsewhere.
-Padding is masked as described in ``recmodels.ops.reference.mamba_inner_with``.
+Padding is masked as described in ``recmodels.ops.compose.mamba_inner_with``.
 """
 
 from __future__ import annotations

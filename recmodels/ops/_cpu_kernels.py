@@ -401,7 +401,7 @@ def conv_silu_forward(x, x_off, x_base, weight_t, bias, mask, has_mask, t_base, 
     the causal depthwise conv of x * mask (see ``_conv_preactivation``).
 
     Zeroing the output at padding too means x_proj sees u = 0 there (B = C = dt_low = 0), as the plain
-    path (``reference.mamba_inner_with``) does.
+    path (``compose.mamba_inner_with``) does.
 
     x: (batch, rows, *) with step s in row s - ``x_base`` (at least the K - 1 steps before the segment and
     the segment), read at channel offset ``x_off`` (the x half of xz); weight_t: (K, channels); out:

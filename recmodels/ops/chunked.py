@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from recmodels.ops.reference import causal_depthwise_conv, mamba_inner_with, mamba_mixer_with
+from recmodels.ops.compose import causal_depthwise_conv, mamba_inner_with, mamba_mixer_with
 
 CHUNK_SIZE = 64
 
@@ -190,6 +190,6 @@ def selective_state_update(
     return out.to(x.dtype)
 
 
-# The Mamba mixer after ``in_proj`` with this module's chunked scan; masking as in ``reference.mamba_inner_with``.
+# The Mamba mixer after ``in_proj`` with this module's chunked scan; masking as in ``compose.mamba_inner_with``.
 mamba_inner_fn = partial(mamba_inner_with, selective_scan_fn, causal_depthwise_conv)
 mamba_mixer_fn = partial(mamba_mixer_with, mamba_inner_fn)

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from recmodels.ops import chunked  # the plain path for layouts the kernels do not cover
+
 try:
     import numba
 
@@ -85,18 +87,6 @@ def _blocking(batch: int, groups: int, per_group: int, n_state: int) -> tuple[in
 def _sync_threads() -> None:
     """Use as many Numba threads as torch does (a caller's torch.set_num_threads applies to both)."""
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-
-
-def _fallback_scan():
-    """The plain path for layouts the kernel does not cover: ``chunked`` when present, else the reference."""
-    from recmodels.ops.dispatch import load_backend
-
-    chunked = load_backend("chunked")
-    if chunked is not None and hasattr(chunked, "selective_scan_fn"):
-        return chunked.selective_scan_fn
-    from recmodels.ops.reference import selective_scan_reference
-
-    return selective_scan_reference
 
 
 # ---------------------------------------------------------------- selective_scan_fn
@@ -227,8 +217,7 @@ def selective_scan_fn(
     """mamba-ssm's ``selective_scan_fn`` on CPU; the output is a (batch, channels, length) view of a
     channel-last buffer, the last state (batch, channels, d_state) is in the compute dtype."""
     if not _kernel_supports(u, A, B, C):
-        scan = _fallback_scan()
-        return scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+        return chunked.selective_scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     return _SelectiveScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
 
 

@@ -5,7 +5,7 @@ extension and triton, which break a CPU-only machine. ``is_available`` imports t
 present, and only reports True when their compiled extension modules really load. Install them with
 ``scripts/install_gpu.sh`` (they are not in pyproject: their sdists cannot produce metadata without CUDA).
 
-Padding is masked outside the kernels (see ``reference.mamba_inner_with``), so the stock kernels serve
+Padding is masked outside the kernels (see ``compose.mamba_inner_with``), so the stock kernels serve
 padded batches unchanged.
 """
 
@@ -18,7 +18,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from recmodels.ops.reference import mamba_inner_with, mamba_mixer_with
+from recmodels.ops.compose import mamba_inner_with, mamba_mixer_with
 
 
 @cache

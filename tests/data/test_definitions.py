@@ -1,5 +1,7 @@
 """The code location exposes the data assets, their blocking checks, the resource and the writer pool."""
 
+import dagster as dg
+
 from pipelines.data.assets import DATA_ASSETS
 from pipelines.data.resources import POOL, Warehouse
 from pipelines.definitions import defs
@@ -21,3 +23,10 @@ def test_every_check_is_blocking():
 
 def test_warehouse_resource_is_keyed_warehouse():
     assert isinstance(defs.resources["warehouse"], Warehouse)
+
+
+def test_the_code_location_module_holds_exactly_one_definitions_object():
+    """``dagster ... -m pipelines.definitions`` refuses a module with several Definitions at module scope."""
+    import pipelines.definitions as module
+
+    assert [name for name, value in vars(module).items() if isinstance(value, dg.Definitions)] == ["defs"]

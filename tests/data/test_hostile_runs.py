@@ -22,8 +22,7 @@ from pipelines.data.resources import Warehouse
 from pipelines.instance import prepare_dagster_home
 from pipelines.metric_names import TAG_MODEL_URI
 from pipelines.paths import ProjectPaths
-from pipelines.resources import MlflowTracking
-from pipelines.training.registry import (
+from pipelines.registry import (
     CONFIG_FILE,
     ITEM_MAP_ARTIFACT,
     STATE_DICT_FILE,
@@ -31,6 +30,7 @@ from pipelines.training.registry import (
     log_model_files,
     register_champion,
 )
+from pipelines.resources import MlflowTracking
 from recmodels import build_model
 from tests.dagster_cli import alembic_versions, start_materialize, wait_ok
 from tests.data.conftest import (

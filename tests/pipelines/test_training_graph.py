@@ -22,10 +22,10 @@ from pipelines.metric_names import (
     cost_metric,
     final_metric,
 )
+from pipelines.model_names import MODEL_NAMES
 from pipelines.paths import PROJECT_DIR, ProjectPaths
+from pipelines.registry import CHAMPION, load_model_files, registered_name
 from pipelines.resources import TAG_RUN
-from pipelines.training.assets import MODEL_NAMES
-from pipelines.training.registry import CHAMPION, load_model_files, registered_name
 
 SMOKE = yaml.safe_load((PROJECT_DIR / "configs" / "smoke.yaml").read_text())
 COST_KEYS = ("train_seconds_per_epoch", "train_seconds_total", "eval_seconds", "peak_memory_mb",
@@ -76,7 +76,7 @@ def test_smoke_graph_logs_one_run_per_model_with_quality_and_cost(smoke_graph):
             assert metrics[cost_metric(key)] >= 0.0, key
         assert metrics[cost_metric("num_parameters")] > 0
         model = load_model_files(run.data.tags[TAG_MODEL_URI])
-        assert model.config.d_model == SMOKE["ops"][f"model_{run.data.tags[TAG_MODEL]}"]["config"]["d_model"]
+        assert model.config.d_model == SMOKE["ops"][f"model_{run.data.tags[TAG_MODEL]}"]["config"]["model"]["d_model"]
 
 
 def test_comparison_registers_a_champion_and_writes_its_artifacts(smoke_graph):
@@ -94,14 +94,14 @@ def test_comparison_registers_a_champion_and_writes_its_artifacts(smoke_graph):
     artifacts = {artifact.path for artifact in client.list_artifacts(comparison_run.info.run_id)}
     assert {"comparison.csv", "quality_vs_training_cost.png", "peak_memory.png"} <= artifacts
     loaded = load_model_files(f"models:/{registered_name('synthetic')}@{CHAMPION}")
-    assert loaded.config.d_model == SMOKE["ops"]["model_recmamba"]["config"]["d_model"]
+    assert loaded.config.d_model == SMOKE["ops"]["model_recmamba"]["config"]["model"]["d_model"]
 
 
 def test_failed_training_marks_its_run_failed_and_keeps_the_others(smoke_graph):
     instance, client = smoke_graph.instance, smoke_graph.client
     finished_before = {run.info.run_id for run in training_runs(client, status="FINISHED")}
     broken = copy.deepcopy(SMOKE)
-    broken["ops"]["model_sasrec"]["config"]["lr"] = -1.0  # the optimizer refuses it mid-run
+    broken["ops"]["model_sasrec"]["config"]["train"]["lr"] = -1.0  # the optimizer refuses it mid-run
     result = defs.resolve_job_def("refresh").execute_in_process(
         run_config=broken, instance=instance, asset_selection=[dg.AssetKey("model_sasrec")], raise_on_error=False
     )

@@ -2,7 +2,7 @@
 
 import torch
 
-from pipelines.training.registry import ITEM_TABLE, Champion, adapt_champion
+from pipelines.registry import ITEM_TABLE, Champion, adapt_champion
 
 
 def test_embedding_rows_follow_raw_ids_and_new_items_keep_fresh_rows():

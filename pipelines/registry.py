@@ -1,4 +1,5 @@
-"""The MLflow model registry side of training: where champions live and how a new model starts from one."""
+"""The MLflow model registry shared by training and reporting: how a trained model is logged, where champions
+live (reporting promotes them) and how a new model starts from one (training's warm start)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,11 @@
+"""The trained models as the whole code location names them: which models train, their asset keys, and the
+op tag that keeps their steps one at a time. Training defines the assets; reporting and the executor only
+need these names, so they import them from here rather than from training's assets."""
+
+MODEL_NAMES = ("recmamba", "sasrec", "gru4rec", "linrec")
+# Training runs one at a time (see training/definitions.py): cost figures of models sharing two cores mean nothing.
+TRAINING_TAG = {"recmamba/cpu": "training"}
+
+
+def model_asset_name(model: str) -> str:
+    return f"model_{model}"

@@ -1,0 +1,172 @@
+"""The training process a model asset launches through Dagster Pipes: alone, or as every process of
+``torchrun --nproc_per_node N`` (DDP). ``python -m pipelines.training.worker``; it needs the Pipes context
+the asset passes in its environment.
+
+Every process reads the same job description (the Pipes extras) and trains its shard; rank 0 alone opens
+the Pipes message channel, logs to the MLflow run the asset opened, writes checkpoints and reports metrics
+and cost back to the asset. A process that fails writes its traceback to ``<error_dir>/rank-<r>.txt`` so
+that the asset can say which rank failed and why, whichever it was.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+from dagster_pipes import PipesContext, PipesDefaultContextLoader, PipesEnvVarParamsLoader, open_dagster_pipes
+
+from pipelines.metric_names import HEADLINE_METRIC, TAG_MODEL_URI, cost_metric, epoch_metric, final_metric
+from pipelines.registry import ITEM_MAP_ARTIFACT, log_model_files
+from recmodels import build_model
+from recmodels.config import run_config_class
+from recmodels.data import SplitData
+from recmodels.distributed import Ranks, init_from_env, shutdown
+from recmodels.evaluate import EvalResult
+from recmodels.threads import apply_thread_budget
+from recmodels.train import EpochReport, FitResult, fit
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """What the asset asks for (its Pipes extras)."""
+
+    model_name: str
+    run_config: dict[str, Any]
+    export_dir: Path
+    checkpoint_dir: Path
+    error_dir: Path
+    init_state: Path | None
+    tracking_uri: str
+    mlflow_run_id: str
+
+    @classmethod
+    def from_extras(cls, extras: dict[str, Any]) -> TrainingJob:
+        paths = {key: Path(extras[key]) for key in ("export_dir", "checkpoint_dir", "error_dir")}
+        init_state = Path(extras["init_state"]) if extras.get("init_state") else None
+        return cls(
+            extras["model_name"],
+            extras["run_config"],
+            **paths,
+            init_state=init_state,
+            tracking_uri=extras["tracking_uri"],
+            mlflow_run_id=extras["mlflow_run_id"],
+        )
+
+
+def read_job() -> TrainingJob:
+    """The extras, read by every process without opening the message channel (rank 0 opens it)."""
+    params = PipesEnvVarParamsLoader().load_context_params()
+    with PipesDefaultContextLoader().load_context(params) as context_data:
+        return TrainingJob.from_extras(dict(context_data["extras"]))
+
+
+def main() -> int:
+    apply_thread_budget()
+    job = read_job()
+    run_config = run_config_class(job.model_name).model_validate(job.run_config)
+    ranks = init_from_env(run_config.train.device)
+    try:
+        if ranks.is_main:
+            with open_dagster_pipes() as pipes:
+                train_and_report(job, run_config, ranks, pipes)
+        else:
+            train(job, run_config, on_epoch=None)
+    except BaseException:
+        job.error_dir.mkdir(parents=True, exist_ok=True)
+        (job.error_dir / f"rank-{ranks.rank}.txt").write_text(traceback.format_exc())
+        raise
+    finally:
+        shutdown()
+    return 0
+
+
+def train(job: TrainingJob, run_config, on_epoch) -> tuple[torch.nn.Module, FitResult]:
+    data = SplitData.load(job.export_dir)
+    torch.manual_seed(run_config.train.seed)
+    model = build_model(job.model_name, data.num_items, **run_config.model.model_dump())
+    init = torch.load(job.init_state, map_location="cpu", weights_only=True) if job.init_state else None
+    result = fit(model, data, run_config.train, on_epoch, init_state_dict=init, checkpoint_dir=job.checkpoint_dir)
+    return model, result
+
+
+def train_and_report(job: TrainingJob, run_config, ranks: Ranks, pipes: PipesContext) -> None:
+    """Rank 0: train, log to the asset's MLflow run, and report metrics and cost through Pipes."""
+    mlflow.set_tracking_uri(job.tracking_uri)
+    with mlflow.start_run(run_id=job.mlflow_run_id):
+        model, result = train(job, run_config, EpochLogger(pipes, job.model_name, run_config.train.epochs))
+        mlflow.log_metrics(result_metrics(result, ranks))
+        model_uri = log_model_files(mlflow.MlflowClient(job.tracking_uri), model, job.model_name)
+        mlflow.log_artifact(str(job.export_dir / "item_map.parquet"), Path(ITEM_MAP_ARTIFACT).parent.as_posix())
+        mlflow.set_tag(TAG_MODEL_URI, model_uri)
+    pipes.report_asset_materialization(metadata=materialization_metadata(result, ranks))
+
+
+class EpochLogger:
+    """Per-epoch progress in the Dagster run log (through Pipes) and per-epoch metrics in MLflow."""
+
+    def __init__(self, pipes: PipesContext, model_name: str, epochs: int) -> None:
+        self.pipes, self.model_name, self.epochs = pipes, model_name, epochs
+        self.started = time.perf_counter()
+
+    def __call__(self, report: EpochReport) -> None:
+        mlflow.log_metrics(
+            {
+                epoch_metric("train_loss"): report.train_loss,
+                epoch_metric("seconds"): report.epoch_seconds,
+                epoch_metric("events_per_second"): report.events_per_second,
+                **{epoch_metric(f"valid_{name}"): value for name, value in report.valid.items()},
+            },
+            step=report.epoch,
+        )
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / report.epoch * (self.epochs - report.epoch)
+        self.pipes.log.info(
+            f"{self.model_name} epoch {report.epoch}/{self.epochs}: loss {report.train_loss:.4f}, "
+            f"valid NDCG@10 {report.valid.get(HEADLINE_METRIC, float('nan')):.4f}, "
+            f"{report.events_per_second:,.0f} events/s, {report.epoch_seconds:.1f} s, ETA {eta:.0f} s"
+        )
+
+
+def _eval_metrics(split_name: str, result: EvalResult) -> dict[str, float]:
+    metrics = {final_metric(split_name, name): value for name, value in result.overall.items()}
+    for bucket, values in result.by_bucket.items():
+        metrics.update({final_metric(split_name, name, bucket): value for name, value in values.items()})
+    metrics[final_metric(split_name, "num_targets")] = result.num_targets
+    metrics[final_metric(split_name, "eval_seconds")] = result.seconds
+    return metrics
+
+
+def result_metrics(result: FitResult, ranks: Ranks) -> dict[str, float]:
+    return {
+        **_eval_metrics("valid", result.valid),
+        **_eval_metrics("test", result.test),
+        **{cost_metric(name): value for name, value in result.cost.as_metrics().items()},
+        cost_metric("processes"): ranks.world_size,
+        "best_epoch": result.best_epoch,
+    }
+
+
+def materialization_metadata(result: FitResult, ranks: Ranks) -> dict[str, Any]:
+    cost = result.cost
+    return {
+        "valid_ndcg_10": result.valid.overall[HEADLINE_METRIC],
+        "test_ndcg_10": result.test.overall[HEADLINE_METRIC],
+        "test_hr_10": result.test.overall["hr_10"],
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "train_seconds_per_epoch": cost.train_seconds_per_epoch,
+        "peak_memory_mb": cost.peak_memory_mb,
+        "train_events_per_second": cost.train_events_per_second,
+        "num_parameters": cost.num_parameters,
+        "processes": ranks.world_size,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""One run config: the launchpad, the command line and YAML resolve the same values to the same config, every
+field has help, and a config in the old flat form says where each field went."""
+
+import dagster as dg
+import pydantic
+import pytest
+import yaml
+from pydantic_settings import CliApp, get_subcommand
+
+from pipelines.training.assets import training_assets
+from pipelines.training.config import training_config_class
+from recmodels.config import TrainConfig, run_config_class
+from recmodels.train import command_line_class
+
+
+def test_command_line_defaults_are_the_run_config_defaults():
+    """The CLI, YAML and the launchpad resolve the same values to the same run config."""
+    cli = CliApp.run(command_line_class(), cli_args=["sasrec", "--export", "x", "--model.max_len", "64"])
+    command = get_subcommand(cli)
+    from_yaml = run_config_class("sasrec").model_validate(yaml.safe_load("model: {max_len: 64}"))
+    launchpad = training_config_class("sasrec")(model={"max_len": 64}).run_config("sasrec")
+    resolved = {"model": command.model.model_dump(), "train": command.train.model_dump()}
+    assert resolved == from_yaml.model_dump() == launchpad.model_dump()
+    assert command.train == TrainConfig()
+
+
+def test_every_launchpad_field_has_help():
+    for asset in training_assets:
+        schema = asset.op.config_schema
+        for section in ("model", "train"):
+            fields = schema.config_type.fields[section].config_type.fields
+            undocumented = [field for field, spec in fields.items() if not spec.description]
+            assert not undocumented, (asset.key, section, undocumented)
+
+
+@pytest.mark.parametrize(("field", "moved_to"), [("max_len", "model.max_len"), ("epochs", "train.epochs")])
+def test_an_old_flat_config_names_the_moved_field(field, moved_to):
+    with pytest.raises(pydantic.ValidationError, match=f"config field '{field}' has moved to '{moved_to}'"):
+        training_config_class("recmamba")(**{field: 64})
+
+
+def test_the_launchpad_refuses_unknown_fields_by_name():
+    with pytest.raises(pydantic.ValidationError, match="unknown config field 'epoch'"):
+        training_config_class("sasrec")(epoch=3)
+    assert isinstance(training_config_class("sasrec")(), dg.Config)

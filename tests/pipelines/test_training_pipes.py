@@ -1,0 +1,70 @@
+"""The training asset launches its worker through Dagster Pipes, under torchrun when asked for processes: one
+MLflow run per materialization, and a rank that fails fails the asset with that rank's own error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import pytest
+
+from pipelines.metric_names import TAG_MODEL, cost_metric, final_metric
+from pipelines.paths import ProjectPaths
+from pipelines.resources import MlflowTracking
+from pipelines.training.assets import training_assets
+from tests.data.conftest import TINY, materialize
+
+TINY_MODEL = {"model": {"max_len": 32, "d_model": 16}, "train": {"epochs": 1, "batch_size": 16}}
+# Makes rank 1, and only rank 1, of a real torchrun fail inside training (sitecustomize runs at start-up).
+FAULT = """
+import os
+if os.environ.get("RANK") == "1":
+    import recmodels.train
+    def broken(*args, **kwargs):
+        raise RuntimeError("rank one broke")
+    recmodels.train.fit = broken
+"""
+
+
+def train_gru4rec(nproc_per_node: int, env: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+    [asset] = [a for a in training_assets if a.key == dg.AssetKey("model_gru4rec")]
+    config = {**TINY_MODEL, "nproc_per_node": nproc_per_node}
+    resources = {"mlflow_tracking": MlflowTracking(), "pipes_subprocess_client": dg.PipesSubprocessClient(env=env)}
+    with dg.DagsterInstance.get() as instance:
+        return dg.materialize(
+            [asset],
+            resources=resources,
+            run_config={"ops": {"model_gru4rec": {"config": config}}},
+            instance=instance,
+            raise_on_error=False,
+        )
+
+
+@pytest.fixture
+def tiny_split(project_home: Path) -> None:
+    assert materialize(TINY).success
+
+
+def test_two_processes_write_one_mlflow_run_with_metrics_and_cost(tiny_split):
+    result = train_gru4rec(nproc_per_node=2)
+    assert result.success
+    metadata = result.asset_materializations_for_node("model_gru4rec")[0].metadata
+    assert metadata["processes"].value == 2 and 0.0 <= metadata["test_ndcg_10"].value <= 1.0
+    client = mlflow.MlflowClient(ProjectPaths.from_env().mlflow_tracking_uri)
+    [run] = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags[TAG_MODEL] == "gru4rec"
+    assert run.data.metrics[cost_metric("processes")] == 2
+    assert 0.0 <= run.data.metrics[final_metric("test", "ndcg_10")] <= 1.0
+    assert run.data.params["model.d_model"] == "16" and run.data.params["train.epochs"] == "1"
+
+
+def test_a_failing_rank_fails_the_asset_with_its_own_error(tiny_split, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(FAULT)
+    result = train_gru4rec(nproc_per_node=2, env={"PYTHONPATH": str(tmp_path)})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert "Training failed in rank 1: RuntimeError: rank one broke" in failure.step_failure_data.error.message
+    client = mlflow.MlflowClient(ProjectPaths.from_env().mlflow_tracking_uri)
+    [run] = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
+    assert run.info.status == "FAILED"

@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from measured_child import median_range, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -75,15 +75,9 @@ def measure(setting: str, export: Path) -> dict:
     }
 
 
-def run_child(setting: str, export: Path, cache: Path) -> dict:
+def run_setting(setting: str, export: Path, cache: Path) -> dict:
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
-    command = [sys.executable, __file__, "--child", setting, "--export", str(export)]
-    output = subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
-
-
-def summary(values: list[float]) -> str:
-    return f"{statistics.median(values):.1f} [{min(values):.1f}-{max(values):.1f}]"
+    return run_child(__file__, ["--child", setting, "--export", str(export)], env)
 
 
 def main() -> None:
@@ -102,13 +96,13 @@ def main() -> None:
             caches = {name: Path(scratch) / f"run{run}_{name}" for name in ("no_warmup", "warmup")}
             for setting in SETTINGS:
                 cache = caches["no_warmup" if setting == "fresh_cache_no_warmup" else "warmup"]
-                runs.append({"run": run, **run_child(setting, export, cache)})
+                runs.append({"run": run, **run_setting(setting, export, cache)})
                 print(json.dumps(runs[-1]), file=sys.stderr)
     print(f"RecMamba smoke scale on CPU, {args.runs} runs, median [min-max]; peak by {runs[0]['peak_method']}")
     print(f"{'setting':<23}" + "".join(f"{name:>22}" for name in MEASURES))
     for setting in SETTINGS:
         rows = [row for row in runs if row["setting"] == setting]
-        print(f"{setting:<23}" + "".join(f"{summary([row[name] for row in rows]):>22}" for name in MEASURES))
+        print(f"{setting:<23}" + "".join(f"{median_range([row[name] for row in rows]):>22}" for name in MEASURES))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "compile_cost.json").write_text(json.dumps({"runs": runs}, indent=2))
 

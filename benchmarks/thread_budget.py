@@ -20,11 +20,11 @@ import argparse
 import json
 import os
 import resource
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from measured_child import median_range, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -74,17 +74,11 @@ def measure(setting: str, steps: int) -> dict:
     }
 
 
-def run_child(setting: str, steps: int) -> dict:
+def run_setting(setting: str, steps: int) -> dict:
     env = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     if setting == "budget+env":
         env["OMP_WAIT_POLICY"] = "PASSIVE"
-    command = [sys.executable, __file__, "--child", setting, "--steps", str(steps)]
-    output = subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
-
-
-def summary(values: list[float]) -> str:
-    return f"{statistics.median(values):8.2f} [{min(values):.2f}-{max(values):.2f}]"
+    return run_child(__file__, ["--child", setting, "--steps", str(steps)], env)
 
 
 def main() -> None:
@@ -99,13 +93,16 @@ def main() -> None:
     runs = []
     for round_number in range(1, args.rounds + 1):
         for setting in SETTINGS:
-            runs.append({"round": round_number, **run_child(setting, args.steps)})
+            runs.append({"round": round_number, **run_setting(setting, args.steps)})
             print(json.dumps(runs[-1]), file=sys.stderr)
     print(f"{args.steps} training steps, {args.rounds} rounds, median [min-max], load avg {os.getloadavg()[0]:.1f}")
     print(f"{'setting':<12}" + "".join(f"{name:>24}" for name in MEASURES))
     for setting in SETTINGS:
         rows = [run for run in runs if run["setting"] == setting]
-        print(f"{setting:<12}" + "".join(f"{summary([row[name] for row in rows]):>24}" for name in MEASURES))
+        print(
+            f"{setting:<12}"
+            + "".join(f"{median_range([row[name] for row in rows], digits=2):>24}" for name in MEASURES)
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "thread_budget.json").write_text(json.dumps({"steps": args.steps, "runs": runs}, indent=2))
 

@@ -2,7 +2,6 @@
 
 ``python -m pipelines.main [--config configs/smoke.yaml]``. Runs through the ``dagster`` command line, so
 that the run, its logs and its materializations appear in the Dagster UI afterwards (same DAGSTER_HOME).
-First it fills the kernel compile cache (``python -m recmodels.warmup``), so training costs carry no compile.
 """
 
 from __future__ import annotations
@@ -18,22 +17,12 @@ import dagster as dg
 
 from pipelines.instance import prepare_dagster_home
 from pipelines.paths import PROJECT_DIR, ProjectPaths
-from recmodels.warmup import warm_kernel_cache
 
 
 def dagster_home(paths: ProjectPaths) -> Path:
     """``DAGSTER_HOME`` if set, else a folder under ``RECMAMBA_HOME``, so runs outlive the process; prepared
     (settings copied, storage created and migrated) before any run opens it, see ``pipelines/instance.py``."""
     return prepare_dagster_home(Path(os.environ.get("DAGSTER_HOME") or paths.home / ".dagster_home"))
-
-
-def warm_kernels(env: dict[str, str]) -> None:
-    """Compile RecMamba's CPU kernels once before any model trains, so no model's cost carries the compile."""
-    seconds = warm_kernel_cache(env)
-    if seconds is None:
-        print("Kernel warm-up failed; each training process will compile for itself.", file=sys.stderr)
-    else:
-        print(f"Kernel cache warm-up took {seconds:.1f} s (process start included).")
 
 
 def materialize_everything(config: Path | None, env: dict[str, str]) -> None:
@@ -60,7 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     paths = ProjectPaths.from_env()
     home = dagster_home(paths)
     env = {**os.environ, "DAGSTER_HOME": str(home), "RECMAMBA_HOME": str(paths.home)}
-    warm_kernels(env)
     started = time.perf_counter()
     try:
         materialize_everything(args.config, env)

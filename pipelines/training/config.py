@@ -25,9 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from recmodels.config import TrainConfig, model_section, run_config_class
 
 # Fields of the flat config before the run config was nested, and where each lives now.
+OLD_MODEL_FIELDS = ("max_len", "n_layers", "d_model", "dropout", "n_heads", "d_state", "d_conv", "expand")
 MOVED_FIELDS = {
-    **{name: f"model.{name}" for name in ("max_len", "n_layers", "d_model", "dropout", "n_heads", "d_state")},
-    **{name: f"model.{name}" for name in ("d_conv", "expand")},
+    **{name: f"model.{name}" for name in OLD_MODEL_FIELDS},
     **{name: f"train.{name}" for name in TrainConfig.model_fields},
 }
 

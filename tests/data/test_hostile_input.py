@@ -176,6 +176,18 @@ def test_file_growing_during_ingest_is_refused_or_read_whole(paths):
     assert "refused" in outcomes
 
 
+def test_rows_rejected_by_an_earlier_ingest_are_not_reported_again(paths):
+    """DuckDB keeps every scan's rejected rows in one table per connection: once the bad file is fixed, an
+    ingest on the same connection loads it instead of failing with the old row."""
+    folder = write_kuairand(paths, f"{HEADER}\n{ROW}\n{ROW[:40]}\n", name="fixed.csv")
+    config = RawEventsConfig(source="kuairand", landing_dir=str(folder))
+    with duckdb.connect() as con:
+        with pytest.raises(IngestError, match="line 3: column .*: too few columns"):
+            ingest(con, config, paths)
+        (folder / "fixed.csv").write_text(f"{HEADER}\n{ROW}\n{ROW}\n")
+        assert ingest(con, config, paths).staged_rows == 2
+
+
 # 4. Plausible timestamps
 
 

@@ -9,6 +9,9 @@ import dagster as dg
 from pipelines.data import definitions as data
 from pipelines.refresh import definitions as refresh
 from pipelines.reporting import definitions as reporting
+from pipelines.serving import definitions as serving
 from pipelines.training import definitions as training
 
-defs = dg.Definitions.merge(data.data_defs, training.training_defs, reporting.reporting_defs, refresh.refresh_defs)
+defs = dg.Definitions.merge(
+    data.data_defs, training.training_defs, reporting.reporting_defs, refresh.refresh_defs, serving.serving_defs
+)

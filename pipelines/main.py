@@ -32,14 +32,17 @@ def materialize_everything(config: Path | None, env: dict[str, str]) -> None:
     subprocess.run(command, check=True, env=env, cwd=PROJECT_DIR)
 
 
-def comparison_table(home: Path) -> str:
+def comparison_report(home: Path) -> tuple[str, str | None]:
+    """The comparison's summary and table, and the MLflow URL of its training-runs view."""
     os.environ["DAGSTER_HOME"] = str(home)
     with dg.DagsterInstance.get() as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("model_comparison"))
     if event is None or event.asset_materialization is None:
-        return "(no comparison was materialized)"
+        return "(no comparison was materialized)", None
     metadata = event.asset_materialization.metadata
-    return f"{metadata['comparison'].value}\n\nChampion: {metadata['champion'].value}"
+    summary = metadata["summary"].value.replace("**", "")
+    runs_url = metadata["mlflow_training_runs"].value
+    return f"{summary}\n\n{metadata['comparison'].value}", runs_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,11 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"The main job failed (exit {error.returncode}); see the log above.", file=sys.stderr)
         return error.returncode
     elapsed = time.perf_counter() - started
-    print(f"\nMain job finished in {elapsed:.0f} s. Model comparison (test metrics, training cost):\n")
-    print(comparison_table(home))
+    report, runs_url = comparison_report(home)
+    print(f"\nMain job finished in {elapsed:.0f} s. Model comparison:\n\n{report}")
     print(
         f"\nDagster UI:  DAGSTER_HOME={home} RECMAMBA_HOME={paths.home} .venv/bin/dagster dev -w workspace.yaml"
-        f"\nMLflow UI:   RECMAMBA_HOME={paths.home} mlflow/ui.sh   (then open http://127.0.0.1:5000)"
+        "\n             then open http://127.0.0.1:3000/assets/model_comparison"
+        f"\nMLflow UI:   RECMAMBA_HOME={paths.home} mlflow/ui.sh"
+        f"\n             then open {runs_url or 'http://127.0.0.1:5000'}   (training runs, best first)"
     )
     return 0
 

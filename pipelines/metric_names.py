@@ -1,16 +1,21 @@
 """MLflow metric and tag names shared by the training runs and the comparison that reads them back."""
 
+from collections.abc import Iterable
+
 TAG_MODEL = "recmamba.model"
 TAG_DATASET = "recmamba.dataset"
 TAG_SPLIT = "recmamba.split_fingerprint"
 TAG_KIND = "recmamba.run_kind"
 TAG_MODEL_URI = "recmamba.model_uri"
+TAG_CONVERGENCE = "recmamba.convergence"  # the one-line verdict, e.g. "not converged: best epoch is the last ..."
 
 KIND_TRAINING = "training"
 KIND_COMPARISON = "comparison"
 
-BUCKETS = ("len_0_256", "len_256_1k", "len_1k_2k", "len_2k_plus")
 HEADLINE_METRIC = "ndcg_10"
+BUCKET_PREFIX = "len_"  # history-length buckets: test/len_02048_03072/ndcg_10 (recmodels.evaluate.bucket_name)
+BUCKET_METRICS = ("ndcg_10", "hr_10", "num_targets")  # per bucket: the headline, its hit rate, and the count
+METRICS_AT_10 = ("ndcg_10", "hr_10", "mrr_10")  # validation (it only picks the epoch) and baselines
 
 
 def epoch_metric(name: str) -> str:
@@ -25,3 +30,13 @@ def final_metric(split: str, name: str, bucket: str | None = None) -> str:
 
 def cost_metric(name: str) -> str:
     return f"cost/{name}"
+
+
+def buckets_in(metric_keys: Iterable[str]) -> list[str]:
+    """The history-length buckets with a test NDCG@10 among ``metric_keys``, shortest first (names sort so)."""
+    found = set()
+    for key in metric_keys:
+        split, bucket, name = ([*str(key).split("/"), "", ""])[:3]
+        if split == "test" and bucket.startswith(BUCKET_PREFIX) and name == HEADLINE_METRIC:
+            found.add(bucket)
+    return sorted(found)

@@ -9,3 +9,11 @@ TRAINING_TAG = {"recmamba/cpu": "training"}
 
 def model_asset_name(model: str) -> str:
     return f"model_{model}"
+
+
+def check_names(values: list[str], allowed: tuple[str, ...], field: str) -> list[str]:
+    """``values`` when it is a non-empty list of names from ``allowed``; else a config error naming ``field``."""
+    unknown = [value for value in values if value not in allowed]
+    if unknown or not values:
+        raise ValueError(f"{field} must be a non-empty list of {list(allowed)}; unknown: {unknown}")
+    return values

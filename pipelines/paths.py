@@ -77,9 +77,23 @@ class ProjectPaths:
         """Immutable export versions of ``dataset``; the hidden parent cannot clash with a dataset name."""
         return self.exports / ".versions" / check_dataset_name(dataset)
 
+    def history_store(self, dataset: str) -> Path:
+        """Memory-mapped histories of ``dataset``'s exports (one folder per export fingerprint), for training
+        out of core (``recmodels.history_store``)."""
+        return self.data / "history_store" / check_dataset_name(dataset)
+
+    @property
+    def serving(self) -> Path:
+        """Served models: ``data/serving/<dataset>/<model>`` links to a built state store (``recmodels.serve``)."""
+        return self.data / "serving"
+
     @property
     def checkpoints(self) -> Path:
         return self.home / "checkpoints"
+
+    def walk_forward_states(self, dataset: str) -> Path:
+        """Model weights between walk-forward windows, per model and strategy (``<model>/<strategy>/<window>.pt``)."""
+        return self.checkpoints / check_dataset_name(dataset) / "walk_forward"
 
     @property
     def mlflow(self) -> Path:

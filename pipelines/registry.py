@@ -19,7 +19,9 @@ from pipelines.resources import filter_literal
 from recmodels import build_model
 from recmodels.models import SequentialRecommender
 
-CHAMPION = "champion"
+# One alias per role, so that exactly one version in a dataset's registry is "the champion":
+CHAMPION = "champion"  # on <dataset>-best: the model to serve, the best of the newest comparison
+CURRENT = "current"  # on <dataset>-<model>: that architecture's newest compared version (warm starts, serving)
 ITEM_TABLE = "item_embedding.weight"  # the only item-indexed tensor: output scores are tied to it
 ITEM_MAP_ARTIFACT = "data/item_map.parquet"  # logged by every training run next to its model
 # A logged model is these two files, not a pickle: loading one never runs code from the store.
@@ -28,13 +30,16 @@ CONFIG_FILE = "config.json"
 
 
 def registered_name(dataset: str, model: str | None = None) -> str:
-    """``<dataset>-<model>`` holds each model type's champion; ``<dataset>-best`` the overall winner."""
+    """``<dataset>-<model>`` holds each architecture's versions; ``<dataset>-best`` the overall winners."""
     return f"{dataset}-{model or 'best'}"
 
 
-def log_model_files(client: mlflow.MlflowClient, model: SequentialRecommender, model_name: str) -> str:
-    """Log the active run's model as an MLflow logged model of weights and config; returns its ``models:/`` URI."""
-    logged = mlflow.initialize_logged_model(name=model_name)
+def log_model_files(
+    client: mlflow.MlflowClient, model: SequentialRecommender, model_name: str, display_name: str | None = None
+) -> str:
+    """Log the active run's model (architecture ``model_name``) as an MLflow logged model of weights and config,
+    shown as ``display_name`` (e.g. ``synthetic-recmamba``); returns its ``models:/`` URI."""
+    logged = mlflow.initialize_logged_model(name=display_name or model_name)
     with tempfile.TemporaryDirectory() as folder:
         torch.save(model.state_dict(), Path(folder) / STATE_DICT_FILE)
         config = {"model": model_name, "num_items": model.num_items, "config": dataclasses.asdict(model.config)}
@@ -57,16 +62,28 @@ def _load_weights(folder: Path) -> dict[str, torch.Tensor]:
     return torch.load(folder / STATE_DICT_FILE, map_location="cpu", weights_only=True)
 
 
-def register_champion(client: mlflow.MlflowClient, name: str, run_id: str) -> str:
-    """Register the run's model under ``name`` (once per run) and point ``champion`` at it; returns the version."""
+def register_champion(
+    client: mlflow.MlflowClient,
+    name: str,
+    run_id: str,
+    alias: str = CHAMPION,
+    description: str = "",
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Register the run's model under ``name`` (once per run), describe and tag that version, and point
+    ``alias`` at it; returns the version."""
     query = f"name = {filter_literal(name)} and run_id = {filter_literal(run_id)}"
     existing = client.search_model_versions(query)
     if existing:
-        version = existing[0].version
+        version = str(existing[0].version)
     else:
-        version = mlflow.register_model(client.get_run(run_id).data.tags[TAG_MODEL_URI], name).version
-    client.set_registered_model_alias(name, CHAMPION, version)
-    return str(version)
+        version = str(mlflow.register_model(client.get_run(run_id).data.tags[TAG_MODEL_URI], name).version)
+    if description:
+        client.update_model_version(name, version, description=description)
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, alias, version)
+    return version
 
 
 @dataclass(frozen=True)
@@ -77,13 +94,13 @@ class Champion:
     item_raw_ids: list[str]
 
 
-def load_champion(client: mlflow.MlflowClient, name: str) -> Champion | None:
-    """The champion under ``name``, or None when the registry has none yet."""
+def load_champion(client: mlflow.MlflowClient, name: str, alias: str = CHAMPION) -> Champion | None:
+    """The version ``alias`` points at under ``name``, or None when the registry has none yet."""
     try:
-        version = client.get_model_version_by_alias(name, CHAMPION)
+        version = client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
-    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@{CHAMPION}"))
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@{alias}"))
     item_map = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=ITEM_MAP_ARTIFACT)
     return Champion(_load_weights(folder), pq.read_table(item_map)["item_raw"].to_pylist())
 

@@ -10,6 +10,7 @@ import dagster as dg
 import mlflow
 from mlflow.entities import Run
 
+from pipelines.mlflow_views import run_path, set_up_experiment, training_runs_path
 from pipelines.paths import ProjectPaths
 
 # Tags that tie an MLflow run to the Dagster materialization that produced it.
@@ -17,6 +18,7 @@ TAG_ROOT_RUN = "dagster.root_run_id"
 TAG_RUN = "dagster.run_id"
 TAG_ASSET = "dagster.asset_key"
 TAG_PARTITION = "dagster.partition"
+TAG_RUN_URL = "dagster.run_url"
 
 
 class MlflowTracking(dg.ConfigurableResource):
@@ -30,6 +32,7 @@ class MlflowTracking(dg.ConfigurableResource):
     tracking_uri: str | None = None
     artifact_root: str | None = None
     ui_url: str = "http://127.0.0.1:5000"
+    dagster_ui_url: str = "http://127.0.0.1:3000"
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -47,12 +50,16 @@ class MlflowTracking(dg.ConfigurableResource):
         return mlflow.MlflowClient(self.resolved_tracking_uri)
 
     def experiment_id(self, name: str) -> str:
-        """The experiment of one dataset, created with artifacts under the project root on first use."""
+        """The experiment of one dataset, created with artifacts under the project root on first use, and set
+        to open on its training runs (``pipelines/mlflow_views.py``)."""
         experiment = self.client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
-        root = self.artifact_root or ProjectPaths.from_env().mlflow_artifacts.as_uri()
-        return self.client.create_experiment(name, artifact_location=f"{root}/{name}")
+        if experiment is None:
+            root = self.artifact_root or ProjectPaths.from_env().mlflow_artifacts.as_uri()
+            experiment_id = self.client.create_experiment(name, artifact_location=f"{root}/{name}")
+        else:
+            experiment_id = experiment.experiment_id
+        set_up_experiment(self.client, experiment_id)  # also experiments made before these settings existed
+        return experiment_id
 
     def runs_of(self, experiment: str, tags: dict[str, str], status: str | None = None) -> list[Run]:
         """Live runs of ``experiment`` carrying every tag in ``tags`` (newest first)."""
@@ -77,10 +84,14 @@ class MlflowTracking(dg.ConfigurableResource):
         }
         for stale in self.runs_of(experiment, identity):
             self.client.delete_run(stale.info.run_id)
+        experiment_id = self.experiment_id(experiment)
+        dagster_run = f"{self.dagster_ui_url.rstrip('/')}/runs/{context.run_id}"
+        description = f"`{identity[TAG_ASSET]}` of Dagster run [{context.run_id[:8]}]({dagster_run})."
         run = mlflow.start_run(
-            experiment_id=self.experiment_id(experiment),
+            experiment_id=experiment_id,
             run_name=run_name,
-            tags={**identity, TAG_RUN: context.run_id, **tags},
+            tags={**identity, TAG_RUN: context.run_id, TAG_RUN_URL: dagster_run, **tags},
+            description=description,
             log_system_metrics=True,
         )
         try:
@@ -90,12 +101,18 @@ class MlflowTracking(dg.ConfigurableResource):
             raise
         mlflow.end_run(status="FINISHED")
 
+    @property
+    def _ui_base(self) -> str:
+        base = self.resolved_tracking_uri
+        return (base if base.startswith(("http://", "https://")) else self.ui_url).rstrip("/")
+
     def run_url(self, run: Run | mlflow.ActiveRun) -> str:
         """The run's page in the MLflow UI (``mlflow/ui.sh`` serves the local store at ``ui_url``)."""
-        base = self.resolved_tracking_uri
-        if not base.startswith(("http://", "https://")):
-            base = self.ui_url
-        return f"{base.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+        return self._ui_base + run_path(run.info.experiment_id, run.info.run_id)
+
+    def training_runs_url(self, experiment: str) -> str:
+        """The experiment's training runs, with the comparison's columns, best first."""
+        return self._ui_base + training_runs_path(self.experiment_id(experiment))
 
 
 def filter_literal(value: str) -> str:

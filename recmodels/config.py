@@ -13,7 +13,7 @@ import dataclasses
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from recmodels.models import MODELS
 
@@ -48,6 +48,17 @@ class TrainConfig(BaseModel):
         "with log-Q correction; bce: one random negative per position.",
     )
     num_negatives: int = Field(256, ge=1, description="Negatives per step for sampled_softmax.")
+    negatives: Literal["uniform", "popularity", "in_batch"] = Field(
+        "popularity",
+        description="sampled_softmax's shared negatives: num_negatives drawn uniformly or by training "
+        "popularity, or in_batch (the step's own targets, num_negatives unused); logits get -log Q either way.",
+    )
+    sparse_item_updates: bool = Field(
+        False,
+        description="Sparse item-embedding gradients and a lazy Adam that updates only the rows a step "
+        "touched (no weight decay on them), so a step's cost does not grow with the catalogue; needs loss "
+        "sampled_softmax or bce and one process.",
+    )
     grad_clip: float | None = Field(1.0, description="Clip the gradient norm to this; null: no clipping.")
     patience: int = Field(2, ge=0, description="Epochs without a better validation NDCG@10 before stopping; 0: never.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when torch sees a GPU.")
@@ -58,6 +69,12 @@ class TrainConfig(BaseModel):
         description="Validation targets ranked after each epoch (a fixed subset, still against every "
         "item); null: all. The final test always ranks every target.",
     )
+
+    @model_validator(mode="after")
+    def _sparse_updates_need_a_sampled_loss(self) -> TrainConfig:
+        if self.sparse_item_updates and self.loss == "ce":
+            raise ValueError("train.sparse_item_updates needs loss sampled_softmax or bce: ce scores every item")
+        return self
 
 
 @cache

@@ -84,6 +84,12 @@ class SplitData:
     def history(self, row: int) -> np.ndarray:
         return self.items[self.offsets[row] : self.offsets[row + 1]]
 
+    def train_histories(self) -> tuple[np.ndarray, np.ndarray]:
+        """(training events' items, per-user offsets into them): the histories training windows are cut from."""
+        is_train = self.split == TRAIN
+        seen_train = np.concatenate([[0], np.cumsum(is_train)])
+        return self.items[is_train], seen_train[self.offsets]
+
     def train_item_counts(self) -> np.ndarray:
         """(num_items + 1,) how often each item occurs among training events (for log-Q correction)."""
         return np.bincount(self.items[self.split == TRAIN], minlength=self.num_items + 1)

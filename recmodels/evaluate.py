@@ -23,8 +23,12 @@ from torch import Tensor
 
 from recmodels.data import SPLIT_CODES, SplitData
 from recmodels.models.base import SequentialRecommender
+from recmodels.topk import SeenItems, blockwise_ranks
 
-BUCKETS = (("len_0_256", 0, 256), ("len_256_1k", 256, 1024), ("len_1k_2k", 1024, 2048), ("len_2k_plus", 2048, None))
+# Prior-history-length buckets: a fixed half-octave ladder (x1.5, x1.33 alternately), so that the buckets of two
+# datasets or two refreshes mean the same, and any dataset fills several of them (2k-5k events: 2048-3072,
+# 3072-4096, 4096-6144). Buckets without targets are left out rather than reported as NaN.
+HISTORY_EDGES = (0, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384, 24576, 32768)
 # Events per forward_with_state call when streaming a history: most histories fit in one chunk; longer
 # ones carry the state over, which costs an extra O(d_inner * d_state) per event in the Mamba mixer.
 STREAM_CHUNK = 8192
@@ -166,34 +170,30 @@ def encode_targets(
     return hidden
 
 
-def _seen_mask(data: SplitData, targets: Targets, rows: slice, num_columns: int, device: torch.device) -> Tensor:
-    """(n, num_items + 1) True where an item occurs in the target's prior history, target item excluded."""
-    mask = torch.zeros(rows.stop - rows.start, num_columns, dtype=torch.bool, device=device)
-    for i, target in enumerate(range(rows.start, rows.stop)):
+def _seen_items(data: SplitData, targets: Targets, rows: slice) -> list[np.ndarray]:
+    """Per target of ``rows``: the items of its prior history, the target item itself excluded."""
+    seen = []
+    for target in range(rows.start, rows.stop):
         history = data.history(int(targets.rows[target]))[: targets.positions[target]]
-        mask[i, torch.from_numpy(history.astype(np.int64)).to(device)] = True
-        mask[i, int(targets.items[target])] = False
-    return mask
+        seen.append(np.setdiff1d(history, [targets.items[target]]))
+    return seen
 
 
 @torch.no_grad()
 def full_ranks(
     model: SequentialRecommender, hidden: Tensor, data: SplitData, targets: Targets, exclude_seen: bool
 ) -> np.ndarray:
-    """Rank of each target among all items 1..num_items (1 = best), pessimistic on ties."""
+    """Rank of each target among all items 1..num_items (1 = best), pessimistic on ties.
+
+    Scored a block of items at a time (``recmodels.topk``), so memory is bounded by the block, not the
+    catalogue; a NaN score counts as the worst possible, never as a hit."""
     ranks = np.empty(len(targets.items), dtype=np.int64)
     target_items = torch.from_numpy(targets.items).to(hidden.device)
+    weight = model.item_embedding.weight
     for start in range(0, len(ranks), SCORE_ROWS):
         part = slice(start, min(start + SCORE_ROWS, len(ranks)))
-        scores = model.scores(hidden[part]).float()  # (n, num_items + 1)
-        if exclude_seen:
-            scores = scores.masked_fill(_seen_mask(data, targets, part, scores.shape[1], scores.device), float("-inf"))
-        target_scores = scores.gather(1, target_items[part, None])  # (n, 1)
-        # Rank among items 1..num_items only; a NaN score counts as the worst possible, never as a hit.
-        scores = scores[:, 1:].nan_to_num(nan=float("-inf"))
-        target_scores = target_scores.nan_to_num(nan=float("-inf"))
-        rank = (scores > target_scores).sum(1) + (scores == target_scores).sum(1)  # the latter counts itself
-        ranks[part] = rank.cpu().numpy()
+        seen = SeenItems(_seen_items(data, targets, part), hidden.device) if exclude_seen else None
+        ranks[part] = blockwise_ranks(hidden[part], weight, target_items[part], seen).cpu().numpy()
     return ranks
 
 
@@ -232,11 +232,24 @@ def ranking_metrics(ranks: np.ndarray, ks: Sequence[int], prefix: str = "") -> d
     return metrics
 
 
+def bucket_name(low: int, high: int | None) -> str:
+    """``len_02048_03072`` (or ``len_32768_up``): zero-padded, so that names sort by length as text does."""
+    return f"len_{low:05d}_{high:05d}" if high is not None else f"len_{low:05d}_up"
+
+
+def history_buckets() -> list[tuple[str, int, int | None]]:
+    """(name, low, high) of each bucket: low <= prior history length < high; the last has no high."""
+    highs = [*HISTORY_EDGES[1:], None]
+    return [(bucket_name(low, high), low, high) for low, high in zip(HISTORY_EDGES, highs, strict=True)]
+
+
 def bucket_metrics(ranks: np.ndarray, history_lengths: np.ndarray, ks: Sequence[int]) -> dict[str, dict[str, float]]:
+    """Metrics of the targets in each non-empty history-length bucket, shortest histories first."""
     by_bucket = {}
-    for name, low, high in BUCKETS:
+    for name, low, high in history_buckets():
         inside = (history_lengths >= low) & (history_lengths < (high if high is not None else np.inf))
-        by_bucket[name] = {"num_targets": float(inside.sum()), **ranking_metrics(ranks[inside], ks)}
+        if inside.any():
+            by_bucket[name] = {"num_targets": float(inside.sum()), **ranking_metrics(ranks[inside], ks)}
     return by_bucket
 
 

@@ -33,14 +33,18 @@ from torch.utils.checkpoint import checkpoint
 from recmodels.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from recmodels.config import TrainConfig, flatten, run_config_class
 from recmodels.cost import CostReport, PeakMemory
-from recmodels.data import TRAIN, SplitData, iterate_batches, training_windows
+from recmodels.data import TRAIN, SplitData
 from recmodels.distributed import Ranks, all_sum, barrier, init_from_env, shard_rows, shutdown
 from recmodels.distributed import current as current_ranks
 from recmodels.evaluate import EvalResult, evaluate
+from recmodels.history_store import open_split
+from recmodels.losses import SampledSoftmax
 from recmodels.models import MODELS, build_model
 from recmodels.models.base import SequentialRecommender
+from recmodels.sparse_optim import build_sparse_optimizer, clip_grad_norm
 from recmodels.threads import apply_thread_budget
 from recmodels.warmup import COMPILED_KERNEL_MODELS, warm_kernel_cache, warm_up
+from recmodels.windows import WindowIndex
 
 # Full-catalogue logits of the ce loss exist a block of rows at a time, about this many bytes, at least
 # CE_MIN_BLOCK_ROWS rows. Small enough to stay under glibc's mmap threshold (32 MB), so a block's memory
@@ -95,10 +99,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no decay on biases, norms, and parameters marked ``_no_weight_decay`` (Mamba's A_log, D)."""
+def build_optimizer(model: SequentialRecommender, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; no decay on biases, norms, and parameters marked ``_no_weight_decay`` (Mamba's A_log, D).
+
+    With ``sparse_item_updates`` the item embedding gets sparse gradients and a lazy Adam of its own, so a
+    step updates only the item rows it touched (``recmodels.sparse_optim``)."""
+    model.item_embedding.sparse = config.sparse_item_updates  # a model may be trained again with dense updates
+    item_table = model.item_embedding.weight if config.sparse_item_updates else None
     decay, no_decay = [], []
     for parameter in model.parameters():
+        if parameter is item_table:
+            continue
         if parameter.dim() < 2 or getattr(parameter, "_no_weight_decay", False):
             no_decay.append(parameter)
         else:
@@ -107,6 +118,8 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    if item_table is not None:
+        return build_sparse_optimizer(groups, model.item_embedding, config.lr)
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
@@ -114,11 +127,8 @@ class NextItemLoss:
     """The three training objectives over positions that have a target (target != 0)."""
 
     def __init__(self, config: TrainConfig, item_counts: np.ndarray, generator: torch.Generator) -> None:
-        self.kind, self.num_negatives, self.generator = config.loss, config.num_negatives, generator
-        counts = torch.as_tensor(item_counts, dtype=torch.float64)
-        smoothed = counts + 1.0  # add-one: items unseen in training keep a non-zero proposal
-        smoothed[0] = 0.0
-        self.proposal = (smoothed / smoothed.sum()).float()  # Q(item), sampling distribution
+        self.kind, self.generator = config.loss, generator
+        self.sampled = SampledSoftmax(config.negatives, config.num_negatives, item_counts, generator)
 
     def __call__(self, model: SequentialRecommender, hidden: Tensor, targets: Tensor) -> Tensor:
         present = targets != 0
@@ -126,7 +136,7 @@ class NextItemLoss:
         if self.kind == "ce":
             return self.cross_entropy(model, hidden, targets)
         if self.kind == "sampled_softmax":
-            return self.sampled_softmax(model, hidden, targets)
+            return self.sampled(model.item_embedding, hidden, targets)
         return self.binary_cross_entropy(model, hidden, targets)
 
     @staticmethod
@@ -145,24 +155,12 @@ class NextItemLoss:
             total = total + checkpoint(block_loss, hidden[rows], targets[rows], use_reentrant=False)
         return total / len(targets)
 
-    def sampled_softmax(self, model: SequentialRecommender, hidden: Tensor, targets: Tensor) -> Tensor:
-        """Softmax over the positive and K shared negatives drawn from Q, logits corrected by -log Q."""
-        negatives = torch.multinomial(self.proposal, self.num_negatives, replacement=True, generator=self.generator)
-        negatives = negatives.to(hidden.device)
-        log_q = self.proposal.to(hidden.device).clamp_min(1e-12).log()
-        weights = model.item_embedding.weight
-        positive = (hidden * weights[targets]).sum(-1) - log_q[targets]  # (n,)
-        negative = hidden @ weights[negatives].T - log_q[negatives]  # (n, K)
-        negative = negative.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))  # accidental hits
-        logits = torch.cat([positive[:, None], negative], dim=1).float()
-        return F.cross_entropy(logits, torch.zeros_like(targets))
-
     def binary_cross_entropy(self, model: SequentialRecommender, hidden: Tensor, targets: Tensor) -> Tensor:
-        """One uniform negative per position (the seed's setting)."""
+        """One uniform negative per position (the seed's setting); rows read through the module, so that
+        with sparse item gradients only they are updated."""
         negatives = torch.randint(1, model.num_items + 1, targets.shape, generator=self.generator)
-        weights = model.item_embedding.weight
-        positive = (hidden * weights[targets]).sum(-1).float()
-        negative = (hidden * weights[negatives.to(hidden.device)]).sum(-1).float()
+        positive = (hidden * model.item_embedding(targets)).sum(-1).float()
+        negative = (hidden * model.item_embedding(negatives.to(hidden.device))).sum(-1).float()
         return (F.softplus(-positive) + F.softplus(negative)).mean()
 
 
@@ -227,7 +225,9 @@ def _train_epoch(
             loss = loss_fn(model, hidden, targets) if count else hidden.sum() * 0.0
         optimizer.zero_grad(set_to_none=True)
         (loss * (count * ranks.world_size / global_count)).backward()
-        if config.grad_clip:
+        if config.grad_clip and config.sparse_item_updates:
+            clip_grad_norm(list(model.parameters()), config.grad_clip)
+        elif config.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         total_loss += float(loss.detach()) * count
@@ -254,6 +254,8 @@ def fit(
     Windows are ``model.config.max_len`` events long; with ``checkpoint_dir`` every epoch is checkpointed
     there and a run that finds a checkpoint resumes from it."""
     ranks = current_ranks()
+    if config.sparse_item_updates and ranks.distributed:
+        raise ValueError("train.sparse_item_updates works in one process only (DDP reduces dense gradients)")
     device = resolve_device(config.device, ranks)
     seed_everything(config.seed)
     if init_state_dict is not None:
@@ -261,8 +263,8 @@ def fit(
     model.to(device)
     optimizer = build_optimizer(model, config)
     generator = torch.Generator().manual_seed(config.seed)
-    windows = training_windows(data, model.config.max_len)
-    if len(windows.inputs) == 0:
+    windows = WindowIndex.of(data, model.config.max_len)  # batches are cut from it as they are needed
+    if len(windows) == 0:
         raise ValueError(
             f"nothing to train on: the split has {int((data.split == TRAIN).sum())} training events and no user "
             "with two of them; check the split's cut-offs (metadata num_train_events) and the timestamp unit"
@@ -287,7 +289,7 @@ def fit(
     for epoch in range(progress.next_epoch, config.epochs + 1):
         if progress.stopped_early:
             break
-        batches = iterate_batches(windows, config.batch_size, np.random.default_rng([config.seed, epoch]))
+        batches = windows.batches(config.batch_size, np.random.default_rng([config.seed, epoch]))
         began = time.perf_counter()
         train_loss, events = _train_epoch(model, network, batches, loss_fn, optimizer, config, device, ranks)
         if device.type == "cuda":
@@ -351,6 +353,14 @@ def command_line_class() -> type[BaseSettings]:
             __config__=ConfigDict(frozen=True, extra="forbid"),
             export=(Path, Field(description="Split export folder (Contract 1), e.g. data/exports/synthetic.")),
             out=(Path | None, Field(None, description="Folder for the checkpoint (resumed if there) and result.json.")),
+            history_store=(
+                Path | None,
+                Field(
+                    None,
+                    description="Read histories memory-mapped from this folder (converted once per export), "
+                    "so RAM holds the batch, not the export; unset: load the export into memory.",
+                ),
+            ),
         )
         commands[name] = (CliSubCommand[command], Field(description=f"Train {name}."))
     return create_model(
@@ -372,7 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         warm_kernel_cache()
     barrier()  # the other processes of this machine load the cache instead of compiling it again
     try:
-        data = SplitData.load(command.export)
+        if command.history_store is not None:
+            data = open_split(command.export, command.history_store)
+        else:
+            data = SplitData.load(command.export)
         seed_everything(command.train.seed)
         model = build_model(name, data.num_items, **command.model.model_dump())
         result = fit(

@@ -14,6 +14,7 @@ from recmodels.evaluate import (
     bucket_metrics,
     evaluate,
     full_ranks,
+    history_buckets,
     ranking_metrics,
     select_targets,
 )
@@ -31,14 +32,19 @@ def test_metrics_match_hand_computed_values():
     assert metrics["hr_20"] == metrics["hr_10"]
 
 
-def test_buckets_split_targets_by_prior_history_length():
-    ranks = np.array([1, 1, 50, 50, 1])
-    lengths = np.array([0, 255, 256, 1023, 2048])
+def test_buckets_split_targets_by_prior_history_length_and_leave_empty_ones_out():
+    ranks = np.array([1, 1, 50, 50, 1, 1])
+    lengths = np.array([0, 127, 128, 255, 2048, 40_000])
     buckets = bucket_metrics(ranks, lengths, ks=(10,))
-    assert buckets["len_0_256"] == {"num_targets": 2.0, "hr_10": 1.0, "ndcg_10": 1.0, "mrr_10": 1.0}
-    assert buckets["len_256_1k"]["num_targets"] == 2.0 and buckets["len_256_1k"]["hr_10"] == 0.0
-    assert buckets["len_1k_2k"]["num_targets"] == 0.0 and math.isnan(buckets["len_1k_2k"]["hr_10"])
-    assert buckets["len_2k_plus"]["hr_10"] == 1.0
+    assert list(buckets) == ["len_00000_00128", "len_00128_00256", "len_02048_03072", "len_32768_up"]
+    assert buckets["len_00000_00128"] == {"num_targets": 2.0, "hr_10": 1.0, "ndcg_10": 1.0, "mrr_10": 1.0}
+    assert buckets["len_00128_00256"]["num_targets"] == 2.0 and buckets["len_00128_00256"]["hr_10"] == 0.0
+    assert buckets["len_32768_up"]["hr_10"] == 1.0
+
+
+def test_bucket_names_sort_as_text_in_length_order():
+    names = [name for name, _, _ in history_buckets()]
+    assert sorted(names) == names and len(set(names)) == len(names)
 
 
 @pytest.fixture

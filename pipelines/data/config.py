@@ -15,40 +15,7 @@ A YAML run config for ``dagster asset materialize -c run.yaml`` looks like::
 
 Every field has a default, so no config at all materializes the synthetic default.
 
-``raw_events`` (what to ingest):
-- ``source``: which parser reads the landing folder.
-- ``dataset``: the export's name (``data/exports/<dataset>/``); empty = the source name. 1-64 letters,
-  digits, ``_``, ``.`` or ``-``, starting with a letter or digit (it becomes a folder and file name).
-- ``landing_dir``: folder of raw files, relative to ``RECMAMBA_HOME/data/landing`` (an absolute path must
-  lie inside it too, after following symlinks); empty = ``RECMAMBA_HOME/data/landing/<source>``.
-- ``file_glob``: which files in it, a relative pattern without ``..``; empty = the source's usual patterns
-  (``*.csv`` and ``*.csv.gz``, ``*.txt``, ...). Files whose name starts with ``.`` or ends in ``.part`` or
-  ``.tmp`` are never read: a writer publishes a file by writing ``<name>.part`` and renaming it. A file that
-  changes while it is read fails the run; a symlink to a file outside the landing folder is refused.
-- ``kuairand_interactions``: which exposures count: ``all``, ``click`` (is_click = 1), ``long_view``.
-- ``lfm1b_item``: LFM-1b item level, ``track`` or ``artist``.
-- ``csv_user_column``, ``csv_item_column``, ``csv_time_column``: column mapping of a csv or Parquet source
-  (three different columns); ``csv_delimiter``: one character. Text ids are trimmed of leading and trailing
-  spaces; an id with a control character (NUL, tab, ...) is an error.
-- ``csv_header``: whether csv files start with a header line; without one, ``csv_columns`` names the
-  file's columns by position (e.g. ``[user, item, category, behavior, ts]``) and the mapping refers to them.
-- ``filter_column``, ``filter_values``: csv/Parquet rows are kept only where this column's value is one of
-  ``filter_values`` (e.g. ``behavior`` in ``[buy]``); empty = keep every row.
-- ``time_unit``: ``s``, ``ms``, ``us`` or ``ns`` for numeric csv/Parquet timestamps (MovieLens is always
-  seconds); a Parquet timestamp or date column is read as it is.
-- ``min_timestamp``, ``max_timestamp``: the plausible range (ISO dates or datetimes, UTC); a timestamp
-  outside it fails the run naming file, line and column, usually a wrong ``time_unit``. Empty
-  ``max_timestamp`` = one day after now.
-- ``seed``, ``synthetic_scale``, ``synthetic_layout`` (``kuairand`` or ``lfm1b`` files), and the
-  overrides ``synthetic_users``, ``synthetic_items``, ``synthetic_min_events``, ``synthetic_max_events``
-  (0 = take the value from the scale preset).
-
-``events`` (filters): ``min_events_per_user``, ``min_item_occurrences``, ``k_core`` (repeat both
-filters until neither removes anything).
-
-``splits``: ``mode`` (``global_time`` or ``leave_one_out``); for global_time the cut-offs are
-``valid_start`` / ``test_start`` (ISO dates or datetimes, UTC) when given, else the
-``valid_quantile`` / ``test_quantile`` of all event timestamps.
+Every field's meaning is its ``description`` (shown in the launchpad next to the field).
 """
 
 from __future__ import annotations
@@ -68,30 +35,59 @@ Source = Literal["synthetic", "kuairand", "lfm1b", "movielens", "csv", "parquet"
 class RawEventsConfig(dg.Config):
     """Which raw files to ingest and how to read them."""
 
-    source: Source = "synthetic"
-    dataset: str = ""
-    landing_dir: str = ""
-    file_glob: str = ""
-    kuairand_interactions: Literal["all", "click", "long_view"] = "all"
-    lfm1b_item: Literal["track", "artist"] = "track"
-    csv_user_column: str = "user_id"
-    csv_item_column: str = "item_id"
-    csv_time_column: str = "timestamp"
-    csv_delimiter: str = ","
-    csv_header: bool = True
-    csv_columns: list[str] = Field(default_factory=list)
-    filter_column: str = ""
-    filter_values: list[str] = Field(default_factory=list)
-    time_unit: Literal["s", "ms", "us", "ns"] = "s"
-    min_timestamp: str = "1995-01-01"
-    max_timestamp: str = ""
-    seed: int = 0
-    synthetic_scale: Literal["default", "tiny"] = "default"
-    synthetic_layout: Literal["kuairand", "lfm1b"] = "kuairand"
-    synthetic_users: int = 0
-    synthetic_items: int = 0
-    synthetic_min_events: int = 0
-    synthetic_max_events: int = 0
+    source: Source = Field("synthetic", description="Which parser reads the landing folder.")
+    dataset: str = Field(
+        "",
+        description="The dataset's name: its warehouse file and export folder; empty = the source name. 1-64 "
+        "letters, digits, '_', '.' or '-', starting with a letter or digit.",
+    )
+    landing_dir: str = Field(
+        "",
+        description="Folder of raw files, relative to RECMAMBA_HOME/data/landing (an absolute path must lie "
+        "inside it too); empty = data/landing/<source>.",
+    )
+    file_glob: str = Field(
+        "",
+        description="Which files of the folder, a relative pattern without '..'; empty = the source's usual "
+        "patterns. Names starting with '.' or ending in .part/.tmp are never read (publish by rename).",
+    )
+    kuairand_interactions: Literal["all", "click", "long_view"] = Field(
+        "all", description="KuaiRand: which exposures count (click: is_click = 1)."
+    )
+    lfm1b_item: Literal["track", "artist"] = Field("track", description="LFM-1b: the item is a track or an artist.")
+    csv_user_column: str = Field("user_id", description="csv/Parquet: the user id column (ids are trimmed).")
+    csv_item_column: str = Field("item_id", description="csv/Parquet: the item id column.")
+    csv_time_column: str = Field("timestamp", description="csv/Parquet: the timestamp column (see time_unit).")
+    csv_delimiter: str = Field(",", description="csv: the one-character field delimiter.")
+    csv_header: bool = Field(True, description="csv: files start with a header line (else name them in csv_columns).")
+    csv_columns: list[str] = Field(
+        default_factory=list,
+        description="csv without a header: the file's column names in order, e.g. [user, item, category, ts].",
+    )
+    filter_column: str = Field(
+        "", description="csv/Parquet: keep only rows whose value in this column is one of filter_values."
+    )
+    filter_values: list[str] = Field(default_factory=list, description="The values of filter_column to keep.")
+    time_unit: Literal["s", "ms", "us", "ns"] = Field(
+        "s", description="Unit of numeric csv/Parquet timestamps (Parquet timestamp/date columns are read as such)."
+    )
+    min_timestamp: str = Field(
+        "1995-01-01",
+        description="Earliest plausible timestamp (ISO date or datetime, UTC); an earlier one fails the run "
+        "naming file, line and column (usually a wrong time_unit).",
+    )
+    max_timestamp: str = Field("", description="Latest plausible timestamp (ISO, UTC); empty = one day after now.")
+    seed: int = Field(0, description="Synthetic source: the generator's seed.")
+    synthetic_scale: Literal["default", "tiny"] = Field(
+        "default", description="Synthetic source: default (100 users, 2k-5k events each) or tiny (30 x 300-600)."
+    )
+    synthetic_layout: Literal["kuairand", "lfm1b"] = Field(
+        "kuairand", description="Synthetic source: the raw file layout it writes (and the real parser reads)."
+    )
+    synthetic_users: int = Field(0, ge=0, description="Synthetic source: users; 0 = the scale's preset.")
+    synthetic_items: int = Field(0, ge=0, description="Synthetic source: items; 0 = the scale's preset.")
+    synthetic_min_events: int = Field(0, ge=0, description="Synthetic source: shortest history; 0 = preset.")
+    synthetic_max_events: int = Field(0, ge=0, description="Synthetic source: longest history; 0 = preset.")
 
     @property
     def dataset_name(self) -> str:
@@ -168,16 +164,20 @@ class RawEventsConfig(dg.Config):
 class EventsConfig(dg.Config):
     """Which users and items survive into the dense-id event table."""
 
-    min_events_per_user: int = 5
-    min_item_occurrences: int = 1
-    k_core: bool = False
+    min_events_per_user: int = Field(5, description="Users with fewer events are dropped.")
+    min_item_occurrences: int = Field(1, description="Items with fewer events are dropped.")
+    k_core: bool = Field(False, description="Repeat both filters until neither removes anything.")
 
 
 class SplitsConfig(dg.Config):
     """How events become train events and validation/test targets."""
 
-    mode: Literal["global_time", "leave_one_out"] = "global_time"
-    valid_start: str = ""
-    test_start: str = ""
-    valid_quantile: float = 0.9
-    test_quantile: float = 0.95
+    mode: Literal["global_time", "leave_one_out"] = Field(
+        "global_time",
+        description="global_time: events after a cut-off are validation/test targets (no future leakage); "
+        "leave_one_out: each user's last two events.",
+    )
+    valid_start: str = Field("", description="global_time: validation cut-off (ISO, UTC); empty = valid_quantile.")
+    test_start: str = Field("", description="global_time: test cut-off (ISO, UTC); empty = test_quantile.")
+    valid_quantile: float = Field(0.9, description="global_time: validation cut-off as a quantile of event times.")
+    test_quantile: float = Field(0.95, description="global_time: test cut-off as a quantile of event times.")

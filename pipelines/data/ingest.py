@@ -60,7 +60,7 @@ def ingest(con: duckdb.DuckDBPyConnection, config: RawEventsConfig, paths: Proje
     files = landing_files(folder, [config.file_glob] if config.file_glob else default_globs(config), paths.landing)
     before = file_states(files)
     try:
-        staged = _stage(con, config, files)
+        staged = stage_files(con, config, files)
     except IngestError:
         check_unchanged(before)  # a file being written explains a cut-off row better than the row does
         raise
@@ -69,7 +69,7 @@ def ingest(con: duckdb.DuckDBPyConnection, config: RawEventsConfig, paths: Proje
     staged_rows = count_staged(con)
     con.execute("BEGIN TRANSACTION")
     try:
-        _normalize(con, config, staged)
+        normalize_staged(con, config, staged)
         run_sql(
             con,
             "dataset_info",
@@ -114,7 +114,7 @@ def _mapping(config: RawEventsConfig) -> generic.ColumnMapping:
     )
 
 
-def _stage(con: duckdb.DuckDBPyConnection, config: RawEventsConfig, files: list[Path]) -> Staged:
+def stage_files(con: duckdb.DuckDBPyConnection, config: RawEventsConfig, files: list[Path]) -> Staged:
     layout = _layout(config)
     if layout == "kuairand":
         return kuairand.stage(con, files)
@@ -135,7 +135,7 @@ def _stage(con: duckdb.DuckDBPyConnection, config: RawEventsConfig, files: list[
     return generic.stage_parquet(con, files, _mapping(config), config.time_unit)
 
 
-def _normalize(con: duckdb.DuckDBPyConnection, config: RawEventsConfig, staged: Staged) -> None:
+def normalize_staged(con: duckdb.DuckDBPyConnection, config: RawEventsConfig, staged: Staged) -> None:
     layout = _layout(config)
     if layout == "kuairand":
         kuairand.normalize(con, config.kuairand_interactions)

@@ -1,4 +1,4 @@
-"""The comparison of all models trained on the current split, and the registry's champion that follows from it."""
+"""The comparison of all models trained on the current split, and the registry versions that follow from it."""
 
 import tempfile
 from pathlib import Path
@@ -8,57 +8,125 @@ import mlflow
 
 from pipelines.metric_names import KIND_COMPARISON, KIND_TRAINING, TAG_DATASET, TAG_KIND, TAG_SPLIT
 from pipelines.model_names import MODEL_NAMES, model_asset_name
-from pipelines.registry import register_champion, registered_name
+from pipelines.registry import CHAMPION, CURRENT, register_champion, registered_name
 from pipelines.reporting.comparison import (
-    latest_per_model,
+    Comparison,
+    ModelSummary,
+    compare,
+    comparison_metrics,
+    headline,
     markdown_table,
-    plot_bucket_ndcg,
-    plot_peak_memory,
-    plot_quality_vs_cost,
+    table_columns,
     write_csv,
 )
+from pipelines.reporting.plots import markdown_image, plot_bucket_ndcg, plot_peak_memory, plot_quality_vs_cost
 from pipelines.resources import MlflowTracking
-from pipelines.split_source import current_split
+from pipelines.split_source import CurrentSplit, current_split
+
+PLOTS = {
+    "quality_vs_cost": ("quality_vs_cost.png", plot_quality_vs_cost),
+    "ndcg_10_by_history_length": ("ndcg_10_by_history_length.png", plot_bucket_ndcg),
+    "peak_memory": ("peak_memory.png", plot_peak_memory),
+}
 
 
 @dg.asset(
     deps=[model_asset_name(name) for name in MODEL_NAMES],
     group_name="reporting",
     kinds={"mlflow"},
-    description="Quality next to cost for every model of the current split; registers the champion.",
+    description="Quality next to training and inference cost for every model of the current split, against "
+    "popularity baselines; moves the registry aliases (`champion` on `<dataset>-best`, `current` per architecture).",
 )
 def model_comparison(context: dg.AssetExecutionContext, mlflow_tracking: MlflowTracking) -> dg.MaterializeResult:
     split = current_split(context)
     runs = mlflow_tracking.runs_of(
         split.dataset, {TAG_SPLIT: split.fingerprint, TAG_KIND: KIND_TRAINING}, status="FINISHED"
     )
-    summaries = latest_per_model(runs)
-    if not summaries:
+    if not runs:
         raise dg.Failure(f"No finished training run in MLflow for split {split.fingerprint} of {split.dataset}.")
-    table = markdown_table(summaries)
+    comparison = compare(runs)
+    summary, table = headline(comparison), markdown_table(comparison)
     tags = {TAG_KIND: KIND_COMPARISON, TAG_SPLIT: split.fingerprint, TAG_DATASET: split.dataset}
-    with mlflow_tracking.materialization_run(context, split.dataset, "comparison", tags) as run:
-        with tempfile.TemporaryDirectory() as folder:
-            out = Path(folder)
-            write_csv(summaries, out / "comparison.csv")
-            plot_quality_vs_cost(summaries, out / "quality_vs_training_cost.png")
-            plot_peak_memory(summaries, out / "peak_memory.png")
-            plot_bucket_ndcg(summaries, out / "ndcg_10_by_history_length.png")
-            mlflow.log_artifacts(folder)
-        # Each model type's freshest run becomes its champion (the start of a warm-started refresh) ...
-        for summary in summaries:
-            register_champion(mlflow_tracking.client, registered_name(split.dataset, summary.model), summary.run_id)
-        # ... and the best by validation NDCG@10 becomes the dataset's overall champion.
-        best = summaries[0]
-        version = register_champion(mlflow_tracking.client, registered_name(split.dataset), best.run_id)
-        mlflow.set_tags({"champion.model": best.model, "champion.run_id": best.run_id})
-    context.log.info(f"Comparison on split {split.fingerprint[:12]} of {split.dataset}:\n{table}")
+    with (
+        mlflow_tracking.materialization_run(context, split.dataset, "comparison", tags) as run,
+        tempfile.TemporaryDirectory() as folder,
+    ):
+        champion = comparison.champion
+        mlflow.log_params(
+            {
+                "dataset": split.dataset,
+                "split_fingerprint": split.fingerprint[:12],
+                "models": ", ".join(s.model for s in comparison.models),
+                "baselines": ", ".join(s.model for s in comparison.baselines),
+                "champion": champion.model,
+                "chosen_on": "valid NDCG@10",
+            }
+        )
+        mlflow.log_metrics(comparison_metrics(comparison))
+        mlflow.log_table(table_columns(comparison), artifact_file="comparison_table.json")
+        mlflow.set_tags({"champion.model": champion.model, "champion.run_id": champion.run_id})
+        mlflow.set_tag("mlflow.note.content", f"{summary}\n\n{table}")
+        images = _write_artifacts(comparison, Path(folder))
+        mlflow.log_artifacts(folder)
+        version = _register(mlflow_tracking.client, split, comparison)
+    context.log.info(f"Comparison on split {split.fingerprint[:12]} of {split.dataset}:\n{summary}\n\n{table}")
     return dg.MaterializeResult(
         metadata={
+            "summary": dg.MetadataValue.md(summary),
             "comparison": dg.MetadataValue.md(table),
-            "champion": best.model,
-            "champion_registered_model": f"{registered_name(split.dataset)} v{version}",
-            "models_compared": len(summaries),
+            **images,
+            "champion": champion.model,
+            "champion_registered_model": f"{registered_name(split.dataset)}@{CHAMPION} (v{version})",
+            "models_compared": len(comparison.models),
             "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run)),
+            "mlflow_training_runs": dg.MetadataValue.url(mlflow_tracking.training_runs_url(split.dataset)),
         }
     )
+
+
+def _write_artifacts(comparison: Comparison, folder: Path) -> dict[str, dg.MetadataValue]:
+    """CSV and plots into ``folder``; the plots also as Markdown images for the asset page."""
+    write_csv(comparison, folder / "comparison.csv")
+    images = {}
+    for key, (file_name, plot) in PLOTS.items():
+        path = plot(comparison, folder / file_name)
+        images[f"plot_{key}"] = dg.MetadataValue.md(markdown_image(path, key.replace("_", " ")))
+    return images
+
+
+def _register(client: mlflow.MlflowClient, split: CurrentSplit, comparison: Comparison) -> str:
+    """``current`` on each architecture's newest version, ``champion`` on the winner under <dataset>-best;
+    each version says what it is (architecture, split, metrics, convergence)."""
+    for summary in comparison.models:
+        name = registered_name(split.dataset, summary.model)
+        register_champion(client, name, summary.run_id, CURRENT, _describe(summary, split), _tags(summary, split))
+        client.update_registered_model(name, description=f"{summary.model} trained on dataset {split.dataset}.")
+    champion = comparison.champion
+    best = registered_name(split.dataset)
+    description = f"Champion of {split.dataset}, chosen on validation NDCG@10. {_describe(champion, split)}"
+    version = register_champion(client, best, champion.run_id, CHAMPION, description, _tags(champion, split))
+    client.update_registered_model(
+        best,
+        description=f"The best model of dataset {split.dataset} at each comparison; the version tag `model` says "
+        f"which architecture it is. Serve `models:/{best}@{CHAMPION}`.",
+    )
+    return version
+
+
+def _describe(summary: ModelSummary, split: CurrentSplit) -> str:
+    values = summary.values
+    return (
+        f"{summary.model} on split {split.fingerprint[:12]}: test NDCG@10 {values['test_ndcg_10']:.4f}, "
+        f"valid NDCG@10 {values['valid_ndcg_10']:.4f}; {summary.convergence or 'convergence unknown'}."
+    )
+
+
+def _tags(summary: ModelSummary, split: CurrentSplit) -> dict[str, str]:
+    return {
+        "model": summary.model,
+        "dataset": split.dataset,
+        "split_fingerprint": split.fingerprint[:12],
+        "test_ndcg_10": f"{summary.values['test_ndcg_10']:.4f}",
+        "converged": str(summary.converged).lower(),
+        "mlflow_run_id": summary.run_id,
+    }

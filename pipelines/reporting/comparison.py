@@ -1,40 +1,57 @@
-"""Turns the training runs of one split into a comparison: table, CSV and plots of quality against cost."""
+"""Turns the training runs of one split into a comparison a user reads at a glance: who won and by how much,
+at what training and inference cost, whether training had converged, and how far above the popularity floor.
+
+The champion is chosen on validation NDCG@10 (test is reported, never used to choose).
+"""
 
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: the pipeline never opens a window
-import matplotlib.pyplot as plt
 from mlflow.entities import Run
 
-from pipelines.metric_names import BUCKETS, HEADLINE_METRIC, TAG_MODEL, cost_metric, final_metric
+from pipelines.metric_names import HEADLINE_METRIC, TAG_CONVERGENCE, TAG_MODEL, buckets_in, cost_metric, final_metric
+from recmodels.baselines import BASELINES
 
+# column -> (MLflow metric, header a person reads)
 COLUMNS = {
-    "valid_ndcg_10": final_metric("valid", "ndcg_10"),
-    "test_ndcg_10": final_metric("test", "ndcg_10"),
-    "test_hr_10": final_metric("test", "hr_10"),
-    "test_mrr_10": final_metric("test", "mrr_10"),
-    "train_s_per_epoch": cost_metric("train_seconds_per_epoch"),
-    "train_s_total": cost_metric("train_seconds_total"),
-    "peak_memory_mb": cost_metric("peak_memory_mb"),
-    "train_events_per_s": cost_metric("train_events_per_second"),
-    "parameters": cost_metric("num_parameters"),
+    "test_ndcg_10": (final_metric("test", "ndcg_10"), "test NDCG@10"),
+    "test_hr_10": (final_metric("test", "hr_10"), "test HR@10"),
+    "test_mrr_10": (final_metric("test", "mrr_10"), "test MRR@10"),
+    "valid_ndcg_10": (final_metric("valid", "ndcg_10"), "valid NDCG@10"),
+    "train_s_per_epoch": (cost_metric("train_seconds_per_epoch"), "train s/epoch"),
+    "train_s_total": (cost_metric("train_seconds_total"), "train s total"),
+    "inference_ms_per_target": (cost_metric("inference_ms_per_target"), "inference ms/target"),
+    "peak_memory_mb": (cost_metric("peak_memory_mb"), "peak MB"),
+    "train_events_per_s": (cost_metric("train_events_per_second"), "train events/s"),
+    "parameters": (cost_metric("num_parameters"), "parameters"),
+    "best_epoch": ("best_epoch", "best epoch"),
+    "epochs_run": ("epochs_run", "epochs"),
 }
+TABLE_COLUMNS = (
+    "test_ndcg_10",
+    "test_hr_10",
+    "valid_ndcg_10",
+    "train_s_per_epoch",
+    "inference_ms_per_target",
+    "peak_memory_mb",
+    "parameters",
+)
 
 
 @dataclass(frozen=True)
 class ModelSummary:
-    """One model's headline numbers from its MLflow run."""
+    """One model's headline numbers from its MLflow run (a baseline has quality only)."""
 
     model: str
     run_id: str
     values: dict[str, float]
     bucket_ndcg_10: dict[str, float] = field(default_factory=dict)
+    convergence: str = ""
+    is_baseline: bool = False
 
     @classmethod
     def from_run(cls, run: Run) -> ModelSummary:
@@ -42,87 +59,151 @@ class ModelSummary:
         return cls(
             model=run.data.tags[TAG_MODEL],
             run_id=run.info.run_id,
-            values={column: metrics.get(key, float("nan")) for column, key in COLUMNS.items()},
+            values={column: metrics.get(key, math.nan) for column, (key, _) in COLUMNS.items()},
             bucket_ndcg_10={
-                bucket: metrics[final_metric("test", HEADLINE_METRIC, bucket)]
-                for bucket in BUCKETS
-                if final_metric("test", HEADLINE_METRIC, bucket) in metrics
+                bucket: metrics[final_metric("test", HEADLINE_METRIC, bucket)] for bucket in buckets_in(metrics)
             },
+            convergence=run.data.tags.get(TAG_CONVERGENCE, ""),
         )
 
+    @property
+    def converged(self) -> bool:
+        return self.convergence.startswith("converged")
 
-def latest_per_model(runs: list[Run]) -> list[ModelSummary]:
-    """The newest run of each model (runs come newest first), best validation NDCG@10 first."""
+
+@dataclass(frozen=True)
+class Comparison:
+    """The models of one split, best validation NDCG@10 first, and the popularity baselines."""
+
+    models: list[ModelSummary]
+    baselines: list[ModelSummary]
+
+    @property
+    def champion(self) -> ModelSummary:
+        return self.models[0]
+
+    @property
+    def buckets(self) -> list[str]:
+        return sorted({bucket for s in self.models + self.baselines for bucket in s.bucket_ndcg_10})
+
+
+def compare(runs: list[Run]) -> Comparison:
+    """The newest run of each model (runs come newest first), and the baselines those runs measured."""
     newest: dict[str, Run] = {}
     for run in runs:
         newest.setdefault(run.data.tags[TAG_MODEL], run)
-    summaries = [ModelSummary.from_run(run) for run in newest.values()]
-    return sorted(summaries, key=lambda s: -_finite(s.values["valid_ndcg_10"]))
+    models = sorted(
+        (ModelSummary.from_run(run) for run in newest.values()), key=lambda s: -_finite(s.values["valid_ndcg_10"])
+    )
+    baselines = _baselines(next(iter(newest.values()))) if newest else []
+    return Comparison(models, baselines)
 
 
-def markdown_table(summaries: list[ModelSummary]) -> str:
-    header = ["model", *COLUMNS]
+def _baselines(run: Run) -> list[ModelSummary]:
+    metrics = run.data.metrics
+    found = []
+    for name in BASELINES:
+        values = {column: math.nan for column in COLUMNS}
+        for metric in ("ndcg_10", "hr_10", "mrr_10"):
+            values[f"test_{metric}"] = metrics.get(f"baseline/{name}/test_{metric}", math.nan)
+        if math.isfinite(values["test_ndcg_10"]):
+            found.append(ModelSummary(name, "", values, is_baseline=True))
+    return found
+
+
+def headline(comparison: Comparison) -> str:
+    """Who won, by how much, at what cost, and whether the comparison can be trusted (convergence)."""
+    champion, others = comparison.champion, comparison.models[1:]
+    ndcg = champion.values["test_ndcg_10"]
+    lines = [f"**{champion.model}** wins on validation NDCG@10; test NDCG@10 {ndcg:.4f}"]
+    if others:
+        runner_up = max(others, key=lambda s: _finite(s.values["test_ndcg_10"]))
+        lines[0] += f", {_relative(ndcg, runner_up.values['test_ndcg_10'])} vs {runner_up.model}"
+    if comparison.baselines:
+        floor = max(comparison.baselines, key=lambda s: _finite(s.values["test_ndcg_10"]))
+        lines[0] += f", {_relative(ndcg, floor.values['test_ndcg_10'])} vs {floor.model}"
+    lines[0] += "."
+    values = champion.values
+    cost = (
+        f"Cost: {values['train_s_per_epoch']:.3g} s/epoch to train, {values['inference_ms_per_target']:.3g} ms/target "
+        f"to rank, peak {values['peak_memory_mb']:.0f} MB"
+    )
+    if others:
+        cheapest = min(comparison.models, key=lambda s: _finite(s.values["train_s_per_epoch"], math.inf))
+        if cheapest is champion:
+            cost += " (the fastest to train)"
+        else:
+            cost += f" (fastest to train: {cheapest.model}, {cheapest.values['train_s_per_epoch']:.3g} s/epoch)"
+    lines.append(cost + ".")
+    unconverged = [s.model for s in comparison.models if not s.converged]
+    if unconverged:
+        lines.append(
+            f"Not converged: {', '.join(unconverged)} (best epoch = last epoch): the ranking may change with more "
+            "epochs; raise train.epochs."
+        )
+    else:
+        lines.append("Every model converged (validation NDCG@10 peaked before its last epoch).")
+    return "\n\n".join(lines)
+
+
+def markdown_table(comparison: Comparison) -> str:
+    header = ["model", *(COLUMNS[column][1] for column in TABLE_COLUMNS), "converged"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for summary in summaries:
-        cells = [summary.model, *(_format(summary.values[column]) for column in COLUMNS)]
+    for summary in comparison.models + comparison.baselines:
+        converged = "baseline" if summary.is_baseline else ("yes" if summary.converged else "**no**")
+        cells = [summary.model, *(_format(summary.values[column]) for column in TABLE_COLUMNS), converged]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def write_csv(summaries: list[ModelSummary], path: Path) -> Path:
+def table_columns(comparison: Comparison) -> dict[str, list]:
+    """The comparison as columns (for ``mlflow.log_table`` and the CSV): empty cells, never NaN."""
+    rows = comparison.models + comparison.baselines
+    columns: dict[str, list] = {"model": [s.model for s in rows], "run_id": [s.run_id for s in rows]}
+    for column in COLUMNS:
+        columns[column] = [_cell(s.values[column]) for s in rows]
+    columns["convergence"] = [s.convergence or ("baseline" if s.is_baseline else "") for s in rows]
+    for bucket in comparison.buckets:
+        columns[f"test_ndcg_10_{bucket}"] = [_cell(s.bucket_ndcg_10.get(bucket, math.nan)) for s in rows]
+    return columns
+
+
+def write_csv(comparison: Comparison, path: Path) -> Path:
+    columns = table_columns(comparison)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["model", "run_id", *COLUMNS, *(f"test_ndcg_10_{bucket}" for bucket in BUCKETS)])
-        for s in summaries:
-            buckets = [s.bucket_ndcg_10.get(bucket, "") for bucket in BUCKETS]
-            writer.writerow([s.model, s.run_id, *(s.values[column] for column in COLUMNS), *buckets])
+        writer.writerow(columns)
+        writer.writerows(zip(*columns.values(), strict=True))
     return path
 
 
-def plot_quality_vs_cost(summaries: list[ModelSummary], path: Path) -> Path:
-    figure, axes = plt.subplots(figsize=(6, 4))
-    for s in summaries:
-        axes.scatter(s.values["train_s_total"], s.values["test_ndcg_10"], s=60)
-        axes.annotate(s.model, (s.values["train_s_total"], s.values["test_ndcg_10"]), xytext=(5, 5),
-                      textcoords="offset points")  # fmt: skip
-    axes.set(xlabel="training wall time (s)", ylabel="test NDCG@10", title="Quality against training cost")
-    return _save(figure, path)
+def comparison_metrics(comparison: Comparison) -> dict[str, float]:
+    """``<model>/<column>`` for every finite number: the comparison run can be charted and searched."""
+    metrics = {}
+    for summary in comparison.models + comparison.baselines:
+        for column, value in summary.values.items():
+            if math.isfinite(value):
+                metrics[f"{summary.model}/{column}"] = value
+    return metrics
 
 
-def plot_peak_memory(summaries: list[ModelSummary], path: Path) -> Path:
-    figure, axes = plt.subplots(figsize=(6, 4))
-    axes.bar([s.model for s in summaries], [s.values["peak_memory_mb"] for s in summaries])
-    axes.set(ylabel="peak training memory (MB)", title="Peak memory")
-    return _save(figure, path)
+def _relative(value: float, other: float) -> str:
+    if not (math.isfinite(value) and math.isfinite(other)) or other == 0:
+        return "n/a"
+    return f"{(value - other) / other:+.1%}"
 
 
-def plot_bucket_ndcg(summaries: list[ModelSummary], path: Path) -> Path:
-    """Grouped bars per history-length bucket; buckets without test targets are left out, not drawn as 0."""
-    buckets = [bucket for bucket in BUCKETS if any(bucket in s.bucket_ndcg_10 for s in summaries)]
-    figure, axes = plt.subplots(figsize=(7, 4))
-    width = 0.8 / max(len(summaries), 1)
-    for index, s in enumerate(summaries):
-        positions = [b + index * width for b in range(len(buckets))]
-        values = [s.bucket_ndcg_10.get(bucket, float("nan")) for bucket in buckets]
-        axes.bar(positions, values, width, label=s.model)
-    axes.set_xticks([b + 0.4 - width / 2 for b in range(len(buckets))], buckets)
-    axes.set(xlabel="prior history length", ylabel="test NDCG@10", title="NDCG@10 by history length")
-    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _save(figure, path)
+def _cell(value: float) -> float | str:
+    return value if math.isfinite(value) else ""
 
 
-def _save(figure: plt.Figure, path: Path) -> Path:
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
-
-
-def _finite(value: float) -> float:
-    return value if value == value else float("-inf")
+def _finite(value: float, default: float = -math.inf) -> float:
+    return value if math.isfinite(value) else default
 
 
 def _format(value: float) -> str:
-    if value != value:
-        return "n/a"
-    return f"{value:.4f}" if abs(value) < 10 else f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.1f}"
+    if not math.isfinite(value):
+        return "–"
+    if float(value).is_integer() and abs(value) >= 10:
+        return f"{value:,.0f}"
+    return f"{value:.4f}" if abs(value) < 1 else f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"

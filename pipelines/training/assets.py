@@ -16,12 +16,13 @@ import torch
 from pipelines.metric_names import KIND_TRAINING, TAG_DATASET, TAG_KIND, TAG_MODEL, TAG_SPLIT
 from pipelines.model_names import MODEL_NAMES, TRAINING_TAG, model_asset_name
 from pipelines.paths import ProjectPaths
-from pipelines.registry import adapt_champion, load_champion, registered_name
+from pipelines.registry import CURRENT, adapt_champion, load_champion, registered_name
 from pipelines.resources import MlflowTracking
 from pipelines.split_source import CurrentSplit, current_split
+from pipelines.training.checks import check_results, check_specs
 from pipelines.training.config import TrainingAssetConfig, training_config_class
+from pipelines.training.params import run_params, split_dataset, split_params
 from recmodels import build_model
-from recmodels.config import flatten
 from recmodels.warmup import COMPILED_KERNEL_MODELS, warm_kernel_cache
 
 WORKER = "pipelines.training.worker"
@@ -37,6 +38,7 @@ def build_training_asset(model_name: str) -> dg.AssetsDefinition:
         kinds={"pytorch", "mlflow"},
         op_tags=TRAINING_TAG,
         description=f"Trains {model_name} on the current split, evaluates it by full ranking, logs to MLflow.",
+        check_specs=check_specs(model_asset_name(model_name)),
     )
     def train_model(
         context: dg.AssetExecutionContext,
@@ -47,7 +49,8 @@ def build_training_asset(model_name: str) -> dg.AssetsDefinition:
         split = current_split(context)
         run_config = config.run_config(model_name)
         # Keyed by split and config, so an interrupted materialization resumes and nothing else does.
-        checkpoints = ProjectPaths.from_env().checkpoints / split.dataset / model_name
+        paths = ProjectPaths.from_env()
+        checkpoints = paths.checkpoints / split.dataset / model_name
         checkpoints = checkpoints / split.fingerprint[:16] / config.fingerprint()
         tags = {
             TAG_MODEL: model_name,
@@ -59,11 +62,13 @@ def build_training_asset(model_name: str) -> dg.AssetsDefinition:
             mlflow_tracking.materialization_run(context, split.dataset, model_name, tags) as run,
             tempfile.TemporaryDirectory(prefix=f"{model_name}-") as scratch,
         ):
-            mlflow.log_params({**flatten(run_config.model_dump()), **flatten({"data": split.metadata})})
+            mlflow.log_params({**run_params(run_config), **split_params(split.metadata)})
+            mlflow.log_input(split_dataset(split), context="training")
             extras = {
                 "model_name": model_name,
                 "run_config": run_config.model_dump(),
                 "export_dir": str(split.export_dir),
+                "history_store": str(paths.history_store(split.dataset)) if config.out_of_core else "",
                 "checkpoint_dir": str(checkpoints),
                 "error_dir": str(Path(scratch) / "errors"),
                 "init_state": _warm_start(context, mlflow_tracking, split, model_name, run_config, Path(scratch))
@@ -80,7 +85,7 @@ def build_training_asset(model_name: str) -> dg.AssetsDefinition:
             "split_fingerprint": split.fingerprint,
             "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run)),
         }
-        return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(metadata=metadata, check_results=check_results(reported.metadata or {}))
 
     return train_model
 
@@ -127,15 +132,15 @@ def _warm_start(
     run_config,
     scratch: Path,
 ) -> str | None:
-    """The champion's weights fitted to this catalogue, saved for the worker; None without a champion."""
-    champion = load_champion(tracking.client, registered_name(split.dataset, model_name))
+    """The ``current`` version's weights fitted to this catalogue, saved for the worker; None without one."""
+    champion = load_champion(tracking.client, registered_name(split.dataset, model_name), CURRENT)
     if champion is None:
-        context.log.info(f"No {model_name} champion registered yet: training from scratch.")
+        context.log.info(f"No {model_name} version registered as {CURRENT!r} yet: training from scratch.")
         return None
     model = build_model(model_name, int(split.metadata["num_items"]), **run_config.model.model_dump())
     item_raw_ids = pq.read_table(split.export_dir / "item_map.parquet")["item_raw"].to_pylist()
     state, skipped = adapt_champion(champion, model.state_dict(), item_raw_ids)
-    context.log.info(f"Warm start from the {model_name} champion; re-initialised: {skipped or 'nothing'}.")
+    context.log.info(f"Warm start from {model_name}@{CURRENT}; re-initialised: {skipped or 'nothing'}.")
     path = scratch / "init_state.pt"
     torch.save(state, path)
     return str(path)

@@ -46,7 +46,16 @@ class TrainingAssetConfig(dg.Config):
 
     model_config = ConfigDict(extra="allow")  # so that a field of the old flat config gets its own message
 
-    warm_start: bool = Field(False, description="Start from this model's registered champion (rows matched by item).")
+    warm_start: bool = Field(
+        False,
+        description="Start from this architecture's registered version <dataset>-<model>@current (embedding rows "
+        "matched by raw item id; new items start fresh).",
+    )
+    out_of_core: bool = Field(
+        False,
+        description="Train from memory-mapped histories (converted once per export under "
+        "data/history_store/<dataset>) instead of loading the export into memory: for exports bigger than RAM.",
+    )
     nproc_per_node: int = Field(
         1, ge=1, description="Training processes; above 1 the asset launches torchrun (DDP: gloo on CPU, NCCL on CUDA)."
     )

@@ -21,13 +21,17 @@ import mlflow
 import torch
 from dagster_pipes import PipesContext, PipesDefaultContextLoader, PipesEnvVarParamsLoader, open_dagster_pipes
 
-from pipelines.metric_names import HEADLINE_METRIC, TAG_MODEL_URI, cost_metric, epoch_metric, final_metric
+from pipelines.metric_names import HEADLINE_METRIC, METRICS_AT_10, TAG_CONVERGENCE, TAG_MODEL_URI, epoch_metric
 from pipelines.registry import ITEM_MAP_ARTIFACT, log_model_files
+from pipelines.training.results import materialization_metadata, result_metrics, rounded
 from recmodels import build_model
+from recmodels.baselines import BASELINES, evaluate_baseline
 from recmodels.config import run_config_class
+from recmodels.convergence import Convergence
 from recmodels.data import SplitData
 from recmodels.distributed import Ranks, init_from_env, shutdown
-from recmodels.evaluate import EvalResult
+from recmodels.evaluate import select_targets
+from recmodels.history_store import open_split
 from recmodels.threads import apply_thread_budget
 from recmodels.train import EpochReport, FitResult, fit
 
@@ -44,6 +48,7 @@ class TrainingJob:
     init_state: Path | None
     tracking_uri: str
     mlflow_run_id: str
+    history_store: Path | None = None  # memory-mapped histories instead of the export in RAM
 
     @classmethod
     def from_extras(cls, extras: dict[str, Any]) -> TrainingJob:
@@ -56,6 +61,7 @@ class TrainingJob:
             init_state=init_state,
             tracking_uri=extras["tracking_uri"],
             mlflow_run_id=extras["mlflow_run_id"],
+            history_store=Path(extras["history_store"]) if extras.get("history_store") else None,
         )
 
 
@@ -86,25 +92,31 @@ def main() -> int:
     return 0
 
 
-def train(job: TrainingJob, run_config, on_epoch) -> tuple[torch.nn.Module, FitResult]:
-    data = SplitData.load(job.export_dir)
+def train(job: TrainingJob, run_config, on_epoch) -> tuple[torch.nn.Module, FitResult, SplitData]:
+    data = open_split(job.export_dir, job.history_store) if job.history_store else SplitData.load(job.export_dir)
     torch.manual_seed(run_config.train.seed)
     model = build_model(job.model_name, data.num_items, **run_config.model.model_dump())
     init = torch.load(job.init_state, map_location="cpu", weights_only=True) if job.init_state else None
     result = fit(model, data, run_config.train, on_epoch, init_state_dict=init, checkpoint_dir=job.checkpoint_dir)
-    return model, result
+    return model, result, data
 
 
 def train_and_report(job: TrainingJob, run_config, ranks: Ranks, pipes: PipesContext) -> None:
     """Rank 0: train, log to the asset's MLflow run, and report metrics and cost through Pipes."""
     mlflow.set_tracking_uri(job.tracking_uri)
     with mlflow.start_run(run_id=job.mlflow_run_id):
-        model, result = train(job, run_config, EpochLogger(pipes, job.model_name, run_config.train.epochs))
-        mlflow.log_metrics(result_metrics(result, ranks))
-        model_uri = log_model_files(mlflow.MlflowClient(job.tracking_uri), model, job.model_name)
+        model, result, data = train(job, run_config, EpochLogger(pipes, job.model_name, run_config.train.epochs))
+        # The popularity floor, ranked on the same test targets: the asset's checks compare against it.
+        baselines = {name: evaluate_baseline(name, data, "test") for name in BASELINES}
+        totals = {split: len(select_targets(data, split).items) for split in ("valid", "test")}
+        mlflow.log_metrics(result_metrics(result, ranks.world_size, totals, baselines))
+        mlflow.set_tag(TAG_CONVERGENCE, Convergence.of(result).verdict())
+        dataset = str(data.metadata.get("dataset", "data"))
+        client = mlflow.MlflowClient(job.tracking_uri)
+        model_uri = log_model_files(client, model, job.model_name, f"{dataset}-{job.model_name}")
         mlflow.log_artifact(str(job.export_dir / "item_map.parquet"), Path(ITEM_MAP_ARTIFACT).parent.as_posix())
         mlflow.set_tag(TAG_MODEL_URI, model_uri)
-    pipes.report_asset_materialization(metadata=materialization_metadata(result, ranks))
+    pipes.report_asset_materialization(metadata=materialization_metadata(result, ranks.world_size, baselines))
 
 
 class EpochLogger:
@@ -115,15 +127,13 @@ class EpochLogger:
         self.started = time.perf_counter()
 
     def __call__(self, report: EpochReport) -> None:
-        mlflow.log_metrics(
-            {
-                epoch_metric("train_loss"): report.train_loss,
-                epoch_metric("seconds"): report.epoch_seconds,
-                epoch_metric("events_per_second"): report.events_per_second,
-                **{epoch_metric(f"valid_{name}"): value for name, value in report.valid.items()},
-            },
-            step=report.epoch,
-        )
+        metrics = {
+            epoch_metric("train_loss"): report.train_loss,
+            epoch_metric("seconds"): report.epoch_seconds,
+            epoch_metric("events_per_second"): report.events_per_second,
+            **{epoch_metric(f"valid_{name}"): report.valid[name] for name in METRICS_AT_10 if name in report.valid},
+        }
+        mlflow.log_metrics({key: rounded(value) for key, value in metrics.items()}, step=report.epoch)
         elapsed = time.perf_counter() - self.started
         eta = elapsed / report.epoch * (self.epochs - report.epoch)
         self.pipes.log.info(
@@ -131,41 +141,6 @@ class EpochLogger:
             f"valid NDCG@10 {report.valid.get(HEADLINE_METRIC, float('nan')):.4f}, "
             f"{report.events_per_second:,.0f} events/s, {report.epoch_seconds:.1f} s, ETA {eta:.0f} s"
         )
-
-
-def _eval_metrics(split_name: str, result: EvalResult) -> dict[str, float]:
-    metrics = {final_metric(split_name, name): value for name, value in result.overall.items()}
-    for bucket, values in result.by_bucket.items():
-        metrics.update({final_metric(split_name, name, bucket): value for name, value in values.items()})
-    metrics[final_metric(split_name, "num_targets")] = result.num_targets
-    metrics[final_metric(split_name, "eval_seconds")] = result.seconds
-    return metrics
-
-
-def result_metrics(result: FitResult, ranks: Ranks) -> dict[str, float]:
-    return {
-        **_eval_metrics("valid", result.valid),
-        **_eval_metrics("test", result.test),
-        **{cost_metric(name): value for name, value in result.cost.as_metrics().items()},
-        cost_metric("processes"): ranks.world_size,
-        "best_epoch": result.best_epoch,
-    }
-
-
-def materialization_metadata(result: FitResult, ranks: Ranks) -> dict[str, Any]:
-    cost = result.cost
-    return {
-        "valid_ndcg_10": result.valid.overall[HEADLINE_METRIC],
-        "test_ndcg_10": result.test.overall[HEADLINE_METRIC],
-        "test_hr_10": result.test.overall["hr_10"],
-        "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early,
-        "train_seconds_per_epoch": cost.train_seconds_per_epoch,
-        "peak_memory_mb": cost.peak_memory_mb,
-        "train_events_per_second": cost.train_events_per_second,
-        "num_parameters": cost.num_parameters,
-        "processes": ranks.world_size,
-    }
 
 
 if __name__ == "__main__":

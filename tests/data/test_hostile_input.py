@@ -182,7 +182,7 @@ def test_rows_rejected_by_an_earlier_ingest_are_not_reported_again(paths):
     folder = write_kuairand(paths, f"{HEADER}\n{ROW}\n{ROW[:40]}\n", name="fixed.csv")
     config = RawEventsConfig(source="kuairand", landing_dir=str(folder))
     with duckdb.connect() as con:
-        with pytest.raises(IngestError, match="line 3: column .*: too few columns"):
+        with pytest.raises(IngestError, match=r"line 3: column .*: too few columns"):
             ingest(con, config, paths)
         (folder / "fixed.csv").write_text(f"{HEADER}\n{ROW}\n{ROW}\n")
         assert ingest(con, config, paths).staged_rows == 2

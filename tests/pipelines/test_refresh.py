@@ -127,3 +127,69 @@ def test_refresh_without_its_config_file_says_which_file_is_missing(project_home
     land("kuairand/a.csv")
     with pytest.raises(FileNotFoundError, match=r"missing\.yaml"):
         evaluate_sensor()
+
+
+def test_a_refresh_launched_from_the_ui_starts_from_the_schedules_config(project_home, monkeypatch):
+    from pipelines.refresh.jobs import DEFAULT_REFRESH_CONFIG, refresh_job, refresh_run_config
+
+    monkeypatch.setenv(REFRESH_CONFIG_ENV, str(DEFAULT_REFRESH_CONFIG))
+    assert refresh_job.config == refresh_run_config()
+
+
+def ingest_days(instance: dg.DagsterInstance, days: list[str]) -> None:
+    from pipelines.data.daily_assets import daily_events
+    from pipelines.data.resources import Warehouse
+
+    for day in days:
+        dg.materialize([daily_events], partition_key=day, resources={"warehouse": Warehouse()}, instance=instance)
+
+
+def lifelong_tick(instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
+    from pipelines.refresh.lifelong import lifelong_landing_sensor
+
+    return lifelong_landing_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+
+
+def requested(result) -> list[tuple[str, str]]:
+    return [(request.job_name, request.partition_key) for request in result.run_requests]
+
+
+def test_lifelong_sensor_requests_exactly_the_new_and_changed_days_then_the_next_window(project_home, monkeypatch):
+    from pipelines.data.daily import DRIFT_FOLDER
+    from pipelines.data.sources import drift
+    from pipelines.refresh.lifelong import INGEST_JOB, WALK_FORWARD_JOB
+
+    monkeypatch.setenv(SETTLE_SECONDS_ENV, "0")
+    spec, folder = drift.SCALES["tiny"], ProjectPaths.from_env().landing / DRIFT_FOLDER
+    events = drift.generate(spec)
+    days = [drift.day_key(day) for day in range(spec.days)]
+    drift.land_days(events, folder, "kuairand", range(3))
+    with dg.instance_for_test() as instance:
+        first = lifelong_tick(instance, None)
+        assert requested(first) == [(INGEST_JOB, day) for day in days[:3]]
+        ingest_days(instance, days[:3])
+        assert requested(lifelong_tick(instance, first.cursor)) == []  # nothing new, no window walked yet
+
+        drift.land_days(events, folder, "kuairand", range(3, 4))
+        late = folder / "log_synthetic_20220102_late.csv"
+        late.write_text((folder / "log_synthetic_20220102.csv").read_text())
+        second = lifelong_tick(instance, first.cursor)
+        assert requested(second) == [(INGEST_JOB, days[1]), (INGEST_JOB, days[3])]
+
+        instance.report_runless_asset_event(dg.AssetMaterialization("walk_forward", partition=days[2]))
+        ingest_days(instance, [days[3]])
+        third = lifelong_tick(instance, second.cursor)
+        assert requested(third) == [(WALK_FORWARD_JOB, days[3])]
+
+
+def test_lifelong_schedule_requests_the_landed_days_without_a_partition(project_home):
+    from pipelines.data.daily import DRIFT_FOLDER
+    from pipelines.data.sources import drift
+    from pipelines.refresh.lifelong import lifelong_daily
+
+    spec = drift.SCALES["tiny"]
+    drift.land_days(drift.generate(spec), ProjectPaths.from_env().landing / DRIFT_FOLDER, "kuairand", range(2))
+    with dg.instance_for_test() as instance:
+        ingest_days(instance, [drift.day_key(0)])
+        requests = lifelong_daily(dg.build_schedule_context(instance=instance))
+    assert [request.partition_key for request in requests] == [drift.day_key(1)]

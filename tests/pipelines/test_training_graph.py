@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import mlflow
@@ -13,18 +14,18 @@ import yaml
 
 from pipelines.definitions import defs
 from pipelines.metric_names import (
-    BUCKETS,
     KIND_COMPARISON,
     KIND_TRAINING,
     TAG_KIND,
     TAG_MODEL,
     TAG_MODEL_URI,
+    buckets_in,
     cost_metric,
     final_metric,
 )
 from pipelines.model_names import MODEL_NAMES
 from pipelines.paths import PROJECT_DIR, ProjectPaths
-from pipelines.registry import CHAMPION, load_model_files, registered_name
+from pipelines.registry import CHAMPION, CURRENT, load_model_files, registered_name
 from pipelines.resources import TAG_RUN
 
 SMOKE = yaml.safe_load((PROJECT_DIR / "configs" / "smoke.yaml").read_text())
@@ -71,7 +72,17 @@ def test_smoke_graph_logs_one_run_per_model_with_quality_and_cost(smoke_graph):
         for k in (5, 10, 20):
             for name in ("hr", "ndcg", "mrr"):
                 assert 0.0 <= metrics[final_metric("test", f"{name}_{k}")] <= 1.0
-        assert any(final_metric("test", "ndcg_10", bucket) in metrics for bucket in BUCKETS)
+        # Only buckets that hold targets, named so that they sort by length (tiny histories: 300-600 events).
+        buckets = buckets_in(metrics)
+        assert buckets and set(buckets) <= {"len_00256_00384", "len_00384_00512", "len_00512_00768"}
+        assert sum(metrics[final_metric("test", "num_targets", b)] for b in buckets) == metrics["test/num_targets"]
+        assert metrics["test/num_targets"] == metrics["test/num_targets_total"]
+        assert metrics["valid/num_targets"] <= metrics["valid/num_targets_total"]
+        assert 0.0 <= metrics["baseline/most_popular/test_ndcg_10"] <= 1.0
+        assert metrics[cost_metric("inference_ms_per_target")] > 0
+        assert run.data.tags["recmamba.convergence"].startswith(("converged", "not converged"))
+        assert not any(key.startswith("data.cutoff") and key.endswith("_ms") for key in run.data.params)
+        assert run.data.params["train.loss"] != "ce" or "train.num_negatives" not in run.data.params
         for key in COST_KEYS:
             assert metrics[cost_metric(key)] >= 0.0, key
         assert metrics[cost_metric("num_parameters")] > 0
@@ -79,20 +90,46 @@ def test_smoke_graph_logs_one_run_per_model_with_quality_and_cost(smoke_graph):
         assert model.config.d_model == SMOKE["ops"][f"model_{run.data.tags[TAG_MODEL]}"]["config"]["model"]["d_model"]
 
 
-def test_comparison_registers_a_champion_and_writes_its_artifacts(smoke_graph):
+def test_comparison_registers_one_champion_and_writes_its_artifacts(smoke_graph):
     instance, client = smoke_graph.instance, smoke_graph.client
     champion = client.get_model_version_by_alias(registered_name("synthetic"), CHAMPION)
     comparison = instance.get_latest_materialization_event(dg.AssetKey("model_comparison")).asset_materialization
     assert comparison.metadata["champion"].value in MODEL_NAMES
+    assert champion.tags["model"] == comparison.metadata["champion"].value
+    assert champion.description.startswith("Champion of synthetic, chosen on validation NDCG@10.")
     assert champion.run_id in {run.info.run_id for run in training_runs(client)}
-    for model in MODEL_NAMES:
-        client.get_model_version_by_alias(registered_name("synthetic", model), CHAMPION)
+    for model in MODEL_NAMES:  # each architecture: its newest version as "current", never a second champion
+        name = registered_name("synthetic", model)
+        assert client.get_model_version_by_alias(name, CURRENT).tags["model"] == model
+        assert CHAMPION not in client.get_registered_model(name).aliases
+    for key in ("summary", "comparison", "plot_quality_vs_cost", "plot_ndcg_10_by_history_length"):
+        assert key in comparison.metadata
+    assert "nan" not in comparison.metadata["comparison"].value.lower()
+    assert "![quality vs cost](data:image/png;base64," in comparison.metadata["plot_quality_vs_cost"].value
     comparison_run = client.search_runs(
         [client.get_experiment_by_name("synthetic").experiment_id],
         filter_string=f"tags.`{TAG_KIND}` = '{KIND_COMPARISON}'",
     )[0]
+    assert comparison_run.data.params["champion"] == champion.tags["model"]
+    assert comparison_run.data.metrics[f"{champion.tags['model']}/test_ndcg_10"] > 0
+    assert "most_popular/test_ndcg_10" in comparison_run.data.metrics
     artifacts = {artifact.path for artifact in client.list_artifacts(comparison_run.info.run_id)}
-    assert {"comparison.csv", "quality_vs_training_cost.png", "peak_memory.png"} <= artifacts
+    assert {"comparison.csv", "comparison_table.json", "quality_vs_cost.png", "peak_memory.png"} <= artifacts
+    csv_text = (Path(client.download_artifacts(comparison_run.info.run_id, "comparison.csv"))).read_text()
+    assert "nan" not in csv_text.lower()
+
+
+def test_model_assets_carry_quality_and_convergence_checks(smoke_graph):
+    instance = smoke_graph.instance
+    for model in MODEL_NAMES:
+        key = dg.AssetKey(f"model_{model}")
+        for check in ("metrics_finite", "beats_popularity", "converged"):
+            record = instance.event_log_storage.get_latest_asset_check_execution_by_key([dg.AssetCheckKey(key, check)])[
+                dg.AssetCheckKey(key, check)
+            ]
+            assert record is not None and record.run_id == smoke_graph.run_id, (model, check)
+        evaluation = record.event.dagster_event.event_specific_data
+        assert evaluation.metadata["convergence"].value.startswith(("converged", "not converged"))
     loaded = load_model_files(f"models:/{registered_name('synthetic')}@{CHAMPION}")
     assert loaded.config.d_model == SMOKE["ops"]["model_recmamba"]["config"]["model"]["d_model"]
 
@@ -120,4 +157,4 @@ def test_warm_start_loads_each_models_champion(smoke_graph):
     )
     assert result.success
     logs = [event.message for event in instance.all_logs(result.run_id) if event.message]
-    assert any("Warm start from the gru4rec champion" in message for message in logs)
+    assert any("Warm start from gru4rec@current" in message for message in logs)

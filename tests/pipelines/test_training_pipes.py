@@ -27,9 +27,11 @@ if os.environ.get("RANK") == "1":
 """
 
 
-def train_gru4rec(nproc_per_node: int, env: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+def train_gru4rec(
+    nproc_per_node: int, env: dict[str, str] | None = None, out_of_core: bool = False
+) -> dg.ExecuteInProcessResult:
     [asset] = [a for a in training_assets if a.key == dg.AssetKey("model_gru4rec")]
-    config = {**TINY_MODEL, "nproc_per_node": nproc_per_node}
+    config = {**TINY_MODEL, "nproc_per_node": nproc_per_node, "out_of_core": out_of_core}
     resources = {"mlflow_tracking": MlflowTracking(), "pipes_subprocess_client": dg.PipesSubprocessClient(env=env)}
     with dg.DagsterInstance.get() as instance:
         return dg.materialize(
@@ -47,8 +49,11 @@ def tiny_split(project_home: Path) -> None:
 
 
 def test_two_processes_write_one_mlflow_run_with_metrics_and_cost(tiny_split):
-    result = train_gru4rec(nproc_per_node=2)
+    """Both processes read the histories out of core: the first to arrive converts the export, once."""
+    result = train_gru4rec(nproc_per_node=2, out_of_core=True)
     assert result.success
+    [store] = ProjectPaths.from_env().history_store("synthetic").iterdir()
+    assert (store / "store.json").is_file()
     metadata = result.asset_materializations_for_node("model_gru4rec")[0].metadata
     assert metadata["processes"].value == 2 and 0.0 <= metadata["test_ndcg_10"].value <= 1.0
     client = mlflow.MlflowClient(ProjectPaths.from_env().mlflow_tracking_uri)

@@ -1,0 +1,78 @@
+"""The comparison's plots: quality against training and inference cost, peak memory, quality by history length.
+
+Written as PNG files (MLflow artifacts) and embedded in the Dagster asset page as Markdown images.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: the pipeline never opens a window
+import matplotlib.pyplot as plt
+
+from pipelines.reporting.comparison import Comparison
+
+COST_AXES = (("train_s_per_epoch", "training time (s/epoch)"), ("inference_ms_per_target", "inference (ms/target)"))
+
+
+def plot_quality_vs_cost(comparison: Comparison, path: Path) -> Path:
+    """Test NDCG@10 against training and inference cost, one panel each; baselines as dashed floors."""
+    figure, panels = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for axes, (column, label) in zip(panels, COST_AXES, strict=True):
+        for s in comparison.models:
+            x, y = s.values[column], s.values["test_ndcg_10"]
+            if math.isfinite(x) and math.isfinite(y):
+                axes.scatter(x, y, s=60)
+                axes.annotate(s.model, (x, y), xytext=(5, 5), textcoords="offset points")
+        for s in comparison.baselines:
+            axes.axhline(s.values["test_ndcg_10"], linestyle="--", color="grey", linewidth=1)
+            axes.annotate(s.model, (0.01, s.values["test_ndcg_10"]), xycoords=("axes fraction", "data"), fontsize=8)
+        axes.set(xlabel=label, title=f"Quality against {label.split(' (')[0]}")
+    panels[0].set_ylabel("test NDCG@10")
+    return _save(figure, path)
+
+
+def plot_peak_memory(comparison: Comparison, path: Path) -> Path:
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.bar([s.model for s in comparison.models], [s.values["peak_memory_mb"] for s in comparison.models])
+    axes.set(ylabel="peak training memory (MB)", title="Peak memory")
+    return _save(figure, path)
+
+
+def plot_bucket_ndcg(comparison: Comparison, path: Path) -> Path:
+    """Grouped bars per history-length bucket, shortest histories left; only buckets with test targets."""
+    buckets, rows = comparison.buckets, comparison.models + comparison.baselines
+    figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(buckets) + 3), 4))
+    width = 0.8 / max(len(rows), 1)
+    for index, s in enumerate(rows):
+        positions = [b + index * width for b in range(len(buckets))]
+        values = [s.bucket_ndcg_10.get(bucket, math.nan) for bucket in buckets]
+        axes.bar(positions, values, width, label=s.model, hatch="//" if s.is_baseline else None)
+    labels = [_bucket_label(bucket) for bucket in buckets]
+    axes.set_xticks([b + 0.4 - width / 2 for b in range(len(buckets))], labels)
+    axes.set(xlabel="events before the target", ylabel="test NDCG@10", title="NDCG@10 by history length")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _save(figure, path)
+
+
+def markdown_image(path: Path, title: str) -> str:
+    """The PNG inline in Markdown, which the Dagster UI renders on the asset page."""
+    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"![{title}](data:image/png;base64,{encoded})"
+
+
+def _bucket_label(bucket: str) -> str:
+    """``len_02048_03072`` -> ``2048-3071``; ``len_32768_up`` -> ``32768+``."""
+    _, low, high = bucket.split("_")
+    return f"{int(low)}+" if high == "up" else f"{int(low)}-{int(high) - 1}"
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

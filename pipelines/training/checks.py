@@ -1,0 +1,75 @@
+"""Checks on every trained model, from the numbers its worker reported: are the metrics numbers at all, does
+the model beat the popularity floor, and had training converged. None blocks: the comparison still runs and
+shows the failure, which is what a user needs to see to act on it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+from recmodels.baselines import BASELINES
+
+FINITE = "metrics_finite"
+BEATS_POPULARITY = "beats_popularity"
+CONVERGED = "converged"
+FINITE_KEYS = ("valid_ndcg_10", "test_ndcg_10", "test_hr_10", "test_mrr_10")
+
+
+def check_specs(asset_name: str) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(FINITE, asset=asset_name, description="Validation and test metrics are finite numbers."),
+        dg.AssetCheckSpec(
+            BEATS_POPULARITY,
+            asset=asset_name,
+            description="Test NDCG@10 is above both popularity baselines (most popular, recently popular) ranked "
+            "on the same targets.",
+        ),
+        dg.AssetCheckSpec(
+            CONVERGED,
+            asset=asset_name,
+            description="Validation NDCG@10 peaked before the last epoch (warns when training was still improving).",
+        ),
+    ]
+
+
+def _number(metadata: Mapping[str, Any], key: str) -> float:
+    value = metadata.get(key)
+    value = getattr(value, "value", value)  # a MetadataValue, or the raw number
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def check_results(metadata: Mapping[str, Any]) -> list[dg.AssetCheckResult]:
+    """The three checks' results from the worker's reported metadata."""
+    values = {key: _number(metadata, key) for key in FINITE_KEYS}
+    not_finite = sorted(key for key, value in values.items() if not math.isfinite(value))
+    model = values["test_ndcg_10"]
+    floors = {name: _number(metadata, f"{name}_test_ndcg_10") for name in BASELINES}
+    best_floor = max(floors, key=lambda name: floors[name] if math.isfinite(floors[name]) else -math.inf)
+    margin = model - floors[best_floor]
+    converged = getattr(metadata.get("converged"), "value", metadata.get("converged"))
+    verdict = str(getattr(metadata.get("convergence"), "value", metadata.get("convergence", "")))
+    return [
+        dg.AssetCheckResult(
+            check_name=FINITE,
+            passed=not not_finite,
+            metadata={"not_finite": ", ".join(not_finite) or "none"},
+        ),
+        dg.AssetCheckResult(
+            check_name=BEATS_POPULARITY,
+            passed=bool(math.isfinite(margin) and margin > 0),
+            metadata={
+                "test_ndcg_10": model,
+                **{f"{name}_test_ndcg_10": floor for name, floor in floors.items()},
+                "margin_over_best_baseline": round(margin, 4) if math.isfinite(margin) else "n/a",
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name=CONVERGED,
+            passed=bool(converged),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"convergence": verdict},
+        ),
+    ]

@@ -1,0 +1,63 @@
+"""Run configuration of the ``walk_forward`` asset, and how its windows are cut (a day or a week)."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field, field_validator
+
+from pipelines.data.partitions import DAILY_PARTITIONS, DEFAULT_START, START_ENV
+from pipelines.model_names import MODEL_NAMES, check_names
+from pipelines.paths import check_dataset_name
+
+Strategy = Literal["frozen", "fine_tune", "retrain"]
+STRATEGIES: tuple[Strategy, ...] = ("frozen", "fine_tune", "retrain")
+WINDOW_ENV = "RECMAMBA_WALK_FORWARD_WINDOW"
+
+
+def window_partitions() -> dg.TimeWindowPartitionsDefinition:
+    """Windows of ``RECMAMBA_WALK_FORWARD_WINDOW`` (``day``, the default, or ``week``) over the ingest's days."""
+    window = os.environ.get(WINDOW_ENV, "day")
+    if window == "day":
+        return DAILY_PARTITIONS
+    if window == "week":
+        return dg.WeeklyPartitionsDefinition(start_date=os.environ.get(START_ENV, DEFAULT_START))
+    raise ValueError(f"{WINDOW_ENV} must be 'day' or 'week', found {window!r}")
+
+
+class WalkForwardConfig(dg.Config):
+    """Which models and strategies walk forward, at what size, trained how."""
+
+    dataset: str = Field("lifelong", description="The dataset whose daily_events are evaluated.")
+    models: list[str] = Field(default_factory=lambda: list(MODEL_NAMES), description="Architectures to evaluate.")
+    strategies: list[str] = Field(default_factory=lambda: list(STRATEGIES), description="Update strategies.")
+    max_len: int = Field(50, ge=2, description="Training window and context length of every model.")
+    d_model: int = Field(32, ge=4, description="Hidden size of every model.")
+    n_layers: int = Field(1, ge=1, description="Layers of every model.")
+    retrain_epochs: int = Field(3, ge=1, description="Epochs of a training from scratch (retrain, frozen, bootstrap).")
+    fine_tune_epochs: int = Field(1, ge=1, description="Epochs of a fine_tune update on one window's events.")
+    fine_tune_context: int = Field(
+        50, ge=0, description="Events before the new ones each active user replays with them in a fine_tune update."
+    )
+    batch_size: int = Field(32, ge=1, description="Training windows per step.")
+    lr: float = Field(2e-3, gt=0, description="AdamW learning rate.")
+    device: Literal["auto", "cpu", "cuda"] = Field("cpu", description="Where models train and rank.")
+    seed: int = Field(0, description="Seeds every training.")
+    report_last_windows: int = Field(7, ge=1, description="The report's table averages over this many latest windows.")
+
+    @field_validator("dataset")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        return check_dataset_name(value)
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, value: list[str]) -> list[str]:
+        return check_names(value, MODEL_NAMES, "models")
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, value: list[str]) -> list[str]:
+        return check_names(value, STRATEGIES, "strategies")

@@ -1,0 +1,255 @@
+"""RecMamba's single-step update over all layers in one compiled call, so a new event costs arithmetic only.
+
+``MambaRecommender.step`` runs about forty PyTorch operators per event; at batch 1 their dispatch, not the
+~70k multiply-adds, is the cost. This kernel walks every layer of a ``RecMamba`` (pre-norm residual block:
+LayerNorm, in_proj, causal conv + SiLU, x_proj, dt_proj, selective state update, gate, out_proj) and the
+output norm for each user, and a user's several new events one after another, reading and writing the
+user's packed state row in place (layout: ``engines.MambaEngine``). A large batch goes layer by layer
+instead: its projections become matrix products, the conv and the state update compiled loops over users.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import torch
+
+from recmodels.models.recmamba import RecMamba
+from recmodels.ops._cpu_kernels import FASTMATH, _jit, fast_exp, sigmoid, softplus
+
+
+class MambaWeights(NamedTuple):
+    """Every layer's weights stacked on a leading layer axis, float32, contiguous (one kernel argument)."""
+
+    embedding: np.ndarray  # (num_items + 1, D)
+    norm_w: np.ndarray  # (n_layers, D)
+    norm_b: np.ndarray  # (n_layers, D)
+    in_w: np.ndarray  # (n_layers, 2E, D)
+    in_b: np.ndarray  # (n_layers, 2E), zeros when the layer has no bias
+    conv_w: np.ndarray  # (n_layers, E, K)
+    conv_b: np.ndarray  # (n_layers, E)
+    xproj_w: np.ndarray  # (n_layers, R + 2N, E)
+    dtproj_w: np.ndarray  # (n_layers, E, R)
+    dt_bias: np.ndarray  # (n_layers, E)
+    A: np.ndarray  # (n_layers, E, N), negative
+    D: np.ndarray  # (n_layers, E)
+    out_w: np.ndarray  # (n_layers, D, E)
+    out_b: np.ndarray  # (n_layers, D)
+    final_w: np.ndarray  # (D,)
+    final_b: np.ndarray  # (D,)
+    eps: np.ndarray  # (n_layers + 1,): each block norm's epsilon, then the output norm's
+
+
+def _stack(tensors: list[torch.Tensor]) -> np.ndarray:
+    return np.ascontiguousarray(torch.stack([t.detach().float().cpu() for t in tensors]).numpy())
+
+
+def _bias(linear: torch.nn.Linear) -> torch.Tensor:
+    return linear.bias if linear.bias is not None else torch.zeros(linear.out_features)
+
+
+def mamba_weights(model: RecMamba) -> MambaWeights:
+    """The kernel's view of a RecMamba's weights (a copy: later training does not change a running service)."""
+    mixers = [block.mixer for block in model.blocks]
+    norms = [block.norm for block in model.blocks]
+    return MambaWeights(
+        embedding=np.ascontiguousarray(model.item_embedding.weight.detach().float().cpu().numpy()),
+        norm_w=_stack([n.weight for n in norms]),
+        norm_b=_stack([n.bias for n in norms]),
+        in_w=_stack([m.in_proj.weight for m in mixers]),
+        in_b=_stack([_bias(m.in_proj) for m in mixers]),
+        conv_w=_stack([m.conv1d.weight[:, 0, :] for m in mixers]),
+        conv_b=_stack([m.conv1d.bias if m.conv1d.bias is not None else torch.zeros(m.d_inner) for m in mixers]),
+        xproj_w=_stack([m.x_proj.weight for m in mixers]),
+        dtproj_w=_stack([m.dt_proj.weight for m in mixers]),
+        dt_bias=_stack([m.dt_proj.bias for m in mixers]),
+        A=_stack([m.A() for m in mixers]),
+        D=_stack([m.D for m in mixers]),
+        out_w=_stack([m.out_proj.weight for m in mixers]),
+        out_b=_stack([_bias(m.out_proj) for m in mixers]),
+        final_w=np.ascontiguousarray(model.output_norm.weight.detach().float().cpu().numpy()),
+        final_b=np.ascontiguousarray(model.output_norm.bias.detach().float().cpu().numpy()),
+        eps=np.array([n.eps for n in norms] + [model.output_norm.eps], dtype=np.float32),
+    )
+
+
+@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _layer_norm(x, weight, bias, eps, out):
+    size = x.shape[0]
+    mean = np.float32(0.0)
+    for i in range(size):
+        mean += x[i]
+    mean /= size
+    var = np.float32(0.0)
+    for i in range(size):
+        d = x[i] - mean
+        var += d * d
+    inv = np.float32(1.0) / np.sqrt(var / size + eps)
+    for i in range(size):
+        out[i] = (x[i] - mean) * inv * weight[i] + bias[i]
+
+
+@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _matvec(w, x, bias, out):
+    """out = w @ x + bias; w (rows, cols) row-major, so the inner loop is contiguous (SIMD)."""
+    rows, cols = w.shape
+    for r in range(rows):
+        acc = bias[r]
+        for c in range(cols):
+            acc += w[r, c] * x[c]
+        out[r] = acc
+
+
+@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _conv_silu(window, conv_w, conv_b, x, u):
+    """One causal depthwise conv step + SiLU: window (E, K - 1) holds the last inputs and is shifted in place."""
+    channels, taps = conv_w.shape
+    for c in range(channels):
+        acc = conv_b[c] + conv_w[c, taps - 1] * x[c]
+        for k in range(taps - 1):
+            acc += conv_w[c, k] * window[c, k]
+        for k in range(taps - 2):
+            window[c, k] = window[c, k + 1]
+        window[c, taps - 2] = x[c]
+        u[c] = acc * sigmoid(acc)
+
+
+@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _state_update(ssm, u, dt, x_dbl, rank, A, D, z, y):
+    """The selective state update of ssm (E, N) in place, then y = (C h + D u) * silu(z); dt before softplus.
+
+    Two passes per channel, the update then the read-out: without a reduction in it, the first one
+    vectorizes (about twice as fast as one fused loop)."""
+    channels, n_state = A.shape
+    b_in = x_dbl[rank : rank + n_state]
+    c_out = x_dbl[rank + n_state : rank + 2 * n_state]
+    for c in range(channels):
+        step = softplus(dt[c])
+        dtu = step * u[c]
+        row = ssm[c]
+        a_row = A[c]
+        for n in range(n_state):
+            row[n] = fast_exp(step * a_row[n]) * row[n] + dtu * b_in[n]
+        acc = D[c] * u[c]
+        for n in range(n_state):
+            acc += row[n] * c_out[n]
+        y[c] = acc * z[c] * sigmoid(z[c])
+
+
+@_jit()
+def _step_users(w, items, states, hidden):
+    """items (B, T) int64, 0 = no event (left padding); states (B, S); hidden (B, D); one user at a time."""
+    n_layers, e2, d_model = w.in_w.shape
+    e, taps, n_state, rank = e2 // 2, w.conv_w.shape[2], w.A.shape[2], w.dtproj_w.shape[2]
+    conv_size = e * (taps - 1)
+    layer_size = conv_size + e * n_state
+    x = np.empty(d_model, np.float32)
+    normed = np.empty(d_model, np.float32)
+    xz = np.empty(e2, np.float32)
+    u = np.empty(e, np.float32)
+    x_dbl = np.empty(rank + 2 * n_state, np.float32)
+    no_bias = np.zeros(rank + 2 * n_state, np.float32)
+    dt = np.empty(e, np.float32)
+    y = np.empty(e, np.float32)
+    out = np.empty(d_model, np.float32)
+    for b in range(items.shape[0]):
+        for t in range(items.shape[1]):
+            item = items[b, t]
+            if item == 0:
+                continue
+            x[:] = w.embedding[item]
+            for layer in range(n_layers):
+                base = layer * layer_size
+                conv = states[b, base : base + conv_size].reshape(e, taps - 1)
+                ssm = states[b, base + conv_size : base + layer_size].reshape(e, n_state)
+                _layer_norm(x, w.norm_w[layer], w.norm_b[layer], w.eps[layer], normed)
+                _matvec(w.in_w[layer], normed, w.in_b[layer], xz)
+                _conv_silu(conv, w.conv_w[layer], w.conv_b[layer], xz[:e], u)
+                _matvec(w.xproj_w[layer], u, no_bias, x_dbl)
+                _matvec(w.dtproj_w[layer], x_dbl[:rank], w.dt_bias[layer], dt)
+                _state_update(ssm, u, dt, x_dbl, rank, w.A[layer], w.D[layer], xz[e:], y)
+                _matvec(w.out_w[layer], y, w.out_b[layer], out)
+                x += out
+            _layer_norm(x, w.final_w, w.final_b, w.eps[n_layers], hidden[b])
+
+
+# ---------------------------------------------------------------- large batches: layer by layer, BLAS
+
+
+@_jit()
+def _layer_norm_rows(x, weight, bias, eps, out):
+    for b in range(x.shape[0]):
+        _layer_norm(x[b], weight, bias, eps, out[b])
+
+
+@_jit()
+def _conv_silu_rows(xz, conv_w, conv_b, states, base, u):
+    """``_conv_silu`` for every row; each row's conv window starts at ``base`` of its state row."""
+    channels, taps = conv_w.shape
+    for b in range(xz.shape[0]):
+        window = states[b, base : base + channels * (taps - 1)].reshape(channels, taps - 1)
+        _conv_silu(window, conv_w, conv_b, xz[b, :channels], u[b])
+
+
+@_jit()
+def _state_update_rows(states, base, u, dt, x_dbl, rank, A, D, xz, y):
+    """``_state_update`` for every row; each row's SSM state starts at ``base`` of its state row."""
+    channels, n_state = A.shape
+    for b in range(u.shape[0]):
+        ssm = states[b, base : base + channels * n_state].reshape(channels, n_state)
+        _state_update(ssm, u[b], dt[b], x_dbl[b], rank, A, D, xz[b, channels:], y[b])
+
+
+def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """x @ weight.T (+ bias) through torch's GEMM, which keeps to torch's thread setting."""
+    out = torch.from_numpy(np.ascontiguousarray(x)) @ torch.from_numpy(weight).T
+    if bias is not None:
+        out += torch.from_numpy(bias)
+    return out.numpy()
+
+
+def _step_layerwise(w: MambaWeights, items: np.ndarray, states: np.ndarray, hidden: np.ndarray) -> None:
+    """The same step for many users at once: projections as matrix products (BLAS reuses each weight for
+    every user), the recurrent parts in compiled loops; one pass per event column."""
+    n_layers, e2, _ = w.in_w.shape
+    e, taps, n_state, rank = e2 // 2, w.conv_w.shape[2], w.A.shape[2], w.dtproj_w.shape[2]
+    layer_size = e * (taps - 1) + e * n_state
+    for column in items.T:
+        rows = np.flatnonzero(column)
+        if not len(rows):
+            continue
+        every_row = len(rows) == len(column)
+        part = states if every_row else states[rows]
+        x = w.embedding[column[rows]]  # (b, D)
+        normed = np.empty_like(x)
+        u = np.empty((len(rows), e), np.float32)
+        y = np.empty((len(rows), e), np.float32)
+        for layer in range(n_layers):
+            base = layer * layer_size
+            _layer_norm_rows(x, w.norm_w[layer], w.norm_b[layer], w.eps[layer], normed)
+            xz = _linear(normed, w.in_w[layer], w.in_b[layer])  # (b, 2E)
+            _conv_silu_rows(xz, w.conv_w[layer], w.conv_b[layer], part, base, u)
+            x_dbl = _linear(u, w.xproj_w[layer])  # (b, R + 2N)
+            dt = _linear(x_dbl[:, :rank], w.dtproj_w[layer], w.dt_bias[layer])  # (b, E), before softplus
+            _state_update_rows(part, base + e * (taps - 1), u, dt, x_dbl, rank, w.A[layer], w.D[layer], xz, y)
+            x = x + _linear(y, w.out_w[layer], w.out_b[layer])
+        last = np.empty_like(x)
+        _layer_norm_rows(x, w.final_w, w.final_b, w.eps[n_layers], last)
+        hidden[rows] = last
+        if not every_row:
+            states[rows] = part
+
+
+LAYERWISE_MIN_BATCH = 16  # from here on, matrix products beat per-user matrix-vector loops
+
+
+def fused_step(weights: MambaWeights, items: np.ndarray, states: np.ndarray, hidden: np.ndarray) -> None:
+    """Advance every user's packed state by its events (B, T) in place, and set its last hidden (B, D)."""
+    if not states.flags.c_contiguous or states.dtype != np.float32:
+        raise ValueError("states must be a C-contiguous float32 array (B, S)")
+    if len(items) >= LAYERWISE_MIN_BATCH:
+        _step_layerwise(weights, items, states, hidden)
+    else:
+        _step_users(weights, items, states, hidden)

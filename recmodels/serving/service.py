@@ -1,0 +1,84 @@
+"""The recommendation service's logic, apart from HTTP: one served model folder, its store and catalogue.
+
+A known user's recommendation is its stored hidden vector times the item embeddings (no encoding at
+request time, whatever the model); an unknown user gets the most trained-on items, flagged as a fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recmodels.serving.bundle import STORE_FILE, Catalogue, load_model
+from recmodels.serving.engines import engine_for
+from recmodels.serving.store import StateStore
+from recmodels.serving.updates import ApplyReport, Event, apply_events
+
+
+def top_items(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best scores, best first, ties by index (torch's top-k is ~5x numpy's argpartition)."""
+    top = torch.topk(torch.from_numpy(scores), k).indices.numpy()
+    return top[np.lexsort((top, -scores[top]))]
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    items: list[str]  # raw item ids, best first
+    scores: list[float]
+    fallback: bool  # True: the user is unknown and these are the most popular items
+
+
+class UnknownItem(ValueError):
+    def __init__(self, index: int, item: str) -> None:
+        super().__init__(f"events[{index}].item: unknown item {item!r} (not in the served model's catalogue)")
+        self.index, self.item = index, item
+
+
+class RecommendationService:
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder).resolve()
+        self.model = load_model(self.folder)
+        self.engine = engine_for(self.model)
+        self.catalogue = Catalogue.read(self.folder)
+        self.dense_ids = self.catalogue.dense_ids()
+        self.store = StateStore(self.folder / STORE_FILE, self.engine.state_dtype)
+        self.meta = self.store.meta()
+        self.embedding = np.ascontiguousarray(self.model.item_embedding.weight.detach().float().numpy())
+        self.popular = self.catalogue.popular()
+
+    def health(self) -> dict[str, object]:
+        keys = ("model", "version", "registered_model", "dataset", "split_fingerprint", "built_at")
+        return {"status": "ok", **{key: self.meta.get(key) for key in keys}, "users": self.store.num_users()}
+
+    def recommend(self, user: str, k: int, exclude_seen: bool) -> Recommendation:
+        row = self.store.get(user)
+        if row is None:
+            top = self.popular[:k]
+            counts = self.catalogue.train_count[top].astype(float)
+            return Recommendation([self.catalogue.item_raw[i - 1] for i in top], counts.tolist(), fallback=True)
+        scores = self.embedding @ row.hidden  # (num_items + 1,)
+        scores[0] = -np.inf
+        if exclude_seen:
+            scores[row.seen] = -np.inf
+        top = top_items(scores, min(k, int(np.isfinite(scores).sum())))
+        return Recommendation([self.catalogue.item_raw[i - 1] for i in top], scores[top].tolist(), fallback=False)
+
+    def dense_events(self, events: Sequence[tuple[str, str, int]]) -> list[Event]:
+        """(user, raw item, ts) as the model's events; UnknownItem names the first item it does not know."""
+        dense = []
+        for index, (user, item, ts) in enumerate(events):
+            item_id = self.dense_ids.get(item)
+            if item_id is None:
+                raise UnknownItem(index, item)
+            dense.append(Event(user, item_id, ts))
+        return dense
+
+    def post_events(self, events: Sequence[tuple[str, str, int]]) -> ApplyReport:
+        return apply_events(self.store, self.engine, self.dense_events(events))
+
+    def close(self) -> None:
+        self.store.close()

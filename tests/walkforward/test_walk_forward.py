@@ -1,0 +1,82 @@
+"""Walk-forward on the tiny drifting stream: every strategy is a series of MLflow runs with the window as
+step, the report reaches MLflow and Dagster, and a model trained past a window's start is blocked."""
+
+import dagster as dg
+import mlflow
+import pytest
+
+from pipelines.data.daily import DRIFT_FOLDER
+from pipelines.data.daily_assets import daily_events
+from pipelines.data.resources import Warehouse
+from pipelines.data.sources import drift
+from pipelines.paths import ProjectPaths
+from pipelines.resources import MlflowTracking
+from pipelines.walkforward.assets import LEAKAGE_CHECK, walk_forward
+from pipelines.walkforward.tracking import KIND_WALK_FORWARD, TAG_STRATEGY
+
+SPEC = drift.SCALES["tiny"]
+DAYS = [drift.day_key(day) for day in range(SPEC.days)]
+TINY = {"models": ["gru4rec"], "max_len": 16, "d_model": 16, "retrain_epochs": 1, "fine_tune_context": 8}
+
+
+@pytest.fixture
+def ingested(project_home):
+    paths = ProjectPaths.from_env()
+    drift.land_days(drift.generate(SPEC), paths.landing / DRIFT_FOLDER, "kuairand", range(SPEC.days))
+    run(
+        daily_events,
+        None,
+        {"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]},
+    )
+    return paths
+
+
+def run(asset, day, tags=None, raise_on_error=True):
+    config = {"walk_forward": {"config": TINY}} if asset is walk_forward else {}
+    with dg.DagsterInstance.get() as instance:
+        return dg.materialize(
+            [daily_events, walk_forward],
+            selection=[asset],
+            partition_key=day,
+            tags=tags or {},
+            run_config={"ops": config},
+            resources={"warehouse": Warehouse(), "mlflow_tracking": MlflowTracking()},
+            instance=instance,
+            raise_on_error=raise_on_error,
+        )
+
+
+def check_passed(result) -> bool:
+    [evaluation] = [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ]
+    assert evaluation.check_name == LEAKAGE_CHECK
+    return evaluation.passed
+
+
+def test_each_strategy_is_a_series_with_the_window_as_step(ingested):
+    for day in DAYS[3:5]:
+        result = run(walk_forward, day)
+        assert check_passed(result)
+    client = mlflow.MlflowClient(ingested.mlflow_tracking_uri)
+    [experiment] = [e for e in client.search_experiments() if e.name == "lifelong"]
+    runs = client.search_runs([experiment.experiment_id], f"tags.`recmamba.run_kind` = '{KIND_WALK_FORWARD}'")
+    assert sorted(r.data.tags[TAG_STRATEGY] for r in runs) == ["fine_tune", "frozen", "retrain"]
+    for series in runs:
+        history = client.get_metric_history(series.info.run_id, "ndcg_10")
+        assert len({m.step for m in history}) == 2
+        assert {"hr_10", "mrr_10", "train_seconds", "new_items", "cold_targets", "new_users"} <= set(
+            series.data.metrics
+        )
+    frozen = next(r for r in runs if r.data.tags[TAG_STRATEGY] == "frozen")
+    assert [m.value for m in client.get_metric_history(frozen.info.run_id, "train_seconds")][1:] == [0.0]
+    metadata = result.asset_materializations_for_node("walk_forward")[0].metadata
+    assert "fine_tune" in metadata["report"].value and metadata["drift_plot"].value.endswith("drift.png")
+
+
+def test_a_window_before_the_frozen_models_training_is_blocked_as_leakage(ingested):
+    run(walk_forward, DAYS[4])  # frozen trains once, on everything before day 4
+    result = run(walk_forward, DAYS[2], raise_on_error=False)
+    assert not check_passed(result)

@@ -32,6 +32,11 @@ def cost_metric(name: str) -> str:
     return f"cost/{name}"
 
 
+def baseline_metric(baseline: str, name: str) -> str:
+    """A popularity baseline's test metric, logged in every training run so that each stands on its own."""
+    return f"baseline/{baseline}/test_{name}"
+
+
 def buckets_in(metric_keys: Iterable[str]) -> list[str]:
     """The history-length buckets with a test NDCG@10 among ``metric_keys``, shortest first (names sort so)."""
     found = set()

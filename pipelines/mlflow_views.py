@@ -11,8 +11,16 @@ from __future__ import annotations
 import json
 
 import mlflow
+from mlflow.entities import Experiment
 
-from pipelines.metric_names import KIND_TRAINING, TAG_CONVERGENCE, TAG_KIND, cost_metric, final_metric
+from pipelines.metric_names import (
+    KIND_TRAINING,
+    TAG_CONVERGENCE,
+    TAG_KIND,
+    baseline_metric,
+    cost_metric,
+    final_metric,
+)
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 CUSTOM_MODEL_DEVELOPMENT = "custom_model_development"
@@ -23,7 +31,7 @@ WORKFLOW = "workflowType=machine_learning"  # the UI's "Model training" mode ins
 TRAINING_COLUMNS = (
     ("metrics", final_metric("test", "ndcg_10")),
     ("metrics", final_metric("test", "hr_10")),
-    ("metrics", "baseline/most_popular/test_ndcg_10"),
+    ("metrics", baseline_metric("most_popular", "ndcg_10")),
     ("metrics", cost_metric("train_seconds_per_epoch")),
     ("metrics", cost_metric("inference_ms_per_target")),
     ("metrics", cost_metric("peak_memory_mb")),
@@ -52,16 +60,15 @@ def training_view_state() -> dict[str, object]:
     }
 
 
-def set_up_experiment(client: mlflow.MlflowClient, experiment_id: str) -> None:
+def set_up_experiment(client: mlflow.MlflowClient, experiment: Experiment) -> None:
     """Mark the experiment as model training and (re)publish the training-runs view; idempotent."""
-    tags = client.get_experiment(experiment_id).tags
     wanted = {
         EXPERIMENT_KIND_TAG: CUSTOM_MODEL_DEVELOPMENT,
         SHARED_VIEW_TAG + TRAINING_VIEW: json.dumps(training_view_state()),
     }
     for key, value in wanted.items():
-        if tags.get(key) != value:
-            client.set_experiment_tag(experiment_id, key, value)
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
 
 
 def training_runs_path(experiment_id: str) -> str:

@@ -52,14 +52,13 @@ class MlflowTracking(dg.ConfigurableResource):
     def experiment_id(self, name: str) -> str:
         """The experiment of one dataset, created with artifacts under the project root on first use, and set
         to open on its training runs (``pipelines/mlflow_views.py``)."""
-        experiment = self.client.get_experiment_by_name(name)
+        client = self.client
+        experiment = client.get_experiment_by_name(name)
         if experiment is None:
             root = self.artifact_root or ProjectPaths.from_env().mlflow_artifacts.as_uri()
-            experiment_id = self.client.create_experiment(name, artifact_location=f"{root}/{name}")
-        else:
-            experiment_id = experiment.experiment_id
-        set_up_experiment(self.client, experiment_id)  # also experiments made before these settings existed
-        return experiment_id
+            experiment = client.get_experiment(client.create_experiment(name, artifact_location=f"{root}/{name}"))
+        set_up_experiment(client, experiment)  # also experiments made before these settings existed
+        return experiment.experiment_id
 
     def runs_of(self, experiment: str, tags: dict[str, str], status: str | None = None) -> list[Run]:
         """Live runs of ``experiment`` carrying every tag in ``tags`` (newest first)."""

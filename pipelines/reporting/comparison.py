@@ -13,7 +13,16 @@ from pathlib import Path
 
 from mlflow.entities import Run
 
-from pipelines.metric_names import HEADLINE_METRIC, TAG_CONVERGENCE, TAG_MODEL, buckets_in, cost_metric, final_metric
+from pipelines.metric_names import (
+    HEADLINE_METRIC,
+    METRICS_AT_10,
+    TAG_CONVERGENCE,
+    TAG_MODEL,
+    baseline_metric,
+    buckets_in,
+    cost_metric,
+    final_metric,
+)
 from recmodels.baselines import BASELINES
 
 # column -> (MLflow metric, header a person reads)
@@ -104,8 +113,8 @@ def _baselines(run: Run) -> list[ModelSummary]:
     found = []
     for name in BASELINES:
         values = {column: math.nan for column in COLUMNS}
-        for metric in ("ndcg_10", "hr_10", "mrr_10"):
-            values[f"test_{metric}"] = metrics.get(f"baseline/{name}/test_{metric}", math.nan)
+        for metric in METRICS_AT_10:
+            values[f"test_{metric}"] = metrics.get(baseline_metric(name, metric), math.nan)
         if math.isfinite(values["test_ndcg_10"]):
             found.append(ModelSummary(name, "", values, is_baseline=True))
     return found

@@ -15,6 +15,7 @@ from pipelines.metric_names import (
     BUCKET_METRICS,
     HEADLINE_METRIC,
     METRICS_AT_10,
+    baseline_metric,
     cost_metric,
     final_metric,
 )
@@ -51,9 +52,9 @@ def inference_ms_per_target(test: EvalResult) -> float:
 
 
 def baseline_metrics(baselines: dict[str, EvalResult]) -> dict[str, float]:
-    """``baseline/<name>/test_<metric>`` at K=10: logged in every training run, so each stands on its own."""
+    """Each baseline's test metrics at K=10."""
     return {
-        f"baseline/{name}/test_{metric}": result.overall[metric]
+        baseline_metric(name, metric): result.overall[metric]
         for name, result in baselines.items()
         for metric in METRICS_AT_10
     }

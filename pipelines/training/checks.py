@@ -35,9 +35,14 @@ def check_specs(asset_name: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
+def _raw(metadata: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """A reported value: Pipes hands back MetadataValues, a direct caller plain values."""
+    value = metadata.get(key, default)
+    return getattr(value, "value", value)
+
+
 def _number(metadata: Mapping[str, Any], key: str) -> float:
-    value = metadata.get(key)
-    value = getattr(value, "value", value)  # a MetadataValue, or the raw number
+    value = _raw(metadata, key)
     return float(value) if isinstance(value, int | float) else math.nan
 
 
@@ -49,8 +54,7 @@ def check_results(metadata: Mapping[str, Any]) -> list[dg.AssetCheckResult]:
     floors = {name: _number(metadata, f"{name}_test_ndcg_10") for name in BASELINES}
     best_floor = max(floors, key=lambda name: floors[name] if math.isfinite(floors[name]) else -math.inf)
     margin = model - floors[best_floor]
-    converged = getattr(metadata.get("converged"), "value", metadata.get("converged"))
-    verdict = str(getattr(metadata.get("convergence"), "value", metadata.get("convergence", "")))
+    converged, verdict = _raw(metadata, "converged"), str(_raw(metadata, "convergence", ""))
     return [
         dg.AssetCheckResult(
             check_name=FINITE,

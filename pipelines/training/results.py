@@ -61,9 +61,12 @@ def baseline_metrics(baselines: dict[str, EvalResult]) -> dict[str, float]:
 
 
 def result_metrics(
-    result: FitResult, processes: int, totals: dict[str, int], baselines: dict[str, EvalResult]
+    result: FitResult,
+    convergence: Convergence,
+    processes: int,
+    totals: dict[str, int],
+    baselines: dict[str, EvalResult],
 ) -> dict[str, float]:
-    convergence = Convergence.of(result)
     metrics = {
         **eval_metrics("valid", result.valid, totals["valid"]),
         **eval_metrics("test", result.test, totals["test"]),
@@ -78,9 +81,11 @@ def result_metrics(
     return {key: rounded(float(value)) for key, value in metrics.items()}
 
 
-def materialization_metadata(result: FitResult, processes: int, baselines: dict[str, EvalResult]) -> dict[str, Any]:
+def materialization_metadata(
+    result: FitResult, convergence: Convergence, processes: int, baselines: dict[str, EvalResult]
+) -> dict[str, Any]:
     """Headline numbers for the asset page (the checks read them too)."""
-    cost, convergence = result.cost, Convergence.of(result)
+    cost = result.cost
     numbers = {
         "valid_ndcg_10": result.valid.overall[HEADLINE_METRIC],
         "test_ndcg_10": result.test.overall[HEADLINE_METRIC],

@@ -109,14 +109,17 @@ def train_and_report(job: TrainingJob, run_config, ranks: Ranks, pipes: PipesCon
         # The popularity floor, ranked on the same test targets: the asset's checks compare against it.
         baselines = {name: evaluate_baseline(name, data, "test") for name in BASELINES}
         totals = {split: len(select_targets(data, split).items) for split in ("valid", "test")}
-        mlflow.log_metrics(result_metrics(result, ranks.world_size, totals, baselines))
-        mlflow.set_tag(TAG_CONVERGENCE, Convergence.of(result).verdict())
+        convergence = Convergence.of(result)
+        mlflow.log_metrics(result_metrics(result, convergence, ranks.world_size, totals, baselines))
+        mlflow.set_tag(TAG_CONVERGENCE, convergence.verdict())
         dataset = str(data.metadata.get("dataset", "data"))
         client = mlflow.MlflowClient(job.tracking_uri)
         model_uri = log_model_files(client, model, job.model_name, f"{dataset}-{job.model_name}")
         mlflow.log_artifact(str(job.export_dir / "item_map.parquet"), Path(ITEM_MAP_ARTIFACT).parent.as_posix())
         mlflow.set_tag(TAG_MODEL_URI, model_uri)
-    pipes.report_asset_materialization(metadata=materialization_metadata(result, ranks.world_size, baselines))
+    pipes.report_asset_materialization(
+        metadata=materialization_metadata(result, convergence, ranks.world_size, baselines)
+    )
 
 
 class EpochLogger:

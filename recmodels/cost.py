@@ -25,6 +25,8 @@ class CostReport:
     num_parameters: int
     # One-off JIT compile / kernel load paid before training (``recmodels.warmup``), kept out of the epochs.
     compile_seconds: float = 0.0
+    # Kernel signatures compiled inside the training process (0 when they came from the warm cache).
+    kernels_compiled: int = 0
 
     def as_metrics(self) -> dict[str, float]:
         """The fields as floats under their own names (letters and underscores: MLflow-safe)."""

@@ -43,7 +43,7 @@ from recmodels.models import MODELS, build_model
 from recmodels.models.base import SequentialRecommender
 from recmodels.sparse_optim import build_sparse_optimizer, clip_grad_norm
 from recmodels.threads import apply_thread_budget
-from recmodels.warmup import COMPILED_KERNEL_MODELS, warm_kernel_cache, warm_up
+from recmodels.warmup import COMPILED_KERNEL_MODELS, kernels_compiled_here, warm_kernel_cache, warm_up
 from recmodels.windows import WindowIndex
 
 # Full-catalogue logits of the ce loss exist a block of rows at a time, about this many bytes, at least
@@ -330,6 +330,7 @@ def fit(
         train_events_per_second=progress.train_events / max(progress.train_seconds, 1e-9),
         num_parameters=model.num_parameters(),
         compile_seconds=compile_seconds,
+        kernels_compiled=kernels_compiled_here(),
     )
     return FitResult(
         best_epoch=progress.best_epoch,

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 
+import numba
 import torch
 import torch.nn.functional as F
 
@@ -66,6 +67,19 @@ def warm_up(model: SequentialRecommender, device: torch.device, batch_size: int 
             for name, buffer in model.named_buffers():
                 buffer.copy_(saved_buffers[name])
         model.train(was_training)
+
+
+def kernels_compiled_here() -> int:
+    """How many kernel signatures this process compiled itself rather than loaded from Numba's cache.
+
+    Zero after a warm cache means the compiler's seconds and memory stayed out of this process's meters;
+    a kernel module never imported counts as nothing compiled.
+    """
+    kernels = sys.modules.get("recmodels.ops._cpu_kernels")
+    if kernels is None:
+        return 0
+    dispatchers = [value for value in vars(kernels).values() if isinstance(value, numba.core.dispatcher.Dispatcher)]
+    return sum(len(kernel.overloads) - sum(kernel.stats.cache_hits.values()) for kernel in dispatchers)
 
 
 # The architectures built on the selective scan, whose CPU path runs the compiled kernels.

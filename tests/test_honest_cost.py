@@ -1,6 +1,8 @@
 """Cost figures measure the model, never the one-off kernel compile: a training run on a fresh Numba cache
-reports the same epoch time and peak memory as one on a warm cache (the compile happens in a process of its
-own before training, and is reported apart as compile time)."""
+compiles nothing itself (the compile happens in a process of its own before training), so neither the
+compiler's seconds nor its memory (~170 MB of LLVM that stays resident) reach the epoch times and the peak.
+The proof is Numba's own count of compiled signatures, not a timing: times and peaks vary by 20% between
+identical runs here, and they are compared in benchmarks, never in tests."""
 
 from __future__ import annotations
 
@@ -12,9 +14,8 @@ from pathlib import Path
 
 from recmodels.data import write_split_export
 
-# Smoke scale: epochs long enough (~1 s) that 10% is well above the timer's noise on a quiet machine.
-ARGS = ["--train.epochs", "3", "--train.batch_size", "16", "--train.patience", "0", "--train.eval_max_targets", "50",
-        "--model.d_model", "64", "--model.n_layers", "1", "--model.max_len", "128"]  # fmt: skip
+ARGS = ["--train.epochs", "1", "--train.batch_size", "16", "--train.eval_max_targets", "20",
+        "--model.d_model", "16", "--model.n_layers", "1", "--model.max_len", "32"]  # fmt: skip
 
 
 def train_recmamba(export: Path, out: Path, cache: Path) -> dict:
@@ -22,20 +23,35 @@ def train_recmamba(export: Path, out: Path, cache: Path) -> dict:
     command = [sys.executable, "-m", "recmodels.train", "recmamba", "--export", str(export), "--out", str(out), *ARGS]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads((out / "result.json").read_text())
-    # The fastest epoch: a machine's hiccup in one epoch says nothing about what the run measured.
-    return {**result["cost"], "fastest_epoch_seconds": min(epoch["epoch_seconds"] for epoch in result["epochs"])}
+    return json.loads((out / "result.json").read_text())["cost"]
 
 
-def test_a_fresh_kernel_cache_does_not_change_the_reported_cost(tmp_path):
-    histories = [[(user * 7 + t) % 300 + 1 for t in range(400)] for user in range(160)]
-    splits = [[0] * 390 + [1] * 5 + [2] * 5 for _ in histories]
+def test_training_on_a_fresh_kernel_cache_compiles_nothing_itself(tmp_path):
+    histories = [[(user * 7 + t) % 300 + 1 for t in range(60)] for user in range(16)]
+    splits = [[0] * 50 + [1] * 5 + [2] * 5 for _ in histories]
     export = write_split_export(tmp_path / "export", histories, splits, num_items=300)
     cache = tmp_path / "numba_cache"
-    fresh = train_recmamba(export, tmp_path / "fresh", cache)
-    warm = train_recmamba(export, tmp_path / "warm", cache)
-    assert fresh["peak_memory_mb"] <= 1.1 * warm["peak_memory_mb"], (fresh, warm)
-    assert fresh["fastest_epoch_seconds"] <= 1.1 * warm["fastest_epoch_seconds"], (fresh, warm)
-    assert any(cache.rglob("*.nbi")), "the first run compiled into the fresh cache"
-    # Both training processes only loaded the kernels: the compile happened in a process of its own.
-    assert fresh["compile_seconds"] < 5.0 and warm["compile_seconds"] < 5.0, (fresh, warm)
+    cost = train_recmamba(export, tmp_path / "fresh", cache)
+    assert any(cache.rglob("*.nbi")), "the kernels were compiled into the fresh cache"
+    assert cost["kernels_compiled"] == 0, cost  # ... by another process: training only loaded them
+
+
+COUNT_AFTER_WARM_UP = """
+import torch
+from recmodels.models import build_model
+from recmodels.warmup import kernels_compiled_here, warm_up
+model = build_model("recmamba", 16, d_model=16, n_layers=1, max_len=16, dropout=0.0)
+warm_up(model, torch.device("cpu"))
+print(kernels_compiled_here())
+"""
+
+
+def test_the_compile_counter_tells_a_compile_from_a_cache_load(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba_cache")}
+    counts = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", COUNT_AFTER_WARM_UP], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        counts.append(int(done.stdout.split()[-1]))
+    # Forward and backward of the scan and of the causal conv: four kernels, compiled once, then loaded.
+    assert counts == [4, 0]

@@ -20,6 +20,7 @@ import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 
 import numba
 import torch
@@ -69,17 +70,22 @@ def warm_up(model: SequentialRecommender, device: torch.device, batch_size: int 
         model.train(was_training)
 
 
-def kernels_compiled_here() -> int:
-    """How many kernel signatures this process compiled itself rather than loaded from Numba's cache.
+def compiled_here(dispatchers: Iterable[numba.core.dispatcher.Dispatcher]) -> int:
+    """How many signatures of ``dispatchers`` this process compiled itself rather than loaded from Numba's
+    on-disk cache."""
+    return sum(len(kernel.overloads) - sum(kernel.stats.cache_hits.values()) for kernel in dispatchers)
 
-    Zero after a warm cache means the compiler's seconds and memory stayed out of this process's meters;
-    a kernel module never imported counts as nothing compiled.
-    """
+
+def kernels_compiled_here() -> int:
+    """How many of RecMamba's kernel signatures this process compiled itself. Zero after a warm cache means
+    the compiler's seconds and memory stayed out of this process's meters; kernels never imported count as
+    nothing compiled."""
     kernels = sys.modules.get("recmodels.ops._cpu_kernels")
     if kernels is None:
         return 0
-    dispatchers = [value for value in vars(kernels).values() if isinstance(value, numba.core.dispatcher.Dispatcher)]
-    return sum(len(kernel.overloads) - sum(kernel.stats.cache_hits.values()) for kernel in dispatchers)
+    return compiled_here(
+        value for value in vars(kernels).values() if isinstance(value, numba.core.dispatcher.Dispatcher)
+    )
 
 
 # The architectures built on the selective scan, whose CPU path runs the compiled kernels.

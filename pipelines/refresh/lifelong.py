@@ -1,12 +1,15 @@
 """The incremental refresh of the lifelong location: ingest exactly the days whose files are new or
-changed, then walk forward one window at a time, instead of rebuilding and retraining everything.
+changed, then walk forward one window at a time (test, update the models, move the champion), instead of
+rebuilding and retraining everything.
 
 The landing sensor keeps, per day, a digest of the day's files (names, sizes, modification times) as its
-cursor, so a new day and a late file for an old day both request just that day's partition. Once a
-window's days are all ingested, it requests the window after the latest walk-forward partition (the first
-one is started by the user, with a backfill, so that the models have a warm-up period to train on). The
-daily schedule requests every landed day that has no partition yet. Run config: the YAML named by
-``RECMAMBA_LIFELONG_CONFIG`` (keys ``ops.daily_events`` and ``ops.walk_forward``), else every default.
+cursor, so a new day and a late file for an old day both request just that day's partition; the daily
+schedule requests every landed day that has no partition yet. Whichever started the ingest, the run-status
+sensor ``walk_forward_after_ingest`` then requests the window after the latest walked one once all its days
+are ingested, and again after each walked window, so a refresh catches up window by window (the first
+window is started by the user, with a backfill, so that the models have a warm-up period to train on).
+Run config: the YAML named by ``RECMAMBA_LIFELONG_CONFIG`` (keys ``ops.daily_events`` and
+``ops.walk_forward``), else every default.
 """
 
 from __future__ import annotations
@@ -29,6 +32,13 @@ from pipelines.walkforward.assets import WINDOW_PARTITIONS
 
 LIFELONG_CONFIG_ENV = "RECMAMBA_LIFELONG_CONFIG"
 INGEST_JOB, WALK_FORWARD_JOB = "daily_ingest", "walk_forward_refresh"
+WALK_FORWARD_KEY = dg.AssetKey("walk_forward")
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 daily_ingest_job = dg.define_asset_job(
     INGEST_JOB, selection=["daily_events"], partitions_def=DAILY_PARTITIONS, description="Ingest landed days."
@@ -76,7 +86,7 @@ def ingest_requests(days: list[str]) -> list[dg.RunRequest]:
 
 def next_window(instance: dg.DagsterInstance) -> str | None:
     """The window after the latest walked one, if every day of it has been ingested."""
-    walked = instance.get_materialized_partitions(dg.AssetKey("walk_forward"))
+    walked = instance.get_materialized_partitions(WALK_FORWARD_KEY)
     if not walked:
         return None
     following = WINDOW_PARTITIONS.get_next_partition_key(max(walked))
@@ -88,9 +98,15 @@ def next_window(instance: dg.DagsterInstance) -> str | None:
     return following if needed and set(needed) <= ingested else None
 
 
+def walk_in_progress(instance: dg.DagsterInstance) -> bool:
+    """Whether a run that materializes ``walk_forward`` is queued or running (windows go one at a time)."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED))
+    return any(run.asset_selection and WALK_FORWARD_KEY in run.asset_selection for run in runs)
+
+
 def walk_forward_requests(instance: dg.DagsterInstance) -> list[dg.RunRequest]:
     window = next_window(instance)
-    if window is None:
+    if window is None or walk_in_progress(instance):
         return []
     config = lifelong_run_config("walk_forward")
     return [
@@ -101,10 +117,10 @@ def walk_forward_requests(instance: dg.DagsterInstance) -> list[dg.RunRequest]:
 
 
 @dg.sensor(
-    jobs=LIFELONG_JOBS,
+    job=daily_ingest_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Ingests each day whose landed files are new or changed, then walks forward the next window.",
+    description="Ingests each day whose landed files are new or changed (walk_forward_after_ingest walks on).",
 )
 def lifelong_landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     seen = json.loads(context.cursor) if context.cursor else {}
@@ -113,8 +129,19 @@ def lifelong_landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorRes
     changed = [day for day, (digest, _) in landed.items() if seen.get(day) != digest]
     ready = [day for day in changed if now - landed[day][1] >= settle]
     cursor = {**seen, **{day: landed[day][0] for day in ready}}
-    requests = ingest_requests(ready) + walk_forward_requests(context.instance)
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+    return dg.SensorResult(run_requests=ingest_requests(ready), cursor=json.dumps(cursor, sort_keys=True))
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=LIFELONG_JOBS,
+    request_job=walk_forward_job,
+    # On by default: it acts only after runs of the two lifelong jobs, which nothing starts unless asked to.
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After an ingest or a walked window succeeds: the next window, once all its days are ingested.",
+)
+def walk_forward_after_ingest(context: dg.RunStatusSensorContext) -> list[dg.RunRequest]:
+    return walk_forward_requests(context.instance)
 
 
 @dg.schedule(

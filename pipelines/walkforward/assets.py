@@ -14,12 +14,16 @@ import numpy as np
 
 from pipelines.data.daily_assets import GROUP, daily_events
 from pipelines.data.resources import Warehouse
+from pipelines.data.sql import run_sql
 from pipelines.paths import ProjectPaths
+from pipelines.registry import CHAMPION, registered_name
 from pipelines.resources import MlflowTracking
 from pipelines.walkforward import tracking
+from pipelines.walkforward.champion import Candidate, best, promote
 from pipelines.walkforward.config import WalkForwardConfig, window_partitions
 from pipelines.walkforward.histories import EventLog, window_targets
-from pipelines.walkforward.strategies import StateStore, fine_tune, prepare
+from pipelines.walkforward.strategies import INITIAL, StateStore, fine_tune, prepare
+from recmodels import SequentialRecommender
 from recmodels.evaluate import evaluate
 
 WINDOW_PARTITIONS = window_partitions()
@@ -54,7 +58,7 @@ def walk_forward(
     counts = window_counts(log, start_ms)
     step = start_ms // DAY_MS
     leaks: dict[str, int] = {}
-    rows = []
+    rows, models = [], {}
     root = ProjectPaths.from_env().walk_forward_states(config.dataset)
     for name in config.models:
         for strategy in config.strategies:
@@ -73,9 +77,13 @@ def walk_forward(
             run_id = tracking.series_run(mlflow_tracking, config.dataset, name, strategy)
             tracking.log_window(mlflow_tracking, run_id, step, metrics)
             rows.append({"model": name, "strategy": strategy, **metrics})
+            models[name, strategy] = prepared.model
             context.log.info(f"{name}/{strategy} on {context.partition_key}: {metrics}")
-    markdown, plot = _report(mlflow_tracking, config)
+    table, markdown, plot = _report(mlflow_tracking, config)
     leaked = {key: count for key, count in leaks.items() if count}
+    champion = {}
+    if config.promote_champion and not leaked and _is_latest_window(context):
+        champion = _promote(context, config, warehouse, mlflow_tracking, table, models)
     return dg.MaterializeResult(
         metadata={
             "dataset": config.dataset,
@@ -85,6 +93,7 @@ def walk_forward(
             "window": dg.MetadataValue.md(_window_table(rows)),
             "report": dg.MetadataValue.md(markdown),
             "drift_plot": dg.MetadataValue.path(str(plot)),
+            **champion,
         },
         check_results=[
             dg.AssetCheckResult(
@@ -116,10 +125,44 @@ def _window_table(rows: list[dict]) -> str:
     return "| model | strategy | NDCG@10 | HR@10 | train s |\n|---|---|---|---|---|\n" + "\n".join(lines)
 
 
-def _report(mlflow_tracking: MlflowTracking, config: WalkForwardConfig) -> tuple[str, Path]:
-    """The drift plot and table over every window so far, logged to the report run and kept for the UI."""
+def _is_latest_window(context: dg.AssetExecutionContext) -> bool:
+    """Whether no later window has been walked: re-running an old window must not move the champion back."""
+    walked = context.instance.get_materialized_partitions(context.asset_key)
+    return not walked or context.partition_key >= max(walked)
+
+
+def _promote(
+    context: dg.AssetExecutionContext,
+    config: WalkForwardConfig,
+    warehouse: Warehouse,
+    mlflow_tracking: MlflowTracking,
+    table: list[dict],
+    models: dict[tuple[str, str], SequentialRecommender],
+) -> dict[str, str]:
+    """Move the champion alias to the best (model, strategy) of the latest windows; its metadata."""
+    state = {"frozen": INITIAL, "fine_tune": context.partition_key, "retrain": context.partition_key}
+    candidates = [
+        Candidate(r["model"], r["strategy"], models[key], state[r["strategy"]], r["ndcg_10"], r["train_seconds"])
+        for r in table
+        if (key := (r["model"], r["strategy"])) in models
+    ]
+    winner = best(candidates)
+    if winner is None:
+        return {}
+    with warehouse.connect(config.dataset, read_only=True) as con:
+        raw_ids = [row[0] for row in run_sql(con, "daily_item_raw_ids", num_items=winner.model.num_items).fetchall()]
+    version = promote(context, mlflow_tracking, config.dataset, winner, raw_ids, config.report_last_windows)
+    name = f"{registered_name(config.dataset)}@{CHAMPION}"
+    context.log.info(f"{name} is v{version}: {winner.model_name}/{winner.strategy} ({winner.mean_ndcg_10:.4f})")
+    return {"champion": f"{winner.model_name}/{winner.strategy}", "champion_registered_model": f"{name} (v{version})"}
+
+
+def _report(mlflow_tracking: MlflowTracking, config: WalkForwardConfig) -> tuple[list[dict], str, Path]:
+    """The table (mean over the latest windows per model and strategy), its Markdown and the drift plot over
+    every window so far, logged to the report run and kept for the UI."""
     found = tracking.series(mlflow_tracking, config.dataset)
-    markdown = tracking.as_markdown(tracking.report_table(found, config.report_last_windows))
+    table = tracking.report_table(found, config.report_last_windows)
+    markdown = tracking.as_markdown(table)
     folder = ProjectPaths.from_env().walk_forward_states(config.dataset) / "report"
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
@@ -127,4 +170,4 @@ def _report(mlflow_tracking: MlflowTracking, config: WalkForwardConfig) -> tuple
         tracking.log_report(mlflow_tracking, config.dataset, Path(scratch), markdown)
         plot = folder / "drift.png"
         (Path(scratch) / "drift.png").replace(plot)
-    return markdown, plot
+    return table, markdown, plot

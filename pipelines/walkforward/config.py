@@ -46,6 +46,11 @@ class WalkForwardConfig(dg.Config):
     device: Literal["auto", "cpu", "cuda"] = Field("cpu", description="Where models train and rank.")
     seed: int = Field(0, description="Seeds every training.")
     report_last_windows: int = Field(7, ge=1, description="The report's table averages over this many latest windows.")
+    promote_champion: bool = Field(
+        True,
+        description="After the latest window, point <dataset>-best@champion at the best model and strategy of the "
+        "report's table (mean NDCG@10 over report_last_windows).",
+    )
 
     @field_validator("dataset")
     @classmethod

@@ -9,7 +9,7 @@ import dagster as dg
 
 from pipelines.data.daily_assets import daily_events
 from pipelines.data.resources import Warehouse
-from pipelines.refresh.lifelong import LIFELONG_JOBS, lifelong_daily, lifelong_landing_sensor
+from pipelines.refresh.lifelong import LIFELONG_JOBS, lifelong_daily, lifelong_landing_sensor, walk_forward_after_ingest
 from pipelines.resources import MlflowTracking
 from pipelines.walkforward.assets import walk_forward
 
@@ -17,6 +17,6 @@ defs = dg.Definitions(
     assets=[daily_events, walk_forward],
     jobs=LIFELONG_JOBS,
     schedules=[lifelong_daily],
-    sensors=[lifelong_landing_sensor],
+    sensors=[lifelong_landing_sensor, walk_forward_after_ingest],
     resources={"warehouse": Warehouse(), "mlflow_tracking": MlflowTracking()},
 )

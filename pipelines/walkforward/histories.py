@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 
-from pipelines.data.sql import run_sql
+from pipelines.data.sql import sql_text
 from recmodels.data import TEST, TRAIN, VALID, SplitData
 
 
@@ -22,7 +22,7 @@ class EventLog:
 
     @classmethod
     def until(cls, con: duckdb.DuckDBPyConnection, end_ms: int) -> EventLog:
-        table = run_sql(con, "daily_events_until", end_ms=end_ms).to_arrow_table()
+        table = con.sql(sql_text("daily_events_until"), params={"end_ms": end_ms}).to_arrow_table()
         return cls(
             table["user_id"].to_numpy().astype(np.int32),
             table["item_id"].to_numpy().astype(np.int32),

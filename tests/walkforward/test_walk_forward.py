@@ -10,6 +10,7 @@ from pipelines.data.daily_assets import daily_events
 from pipelines.data.resources import Warehouse
 from pipelines.data.sources import drift
 from pipelines.paths import ProjectPaths
+from pipelines.registry import ITEM_TABLE, load_champion
 from pipelines.resources import MlflowTracking
 from pipelines.walkforward.assets import LEAKAGE_CHECK, walk_forward
 from pipelines.walkforward.tracking import KIND_WALK_FORWARD, TAG_STRATEGY
@@ -74,6 +75,23 @@ def test_each_strategy_is_a_series_with_the_window_as_step(ingested):
     assert [m.value for m in client.get_metric_history(frozen.info.run_id, "train_seconds")][1:] == [0.0]
     metadata = result.asset_materializations_for_node("walk_forward")[0].metadata
     assert "fine_tune" in metadata["report"].value and metadata["drift_plot"].value.endswith("drift.png")
+    assert_champion_is_the_best_series(client, runs, metadata)
+
+
+def assert_champion_is_the_best_series(client, runs, metadata):
+    """``lifelong-best@champion`` holds the series with the best mean NDCG@10, loadable with its item map;
+    re-walking an older window does not move it back."""
+    means = {
+        r.data.tags[TAG_STRATEGY]: sum(m.value for m in client.get_metric_history(r.info.run_id, "ndcg_10")) / 2
+        for r in runs
+    }
+    version = client.get_model_version_by_alias("lifelong-best", "champion")
+    assert version.tags[TAG_STRATEGY] == max(means, key=means.get), (means, version.tags)
+    assert metadata["champion"].value == f"gru4rec/{version.tags[TAG_STRATEGY]}"
+    champion = load_champion(client, "lifelong-best")
+    assert len(champion.item_raw_ids) == champion.state_dict[ITEM_TABLE].shape[0] - 1
+    run(walk_forward, DAYS[3])
+    assert client.get_model_version_by_alias("lifelong-best", "champion").version == version.version
 
 
 def test_a_window_before_the_frozen_models_training_is_blocked_as_leakage(ingested):

@@ -1,2 +1,3 @@
--- Cut-off timestamps at two quantiles of all event timestamps.
-SELECT quantile_disc(ts, $valid_quantile), quantile_disc(ts, $test_quantile) FROM events;
+-- Cut-off timestamps at two quantiles of all event timestamps (both from one pass over the events).
+SELECT cutoffs[1], cutoffs[2]
+FROM (SELECT quantile_disc(ts, [$valid_quantile, $test_quantile]) AS cutoffs FROM events);

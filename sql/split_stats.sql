@@ -1,19 +1,21 @@
 -- Train events, targets, and cold targets (items never seen in a train event) per split; also the items
--- whose first event falls at or after the validation cut-off (unknown to training by construction).
-WITH flat AS (
-    SELECT unnest(items) AS item_id, unnest(split) AS label FROM splits
-),
-train_items AS (
-    SELECT DISTINCT item_id FROM flat WHERE label = 0
+-- seen in training, the catalogue size and the users. One pass: labels are counted per item first.
+WITH per_item AS (
+    SELECT
+        item_id,
+        count(*) FILTER (WHERE label = 0) AS train,
+        count(*) FILTER (WHERE label = 1) AS valid,
+        count(*) FILTER (WHERE label = 2) AS test
+    FROM (SELECT unnest(items) AS item_id, unnest(split) AS label FROM splits)
+    GROUP BY item_id
 )
 SELECT
-    count(*) FILTER (WHERE label = 0),
-    count(*) FILTER (WHERE label = 1),
-    count(*) FILTER (WHERE label = 2),
-    count(*) FILTER (WHERE label = 1 AND t.item_id IS NULL),
-    count(*) FILTER (WHERE label = 2 AND t.item_id IS NULL),
-    (SELECT count(*) FROM train_items),
+    coalesce(sum(train), 0),
+    coalesce(sum(valid), 0),
+    coalesce(sum(test), 0),
+    coalesce(sum(valid) FILTER (WHERE train = 0), 0),
+    coalesce(sum(test) FILTER (WHERE train = 0), 0),
+    count(*) FILTER (WHERE train > 0),
     (SELECT max(item_id) FROM item_map),
     (SELECT count(*) FROM sequences)
-FROM flat
-LEFT JOIN train_items AS t USING (item_id);
+FROM per_item;

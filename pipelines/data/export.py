@@ -54,10 +54,11 @@ class _ContentHash:
         self.parts = {name: hashlib.sha256() for name in names}
 
     def update(self, batch: pa.RecordBatch) -> None:
-        self.parts["user_id"].update(batch["user_id"].to_numpy().tobytes())
-        self.parts["lengths"].update(pc.list_value_length(batch["items"]).to_numpy().astype(np.int64).tobytes())
+        # the arrays' own buffers are hashed (no copy): the same bytes as ``tobytes()`` of these C-order arrays
+        self.parts["user_id"].update(batch["user_id"].to_numpy())
+        self.parts["lengths"].update(pc.list_value_length(batch["items"]).to_numpy().astype(np.int64))
         for name in ("items", "timestamps", "split"):
-            self.parts[name].update(batch[name].flatten().to_numpy().tobytes())
+            self.parts[name].update(batch[name].flatten().to_numpy())
 
     def update_item_map(self, item_map: pa.Table) -> None:
         self.parts["item_map"].update("\n".join(item_map["item_raw"].to_pylist()).encode())

@@ -4,7 +4,7 @@ strategy with the best mean NDCG@10 over the latest windows, as it stands for th
 Walk-forward scores are out of sample by construction (each window is tested before any model trains on
 it), so choosing on them leaks nothing into the windows that follow. A version is registered only when the
 choice or its weights changed: a ``frozen`` winner keeps its version from window to window, a
-``fine_tune`` winner gets a new one each window (its weights moved).
+``fine_tune`` or ``retrain`` winner gets a new one each window (its weights moved).
 """
 
 from __future__ import annotations
@@ -67,8 +67,9 @@ def promote(
     with tracking.materialization_run(context, dataset, run_name, tags), tempfile.TemporaryDirectory() as folder:
         model_uri = log_model_files(client, winner.model, winner.model_name, f"{dataset}-{winner.model_name}")
         # Row i of the embedding is item i: the map lets serving and warm starts match rows by raw item id.
-        pq.write_table(pa.table({"item_raw": item_raw_ids}), Path(folder) / Path(ITEM_MAP_ARTIFACT).name)
-        mlflow.log_artifact(str(Path(folder) / Path(ITEM_MAP_ARTIFACT).name), Path(ITEM_MAP_ARTIFACT).parent.as_posix())
+        item_map = Path(folder) / Path(ITEM_MAP_ARTIFACT).name
+        pq.write_table(pa.table({"item_raw": item_raw_ids}), item_map)
+        mlflow.log_artifact(str(item_map), Path(ITEM_MAP_ARTIFACT).parent.as_posix())
         mlflow.log_metrics({"mean_ndcg_10": winner.mean_ndcg_10, "mean_train_seconds": winner.mean_train_seconds})
         mlflow.set_tag(TAG_MODEL_URI, model_uri)
         run_id = mlflow.active_run().info.run_id

@@ -9,8 +9,13 @@ TAG_KIND = "recmamba.run_kind"
 TAG_MODEL_URI = "recmamba.model_uri"
 TAG_CONVERGENCE = "recmamba.convergence"  # the one-line verdict, e.g. "not converged: best epoch is the last ..."
 
-KIND_TRAINING = "training"
+KIND_TRAINING = "training"  # a model's result: its one run, or the parent of its seeds' runs
+KIND_TRAINING_SEED = "training_seed"  # one seed's run, a child of a multi-seed KIND_TRAINING run
 KIND_COMPARISON = "comparison"
+
+# Per-target test results (recmodels.evaluate.TargetRanks as Parquet, plus a ``seed`` column): every
+# KIND_TRAINING run holds its model's (one row per target and seed) and each popularity baseline's.
+TARGET_RANKS_ARTIFACT = "per_target/test_ranks.parquet"
 
 HEADLINE_METRIC = "ndcg_10"
 BUCKET_PREFIX = "len_"  # history-length buckets: test/len_02048_03072/ndcg_10 (recmodels.evaluate.bucket_name)
@@ -26,6 +31,24 @@ def epoch_metric(name: str) -> str:
 def final_metric(split: str, name: str, bucket: str | None = None) -> str:
     """Logged once at the end: ``valid`` at the restored best epoch, ``test`` after training."""
     return f"{split}/{bucket}/{name}" if bucket else f"{split}/{name}"
+
+
+def interval_metric(split: str, name: str, bound: str, bucket: str | None = None) -> str:
+    """A bound (``low`` or ``high``) of the 95% user-bootstrap interval of a final metric:
+    ``test/ndcg_10_ci_low``, ``test/len_02048_03072/ndcg_10_ci_high``."""
+    if bound not in ("low", "high"):
+        raise ValueError(f"bound must be 'low' or 'high', got {bound!r}")
+    return f"{final_metric(split, name, bucket)}_ci_{bound}"
+
+
+def seed_std_metric(split: str, name: str) -> str:
+    """The standard deviation of a final metric across training seeds: ``test/ndcg_10_seed_std``."""
+    return f"{final_metric(split, name)}_seed_std"
+
+
+def baseline_ranks_artifact(baseline: str) -> str:
+    """Where a training run keeps a popularity baseline's per-target test results."""
+    return f"per_target/baseline_{baseline}_test_ranks.parquet"
 
 
 def cost_metric(name: str) -> str:

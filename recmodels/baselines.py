@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from recmodels.data import TRAIN, SplitData
-from recmodels.evaluate import EvalResult, bucket_metrics, ranking_metrics, select_targets
+from recmodels.evaluate import EvalResult, TargetRanks, bucket_metrics, ranking_metrics, select_targets
 
 RECENT_FRACTION = 0.1  # the last tenth of the training period's time span
 BASELINES = ("most_popular", "recent_popular")
@@ -58,4 +58,5 @@ def evaluate_baseline(
         bucket_metrics(ranks, targets.positions, ks),
         len(targets.items),
         time.perf_counter() - began,
+        TargetRanks.of(data, targets, ranks),
     )

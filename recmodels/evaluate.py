@@ -16,13 +16,17 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from torch import Tensor
 
 from recmodels.data import SPLIT_CODES, SplitData
 from recmodels.models.base import SequentialRecommender
+from recmodels.progress import ProgressLog
 from recmodels.topk import SeenItems, blockwise_ranks
 
 # Prior-history-length buckets: a fixed half-octave ladder (x1.5, x1.33 alternately), so that the buckets of two
@@ -38,11 +42,57 @@ SAMPLED_PREFIX = "sampled"
 
 
 @dataclass(frozen=True)
+class TargetRanks:
+    """Every ranked target's outcome: enough to recompute any metric, interval or paired test without the
+    model. Targets are identified across models by (user_id, position), which the split fixes."""
+
+    user_id: np.ndarray  # (T,) int64, the export's dense user id
+    position: np.ndarray  # (T,) int64, the target's index in the history = its prior history length
+    item: np.ndarray  # (T,) int64
+    timestamp: np.ndarray  # (T,) int64, ms since the epoch
+    rank: np.ndarray  # (T,) int64, 1 = best, pessimistic on ties
+
+    COLUMNS = ("user_id", "position", "item", "timestamp", "rank")
+
+    @classmethod
+    def of(cls, data: SplitData, targets: Targets, ranks: np.ndarray) -> TargetRanks:
+        events = data.offsets[targets.rows] + targets.positions
+        user_ids = data.user_ids[targets.rows].astype(np.int64)
+        return cls(user_ids, targets.positions, targets.items, data.timestamps[events].astype(np.int64), ranks)
+
+    @property
+    def keys(self) -> np.ndarray:
+        """One int64 per target, equal for the same target in two evaluations of one split."""
+        return self.user_id * 2**32 + self.position
+
+    def bucket(self) -> np.ndarray:
+        """Each target's history-length bucket name (``len_02048_03072``)."""
+        names = np.array([name for name, _, _ in history_buckets()])
+        return names[np.searchsorted(HISTORY_EDGES, self.position, side="right") - 1]
+
+    def to_table(self) -> pa.Table:
+        columns = {name: pa.array(getattr(self, name), pa.int64()) for name in self.COLUMNS}
+        return pa.table({**columns, "bucket": pa.array(self.bucket(), pa.string())})
+
+    def write(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(self.to_table(), path)
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> TargetRanks:
+        table = pq.read_table(path, columns=list(cls.COLUMNS))
+        return cls(*(table.column(name).to_numpy().astype(np.int64) for name in cls.COLUMNS))
+
+
+@dataclass(frozen=True)
 class EvalResult:
     overall: dict[str, float]
     by_bucket: dict[str, dict[str, float]] = field(default_factory=dict)
     num_targets: int = 0
     seconds: float = 0.0
+    ranks: TargetRanks | None = field(default=None, compare=False, repr=False)  # not kept in as_dict
 
     def as_dict(self) -> dict:
         return {
@@ -138,6 +188,7 @@ def encode_targets(
     targets: Targets,
     device: torch.device,
     stream_chunk: int = STREAM_CHUNK,
+    progress: ProgressLog | None = None,
 ) -> Tensor:
     """(T, D) hidden state from which each target is predicted."""
     streaming = model.supports_streaming
@@ -155,6 +206,8 @@ def encode_targets(
         rows = np.concatenate([np.full(len(w.target_ids), i) for i, w in enumerate(batch_windows)])
         cols = np.concatenate([w.read_at + pad[i] for i, w in enumerate(batch_windows)])
         ids = torch.from_numpy(np.concatenate([w.target_ids for w in batch_windows])).to(device)
+        if progress is not None:
+            progress.advance(len(ids))
         if streaming:
             state = model.init_state(len(batch_windows))
             for start in range(0, items.shape[1], stream_chunk):
@@ -181,7 +234,12 @@ def _seen_items(data: SplitData, targets: Targets, rows: slice) -> list[np.ndarr
 
 @torch.no_grad()
 def full_ranks(
-    model: SequentialRecommender, hidden: Tensor, data: SplitData, targets: Targets, exclude_seen: bool
+    model: SequentialRecommender,
+    hidden: Tensor,
+    data: SplitData,
+    targets: Targets,
+    exclude_seen: bool,
+    progress: ProgressLog | None = None,
 ) -> np.ndarray:
     """Rank of each target among all items 1..num_items (1 = best), pessimistic on ties.
 
@@ -194,6 +252,8 @@ def full_ranks(
         part = slice(start, min(start + SCORE_ROWS, len(ranks)))
         seen = SeenItems(_seen_items(data, targets, part), hidden.device) if exclude_seen else None
         ranks[part] = blockwise_ranks(hidden[part], weight, target_items[part], seen).cpu().numpy()
+        if progress is not None:
+            progress.advance(part.stop - part.start)
     return ranks
 
 
@@ -276,8 +336,11 @@ def evaluate(
     model.eval()
     try:
         targets = select_targets(data, split, max_targets)
-        hidden = encode_targets(model, data, targets, device, stream_chunk)
-        ranks = full_ranks(model, hidden, data, targets, exclude_seen)
+        count = len(targets.items)
+        encoding = ProgressLog(f"{split}: encoding histories", count, "targets")
+        hidden = encode_targets(model, data, targets, device, stream_chunk, encoding)
+        ranking = ProgressLog(f"{split}: ranking {data.num_items:,} items", count, "targets")
+        ranks = full_ranks(model, hidden, data, targets, exclude_seen, ranking)
         overall = ranking_metrics(ranks, ks)
         if sampled_negatives:
             sampled = sampled_ranks(model, hidden, targets, data.num_items, sampled_negatives)
@@ -285,4 +348,5 @@ def evaluate(
         by_bucket = bucket_metrics(ranks, targets.positions, ks)
     finally:
         model.train(was_training)
-    return EvalResult(overall, by_bucket, len(targets.items), time.perf_counter() - began)
+    seconds = time.perf_counter() - began
+    return EvalResult(overall, by_bucket, len(targets.items), seconds, TargetRanks.of(data, targets, ranks))

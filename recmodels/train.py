@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import random
 import sys
@@ -41,6 +42,7 @@ from recmodels.history_store import open_split
 from recmodels.losses import SampledSoftmax
 from recmodels.models import MODELS, build_model
 from recmodels.models.base import SequentialRecommender
+from recmodels.progress import ProgressLog
 from recmodels.sparse_optim import build_sparse_optimizer, clip_grad_norm
 from recmodels.threads import apply_thread_budget
 from recmodels.warmup import COMPILED_KERNEL_MODELS, kernels_compiled_here, warm_kernel_cache, warm_up
@@ -203,6 +205,7 @@ def _train_epoch(
     config: TrainConfig,
     device: torch.device,
     ranks: Ranks,
+    progress: ProgressLog,
 ) -> tuple[float, int]:
     """One pass over the windows: (mean loss per target, number of targets), over all processes.
 
@@ -232,6 +235,7 @@ def _train_epoch(
         optimizer.step()
         total_loss += float(loss.detach()) * count
         total_targets += count
+        progress.advance(int(global_count))
     total_loss, total_targets = all_sum(total_loss, device), int(all_sum(total_targets, device))
     return total_loss / max(total_targets, 1), total_targets
 
@@ -291,7 +295,10 @@ def fit(
             break
         batches = windows.batches(config.batch_size, np.random.default_rng([config.seed, epoch]))
         began = time.perf_counter()
-        train_loss, events = _train_epoch(model, network, batches, loss_fn, optimizer, config, device, ranks)
+        progress_log = ProgressLog(f"epoch {epoch}/{config.epochs}", windows.num_targets, "events")
+        train_loss, events = _train_epoch(
+            model, network, batches, loss_fn, optimizer, config, device, ranks, progress_log
+        )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - began
@@ -375,6 +382,7 @@ def command_line_class() -> type[BaseSettings]:
 def main(argv: list[str] | None = None) -> int:
     """Train one model from an export; under torchrun every process trains a shard and rank 0 reports."""
     cli = CliApp.run(command_line_class(), cli_args=sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     command = get_subcommand(cli)
     name = next(name for name in MODELS if getattr(cli, name) is command)
     apply_thread_budget()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from recmodels import build_model
 from recmodels.data import SplitData, write_split_export
 from recmodels.evaluate import (
+    TargetRanks,
     bucket_metrics,
     evaluate,
     full_ranks,
@@ -19,6 +21,7 @@ from recmodels.evaluate import (
     select_targets,
 )
 from recmodels.ops import use_backend
+from recmodels.progress import ProgressLog
 
 
 def test_metrics_match_hand_computed_values():
@@ -132,3 +135,34 @@ def test_max_targets_takes_a_fixed_subset_and_sampled_metrics_are_labelled(tmp_p
     assert first.num_targets == 5 and first.overall == second.overall
     assert {"sampled_hr_10", "sampled_ndcg_10", "hr_10"} <= set(first.overall)
     assert first.overall["sampled_hr_10"] >= first.overall["hr_10"]
+
+
+def test_per_target_ranks_recompute_every_metric_and_survive_parquet(tmp_path):
+    data = cyclic_export(tmp_path)
+    torch.manual_seed(0)
+    model = build_model("gru4rec", data.num_items, d_model=16)
+    result = evaluate(model, data, "test")
+    ranks = result.ranks
+    assert len(ranks.rank) == result.num_targets
+    assert ranking_metrics(ranks.rank, (5, 10, 20)) == result.overall
+    targets = select_targets(data, "test")
+    assert np.array_equal(ranks.user_id, data.user_ids[targets.rows]) and np.array_equal(ranks.item, targets.items)
+    events = data.offsets[targets.rows] + targets.positions
+    assert np.array_equal(ranks.timestamp, data.timestamps[events])
+    assert set(ranks.bucket()) == set(result.by_bucket)
+    again = TargetRanks.read(ranks.write(tmp_path / "ranks.parquet"))
+    for column in TargetRanks.COLUMNS:
+        assert np.array_equal(getattr(again, column), getattr(ranks, column)), column
+    assert len(np.unique(ranks.keys)) == len(ranks.keys)  # a key names one target
+
+
+def test_long_loops_log_where_they_stand(caplog):
+    progress = ProgressLog("epoch 1/3", total=400, unit="events", every_seconds=0.0)
+    with caplog.at_level(logging.INFO, logger="recmodels.progress"):
+        progress.advance(100)
+    assert "epoch 1/3: 100/400 events (25%)" in caplog.text and "events/s" in caplog.text and "s to go" in caplog.text
+    quiet = ProgressLog("test: ranking", total=10, unit="targets")  # a loop shorter than 30 s says nothing
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="recmodels.progress"):
+        quiet.advance(10)
+    assert caplog.text == ""

@@ -72,12 +72,12 @@ def register_champion(
 ) -> str:
     """Register the run's model under ``name`` (once per run), describe and tag that version, and point
     ``alias`` at it; returns the version."""
-    query = f"name = {filter_literal(name)} and run_id = {filter_literal(run_id)}"
+    model_uri = client.get_run(run_id).data.tags[TAG_MODEL_URI]
+    # A version carries the run that logged the model: a multi-seed run's model was logged by a child run.
+    model_run_id = client.get_logged_model(model_uri.removeprefix("models:/")).source_run_id or run_id
+    query = f"name = {filter_literal(name)} and run_id = {filter_literal(model_run_id)}"
     existing = client.search_model_versions(query)
-    if existing:
-        version = str(existing[0].version)
-    else:
-        version = str(mlflow.register_model(client.get_run(run_id).data.tags[TAG_MODEL_URI], name).version)
+    version = str(existing[0].version if existing else mlflow.register_model(model_uri, name).version)
     if description:
         client.update_model_version(name, version, description=description)
     for key, value in (tags or {}).items():

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 import torch
 
 TRAIN, VALID, TEST = 0, 1, 2
-SPLIT_CODES = {"train": TRAIN, "valid": VALID, "test": TEST}
+CONTEXT = 3  # after the validation cut-off but not chosen as a target: history only, never trained on or ranked
+SPLIT_CODES = {"train": TRAIN, "valid": VALID, "test": TEST, "context": CONTEXT}
 HISTORIES_FILE = "histories.parquet"
 METADATA_FILE = "metadata.json"
 
@@ -33,7 +34,7 @@ class SplitData:
     user_ids: np.ndarray  # (U,) int32
     items: np.ndarray  # (E,) int32, item ids >= 1
     timestamps: np.ndarray  # (E,) int64, ms since the epoch
-    split: np.ndarray  # (E,) int8: 0 train, 1 validation target, 2 test target
+    split: np.ndarray  # (E,) int8: 0 train, 1 validation target, 2 test target, 3 context
     offsets: np.ndarray  # (U + 1,) int64
     metadata: dict
 
@@ -67,8 +68,11 @@ class SplitData:
                 f"{where}: item ids must lie in 1..num_items={self.num_items}, "
                 f"found {self.items.min()}..{self.items.max()}"
             )
-        if not np.isin(self.split, (TRAIN, VALID, TEST)).all():
-            raise ValueError(f"{where}: split values must be 0, 1 or 2")
+        unknown = self.split[~np.isin(self.split, (TRAIN, VALID, TEST, CONTEXT))]
+        if unknown.size:
+            raise ValueError(
+                f"{where}: split values must be 0, 1, 2 or 3 (train, valid, test, context), found {unknown[0]}"
+            )
 
     @property
     def num_users(self) -> int:
@@ -93,6 +97,27 @@ class SplitData:
     def train_item_counts(self) -> np.ndarray:
         """(num_items + 1,) how often each item occurs among training events (for log-Q correction)."""
         return np.bincount(self.items[self.split == TRAIN], minlength=self.num_items + 1)
+
+
+def target_protocol(metadata: dict) -> str:
+    """Which events of the evaluation windows are targets, in words: ``sample_per_user(10, seed 0)``,
+    ``first_per_user``, ``last_per_user`` or ``all`` (``valid ..., test ...`` if the windows differ).
+
+    Every result states it (asset metadata, MLflow params): the choice changes metrics and model rankings.
+    An export without ``target_protocol`` predates it and labelled every event after the cut-off (leave-one-out:
+    each user's last two), so it reads as ``all`` (``last_per_user``).
+    """
+    protocol = metadata.get("target_protocol")
+    if protocol is None:
+        return "last_per_user" if metadata.get("split_mode") == "leave_one_out" else "all"
+
+    def rule(name: str) -> str:
+        if name == "sample_per_user":
+            return f"sample_per_user({protocol['targets_per_user']}, seed {protocol['targets_seed']})"
+        return name
+
+    valid, test = rule(protocol["valid"]), rule(protocol["test"])
+    return valid if valid == test else f"valid {valid}, test {test}"
 
 
 def _flat_list_column(table: pa.Table, name: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -140,8 +165,10 @@ def write_split_export(
         "num_train_events": int((flat_split == TRAIN).sum()),
         "num_valid_targets": int((flat_split == VALID).sum()),
         "num_test_targets": int((flat_split == TEST).sum()),
+        "num_context_events": int((flat_split == CONTEXT).sum()),
         "num_cold_valid_targets": 0,
         "num_cold_test_targets": 0,
+        "target_protocol": {"valid": "all", "test": "all", "targets_per_user": None, "targets_seed": None},
         "fingerprint": f"{dataset}-{len(histories)}-{len(flat_split)}",
     }
     export_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recmodels.data import HISTORIES_FILE, METADATA_FILE, TEST, TRAIN, SplitData
+from recmodels.data import CONTEXT, HISTORIES_FILE, METADATA_FILE, TRAIN, SplitData
 
 USERS_PER_READ = 4096  # users converted per Parquet read: bounds the conversion's memory
 # name -> dtype of each mapped array; offsets have one more entry than users.
@@ -163,8 +163,8 @@ def _flat_columns(batch: pa.RecordBatch, path: Path, first_user: int) -> tuple[n
 
 
 def _check(items: np.ndarray, split: np.ndarray, num_items: int, path: Path, first_user: int, offsets) -> None:
-    """Item ids in 1..num_items and split codes 0..2, else an error naming the row (user) and column."""
-    for name, values, low, high in (("items", items, 1, num_items), ("split", split, TRAIN, TEST)):
+    """Item ids in 1..num_items and split codes 0..3, else an error naming the row (user) and column."""
+    for name, values, low, high in (("items", items, 1, num_items), ("split", split, TRAIN, CONTEXT)):
         bad = np.flatnonzero((values < low) | (values > high))
         if len(bad):
             row = first_user + int(np.searchsorted(offsets, bad[0], side="right")) - 1

@@ -11,7 +11,7 @@ import duckdb
 from pipelines.data import checks
 from pipelines.data.config import EventsConfig, RawEventsConfig, SplitsConfig
 from pipelines.data.events import build_events
-from pipelines.data.export import write_export
+from pipelines.data.export import contract_metadata, write_export
 from pipelines.data.ingest import ingest
 from pipelines.data.metadata import history_length_table
 from pipelines.data.resources import POOL, Warehouse
@@ -20,6 +20,7 @@ from pipelines.data.sql import fetch_one, run_sql
 from pipelines.data.table_writes import record_write, require_written_by
 from pipelines.lineage import upstream
 from pipelines.paths import ProjectPaths
+from recmodels.data import target_protocol
 
 GROUP = "data"
 
@@ -113,7 +114,7 @@ def sequences(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Mat
 
 @dg.asset(pool=POOL, group_name=GROUP, kinds={"duckdb", "parquet"}, deps=[sequences], check_specs=checks.SPLITS_CHECKS)
 def splits(context: dg.AssetExecutionContext, config: SplitsConfig, warehouse: Warehouse) -> dg.MaterializeResult:
-    """Train/validation/test labels per event, exported for the trainers to ``data/exports/<dataset>/``.
+    """Train/validation/test/context labels per event, exported for the trainers to ``data/exports/<dataset>/``.
 
     The export is replaced only when every check passes: a nonsense split never reaches the trainers.
     """
@@ -140,11 +141,13 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, warehouse: W
             "row_count": summary.num_users,
             "num_items": summary.num_items,
             "split_mode": summary.mode,
+            "target_protocol": target_protocol(contract_metadata(dataset, summary)),
             "cutoff_valid_ms": summary.cutoff_valid_ms or 0,
             "cutoff_test_ms": summary.cutoff_test_ms or 0,
             "num_train_events": summary.num_train_events,
             "num_valid_targets": summary.num_valid_targets,
             "num_test_targets": summary.num_test_targets,
+            "num_context_events": summary.num_context_events,
             "num_cold_valid_targets": summary.num_cold_valid_targets,
             "num_cold_test_targets": summary.num_cold_test_targets,
             "num_train_items": summary.num_train_items,

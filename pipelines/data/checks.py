@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 
 from pipelines.data.config import EventsConfig
-from pipelines.data.splits import SplitSummary
+from pipelines.data.splits import SplitSummary, targets_per_window
 from pipelines.data.sql import fetch_one
 
 
@@ -30,8 +30,16 @@ EVENTS_CHECKS = specs(
 SEQUENCES_CHECKS = specs("sequences", ("sequences_cover_events", "Each event once, in time order."))
 SPLITS_CHECKS = specs(
     "splits",
-    ("no_train_event_at_or_after_cutoff", "No train event at or after t1; targets inside their window."),
-    ("splits_disjoint_and_complete", "Every event has exactly one label in {0, 1, 2}."),
+    (
+        "no_train_event_at_or_after_cutoff",
+        "No train event at or after t1; targets inside their window; context only after t1.",
+    ),
+    (
+        "targets_follow_protocol",
+        "Per user and window at most the protocol's targets, none at a history's first event, and at least one "
+        "where the window holds a predictable event.",
+    ),
+    ("splits_disjoint_and_complete", "Every event has exactly one label in {0, 1, 2, 3}."),
     ("train_events_not_empty", "At least one training event (a wrong time unit or split date leaves none)."),
     ("targets_not_empty", "At least one validation and one test target."),
 )
@@ -69,19 +77,31 @@ def sequences_checks(con: duckdb.DuckDBPyConnection) -> list[dg.AssetCheckResult
 
 def splits_checks(con: duckdb.DuckDBPyConnection, summary: SplitSummary) -> list[dg.AssetCheckResult]:
     if summary.mode == "global_time":
-        train_late, valid_out, test_early = fetch_one(
-            con, "check_split_cutoffs", cutoff_valid=summary.cutoff_valid_ms, cutoff_test=summary.cutoff_test_ms
-        )
+        cutoffs = {"cutoff_valid": summary.cutoff_valid_ms, "cutoff_test": summary.cutoff_test_ms}
+        train_late, valid_out, test_early, context_early = fetch_one(con, "check_split_cutoffs", **cutoffs)
         cutoff = _result(
             "no_train_event_at_or_after_cutoff",
-            train_late == valid_out == test_early == 0,
+            train_late == valid_out == test_early == context_early == 0,
             train_at_or_after_t1=train_late,
             valid_outside_window=valid_out,
             test_before_t2=test_early,
+            context_before_t1=context_early,
+        )
+        over_cap, first_events, skipped = fetch_one(
+            con, "check_split_targets", cap=targets_per_window(summary.target_protocol), **cutoffs
+        )
+        protocol = _result(
+            "targets_follow_protocol",
+            over_cap == first_events == skipped == 0,
+            users_over_cap=over_cap,
+            targets_at_first_event=first_events,
+            windows_without_target=skipped,
         )
     else:
         (bad_users,) = fetch_one(con, "check_split_leave_one_out")
         cutoff = _result("no_train_event_at_or_after_cutoff", bad_users == 0, users_mislabelled=bad_users)
+        # leave-one-out's protocol is its labels: the last two events, checked just above
+        protocol = _result("targets_follow_protocol", bad_users == 0, users_mislabelled=bad_users)
     bad_rows, unlabelled, missing_users = fetch_one(con, "check_splits_complete")
     complete = _result(
         "splits_disjoint_and_complete",
@@ -99,4 +119,4 @@ def splits_checks(con: duckdb.DuckDBPyConnection, summary: SplitSummary) -> list
             num_test_targets=summary.num_test_targets,
         ),
     ]
-    return [cutoff, complete, *populated]
+    return [cutoff, protocol, complete, *populated]

@@ -29,7 +29,7 @@ from pydantic import Field, field_validator, model_validator
 from pipelines.data.sources.timestamps import utc_ms
 from pipelines.paths import check_dataset_name
 
-Source = Literal["synthetic", "kuairand", "lfm1b", "movielens", "csv", "parquet"]
+Source = Literal["synthetic", "kuairand", "lfm1b", "movielens", "recbole", "csv", "parquet"]
 
 
 class RawEventsConfig(dg.Config):
@@ -169,15 +169,50 @@ class EventsConfig(dg.Config):
     k_core: bool = Field(False, description="Repeat both filters until neither removes anything.")
 
 
-class SplitsConfig(dg.Config):
-    """How events become train events and validation/test targets."""
+SplitMode = Literal["global_time", "leave_one_out"]
+TargetRule = Literal["all", "first_per_user", "last_per_user", "sample_per_user"]
+# Dagster config holds neither an optional Literal nor a union of them: "default" = the mode's default
+TargetChoice = Literal["default", "all", "first_per_user", "last_per_user", "sample_per_user"]
+# ARCHITECTURE.md, "Which events are targets": bounded cost at any size for global_time; leave-one-out's
+# targets are each user's last events by definition.
+DEFAULT_TARGETS: dict[str, TargetRule] = {"global_time": "sample_per_user", "leave_one_out": "last_per_user"}
 
-    mode: Literal["global_time", "leave_one_out"] = Field(
+
+class SplitsConfig(dg.Config):
+    """How events become train events, validation/test targets and context."""
+
+    mode: SplitMode = Field(
         "global_time",
-        description="global_time: events after a cut-off are validation/test targets (no future leakage); "
-        "leave_one_out: each user's last two events.",
+        description="global_time: events after a cut-off are validation/test targets or context (no future "
+        "leakage); leave_one_out: each user's last two events.",
     )
     valid_start: str = Field("", description="global_time: validation cut-off (ISO, UTC); empty = valid_quantile.")
     test_start: str = Field("", description="global_time: test cut-off (ISO, UTC); empty = test_quantile.")
     valid_quantile: float = Field(0.9, description="global_time: validation cut-off as a quantile of event times.")
     test_quantile: float = Field(0.95, description="global_time: test cut-off as a quantile of event times.")
+    targets: TargetChoice = Field(
+        "default",
+        description="Which events of each evaluation window (validation, test) are a user's targets; the rest "
+        "are context (history only). all | first_per_user | last_per_user | sample_per_user (up to "
+        "targets_per_user drawn at random); default = the mode's default (global_time: sample_per_user, "
+        "leave_one_out: last_per_user, its only rule).",
+    )
+    targets_per_user: int = Field(
+        10, ge=1, description="sample_per_user: at most this many targets per user and window."
+    )
+    targets_seed: int = Field(0, description="sample_per_user: the seed of the draw (same seed, same targets).")
+
+    @property
+    def target_rule(self) -> TargetRule:
+        """``targets`` with the mode's default filled in: the one place the default is resolved."""
+        return DEFAULT_TARGETS[self.mode] if self.targets == "default" else self.targets
+
+    @model_validator(mode="after")
+    def _leave_one_out_targets_are_the_last_events(self) -> SplitsConfig:
+        if self.mode == "leave_one_out" and self.target_rule != "last_per_user":
+            raise ValueError(
+                f"targets {self.targets!r} does not apply to mode leave_one_out, whose targets are each user's "
+                "last (test) and second-to-last (validation) event: leave targets at default (or last_per_user), or "
+                "use mode global_time"
+            )
+        return self

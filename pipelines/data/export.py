@@ -34,8 +34,9 @@ SCHEMA = pa.schema([
 ])  # fmt: skip
 ITEM_MAP_SCHEMA = pa.schema([("item_id", pa.int32()), ("item_raw", pa.string())])
 METADATA_KEYS = [
-    "num_users", "num_items", "split_mode", "cutoff_valid_ms", "cutoff_test_ms", "num_train_events",
-    "num_valid_targets", "num_test_targets", "num_cold_valid_targets", "num_cold_test_targets",
+    "num_users", "num_items", "split_mode", "cutoff_valid_ms", "cutoff_test_ms", "target_protocol",
+    "num_train_events", "num_valid_targets", "num_test_targets", "num_context_events", "num_cold_valid_targets",
+    "num_cold_test_targets",
 ]  # fmt: skip
 KEEP_VERSIONS = 3  # the current export and the two before it, for runs still training from them
 TEMPORARY_PREFIX = ".tmp-"

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.data.config import RawEventsConfig
-from pipelines.data.sources import generic, kuairand, lfm1b, synthetic
+from pipelines.data.sources import generic, kuairand, lfm1b, recbole, synthetic
 from pipelines.data.sources.files import (
     IngestError,
     check_unchanged,
@@ -51,6 +51,8 @@ def default_globs(config: RawEventsConfig) -> list[str]:
         return kuairand.DEFAULT_GLOBS
     if config.source == "lfm1b":
         return lfm1b.DEFAULT_GLOBS
+    if config.source == "recbole":
+        return recbole.DEFAULT_GLOBS
     return generic.DEFAULT_GLOBS[config.source]
 
 
@@ -122,6 +124,8 @@ def stage_files(con: duckdb.DuckDBPyConnection, config: RawEventsConfig, files: 
         return lfm1b.stage(con, files, config.lfm1b_item)
     if layout == "movielens":
         return generic.stage_movielens(con, files)
+    if layout == "recbole":
+        return recbole.stage(con, files)
     if layout == "csv":
         return generic.stage_csv_mapped(
             con,

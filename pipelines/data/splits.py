@@ -1,9 +1,12 @@
-"""``sequences`` -> ``splits``: label every event train (0), validation target (1) or test target (2).
+"""``sequences`` -> ``splits``: label every event train (0), validation target (1), test target (2) or
+context (3).
 
 Global time mode cuts all users at the same two timestamps (from explicit dates or quantiles), so no
-training event comes from the evaluation period; leave-one-out is there for comparison with published
-results. Items first seen after the validation cut-off stay in the catalogue: they are counted, and
-targets on items never seen in training are reported as cold targets.
+training event comes from the evaluation period; in each window the target rule picks a bounded number of
+targets per user, and the other events stay in the history as context (ARCHITECTURE.md, "Which events are
+targets"). Leave-one-out is there for comparison with published results. Items first seen after the
+validation cut-off stay in the catalogue: they are counted, and targets on items never seen in training are
+reported as cold targets.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pipelines.data.config import SplitsConfig
+from pipelines.data.config import SplitsConfig, TargetRule
 from pipelines.data.sources.timestamps import utc_ms
 from pipelines.data.sql import fetch_one, run_sql
 
@@ -27,10 +30,32 @@ class SplitSummary:
     num_train_events: int
     num_valid_targets: int
     num_test_targets: int
+    num_context_events: int
     num_cold_valid_targets: int
     num_cold_test_targets: int
     num_train_items: int
     items_first_seen_after_valid_cutoff: int
+    target_protocol: dict  # Contract 1: {"valid", "test", "targets_per_user", "targets_seed"}
+
+
+def protocol_of(config: SplitsConfig) -> dict:
+    """The resolved target rule as recorded in the export; the draw's size and seed only where they are used,
+    so that a setting the rule ignores never changes the export's fingerprint."""
+    rule: TargetRule = config.target_rule
+    sampled = rule == "sample_per_user"
+    return {
+        "valid": rule,
+        "test": rule,
+        "targets_per_user": config.targets_per_user if sampled else None,
+        "targets_seed": config.targets_seed if sampled else None,
+    }
+
+
+def targets_per_window(protocol: dict) -> int | None:
+    """The most targets a user may have in one window under ``protocol`` (None: no limit)."""
+    if protocol["test"] == "all":
+        return None
+    return protocol["targets_per_user"] if protocol["test"] == "sample_per_user" else 1
 
 
 def cutoffs(con: duckdb.DuckDBPyConnection, config: SplitsConfig) -> tuple[int, int]:
@@ -54,12 +79,22 @@ def cutoffs(con: duckdb.DuckDBPyConnection, config: SplitsConfig) -> tuple[int, 
 
 def build_splits(con: duckdb.DuckDBPyConnection, config: SplitsConfig) -> SplitSummary:
     cutoff_valid = cutoff_test = None
+    protocol = protocol_of(config)
     if config.mode == "global_time":
         cutoff_valid, cutoff_test = cutoffs(con, config)
-        run_sql(con, "splits_global_time", cutoff_valid=cutoff_valid, cutoff_test=cutoff_test)
+        run_sql(
+            con,
+            "splits_global_time",
+            cutoff_valid=cutoff_valid,
+            cutoff_test=cutoff_test,
+            targets=config.target_rule,
+            cap=targets_per_window(protocol),
+            seed=config.targets_seed,
+        )
     else:
         run_sql(con, "splits_leave_one_out")
-    train, valid, test, cold_valid, cold_test, train_items, num_items, users = fetch_one(con, "split_stats")
+    stats = fetch_one(con, "split_stats")
+    train, valid, test, context, cold_valid, cold_test, train_items, num_items, users = stats
     first_seen_late = 0
     if cutoff_valid is not None:
         first_seen_late = int(fetch_one(con, "items_first_seen_after", cutoff_valid=cutoff_valid)[0])
@@ -72,8 +107,10 @@ def build_splits(con: duckdb.DuckDBPyConnection, config: SplitsConfig) -> SplitS
         train,
         valid,
         test,
+        context,
         cold_valid,
         cold_test,
         train_items,
         first_seen_late,
+        protocol,
     )

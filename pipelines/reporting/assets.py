@@ -14,14 +14,20 @@ from pipelines.reporting.comparison import (
     ModelSummary,
     compare,
     comparison_metrics,
+    download_per_target,
     headline,
     markdown_table,
+    paired_columns,
+    paired_markdown,
     table_columns,
+    verdict_label,
     write_csv,
+    write_paired_csv,
 )
 from pipelines.reporting.plots import markdown_image, plot_bucket_ndcg, plot_peak_memory, plot_quality_vs_cost
 from pipelines.resources import MlflowTracking
 from pipelines.split_source import CurrentSplit, current_split
+from recmodels.data import target_protocol
 
 PLOTS = {
     "quality_vs_cost": ("quality_vs_cost.png", plot_quality_vs_cost),
@@ -44,8 +50,14 @@ def model_comparison(context: dg.AssetExecutionContext, mlflow_tracking: MlflowT
     )
     if not runs:
         raise dg.Failure(f"No finished training run in MLflow for split {split.fingerprint} of {split.dataset}.")
-    comparison = compare(runs)
-    summary, table = headline(comparison), markdown_table(comparison)
+    with tempfile.TemporaryDirectory() as downloads:
+        per_target = download_per_target(mlflow_tracking.client, runs, Path(downloads))
+    comparison = compare(runs, per_target)
+    protocol = f"{split.metadata.get('split_mode', 'unknown')} split, {target_protocol(split.metadata)}"
+    summary, table = headline(comparison, protocol), markdown_table(comparison)
+    paired = paired_markdown(comparison)
+    verdict = verdict_label(comparison)
+    report = "\n\n".join(part for part in (summary, table, paired) if part)
     tags = {TAG_KIND: KIND_COMPARISON, TAG_SPLIT: split.fingerprint, TAG_DATASET: split.dataset}
     with (
         mlflow_tracking.materialization_run(context, split.dataset, "comparison", tags) as run,
@@ -59,23 +71,29 @@ def model_comparison(context: dg.AssetExecutionContext, mlflow_tracking: MlflowT
                 "models": ", ".join(s.model for s in comparison.models),
                 "baselines": ", ".join(s.model for s in comparison.baselines),
                 "champion": champion.model,
+                "target_protocol": protocol,
                 "chosen_on": "valid NDCG@10",
             }
         )
         mlflow.log_metrics(comparison_metrics(comparison))
         mlflow.log_table(table_columns(comparison), artifact_file="comparison_table.json")
-        mlflow.set_tags({"champion.model": champion.model, "champion.run_id": champion.run_id})
-        mlflow.set_tag("mlflow.note.content", f"{summary}\n\n{table}")
+        if comparison.pairings:
+            mlflow.log_table(paired_columns(comparison), artifact_file="paired_comparison.json")
+        mlflow.set_tags({"champion.model": champion.model, "champion.run_id": champion.run_id, "verdict": verdict})
+        mlflow.set_tag("mlflow.note.content", report)
         images = _write_artifacts(comparison, Path(folder))
         mlflow.log_artifacts(folder)
         version = _register(mlflow_tracking.client, split, comparison)
-    context.log.info(f"Comparison on split {split.fingerprint[:12]} of {split.dataset}:\n{summary}\n\n{table}")
+    context.log.info(f"Comparison on split {split.fingerprint[:12]} of {split.dataset}:\n{report}")
     return dg.MaterializeResult(
         metadata={
+            "verdict": verdict,
             "summary": dg.MetadataValue.md(summary),
             "comparison": dg.MetadataValue.md(table),
+            **({"paired_comparison": dg.MetadataValue.md(paired)} if paired else {}),
             **images,
             "champion": champion.model,
+            "target_protocol": protocol,
             "champion_registered_model": f"{registered_name(split.dataset)}@{CHAMPION} (v{version})",
             "models_compared": len(comparison.models),
             "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run)),
@@ -85,8 +103,10 @@ def model_comparison(context: dg.AssetExecutionContext, mlflow_tracking: MlflowT
 
 
 def _write_artifacts(comparison: Comparison, folder: Path) -> dict[str, dg.MetadataValue]:
-    """CSV and plots into ``folder``; the plots also as Markdown images for the asset page."""
+    """CSVs and plots into ``folder``; the plots also as Markdown images for the asset page."""
     write_csv(comparison, folder / "comparison.csv")
+    if comparison.pairings:
+        write_paired_csv(comparison, folder / "paired_comparison.csv")
     images = {}
     for key, (file_name, plot) in PLOTS.items():
         path = plot(comparison, folder / file_name)

@@ -1,17 +1,23 @@
 """One training asset per model, made by one factory: each opens one MLflow run and launches its training in
 a process of its own through Dagster Pipes (``pipelines/training/worker.py``), under torchrun when the run
-config asks for more than one process. Metrics and cost come back through Pipes.
+config asks for more than one process. Metrics and cost come back through Pipes. With several ``seeds`` the
+run is a parent: each seed trains in a child run the same way, and the parent holds their aggregate
+(``pipelines/training/seeds.py``).
 """
 
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import mlflow
 import pyarrow.parquet as pq
 import torch
+from mlflow.entities import Run
+from pydantic import BaseModel
 
 from pipelines.metric_names import KIND_TRAINING, TAG_DATASET, TAG_KIND, TAG_MODEL, TAG_SPLIT
 from pipelines.model_names import MODEL_NAMES, TRAINING_TAG, model_asset_name
@@ -22,6 +28,7 @@ from pipelines.split_source import CurrentSplit, current_split
 from pipelines.training.checks import check_results, check_specs
 from pipelines.training.config import TrainingAssetConfig, training_config_class
 from pipelines.training.params import run_params, split_dataset, split_params
+from pipelines.training.seeds import SeedRun, log_parent, open_seed_run
 from recmodels import build_model
 from recmodels.warmup import COMPILED_KERNEL_MODELS, warm_kernel_cache
 
@@ -47,7 +54,7 @@ def build_training_asset(model_name: str) -> dg.AssetsDefinition:
         pipes_subprocess_client: dg.PipesSubprocessClient,
     ) -> dg.MaterializeResult:
         split = current_split(context)
-        run_config = config.run_config(model_name)
+        run_configs = config.run_configs(model_name)
         # Keyed by split and config, so an interrupted materialization resumes and nothing else does.
         paths = ProjectPaths.from_env()
         checkpoints = paths.checkpoints / split.dataset / model_name
@@ -62,32 +69,86 @@ def build_training_asset(model_name: str) -> dg.AssetsDefinition:
             mlflow_tracking.materialization_run(context, split.dataset, model_name, tags) as run,
             tempfile.TemporaryDirectory(prefix=f"{model_name}-") as scratch,
         ):
-            mlflow.log_params({**run_params(run_config), **split_params(split.metadata)})
+            seeds = [run_config.train.seed for run_config in run_configs] if len(run_configs) > 1 else None
+            mlflow.log_params({**run_params(run_configs[0], seeds), **split_params(split.metadata)})
             mlflow.log_input(split_dataset(split), context="training")
-            extras = {
-                "model_name": model_name,
-                "run_config": run_config.model_dump(),
-                "export_dir": str(split.export_dir),
-                "history_store": str(paths.history_store(split.dataset)) if config.out_of_core else "",
-                "checkpoint_dir": str(checkpoints),
-                "error_dir": str(Path(scratch) / "errors"),
-                "init_state": _warm_start(context, mlflow_tracking, split, model_name, run_config, Path(scratch))
+            launch = SeedLaunch(
+                context=context,
+                client=pipes_subprocess_client,
+                config=config,
+                model_name=model_name,
+                split=split,
+                tracking=mlflow_tracking,
+                checkpoints=checkpoints,
+                scratch=Path(scratch),
+                init_state=_warm_start(context, mlflow_tracking, split, model_name, run_configs[0], Path(scratch))
                 if config.warm_start
                 else None,
-                "tracking_uri": mlflow_tracking.resolved_tracking_uri,
-                "mlflow_run_id": run.info.run_id,
-            }
-            result = _launch(context, pipes_subprocess_client, config, extras)
+            )
+            if seeds is None:  # one run: the worker logs into the asset's own MLflow run
+                metadata = launch.run(run_configs[0], run.info.run_id)
+            else:
+                metadata = _train_seeds(launch, run_configs, run)
         shutil.rmtree(checkpoints, ignore_errors=True)  # the model now lives in MLflow
-        reported = result.get_materialize_result()
-        metadata = {
-            **(reported.metadata or {}),
+        metadata |= {
             "split_fingerprint": split.fingerprint,
             "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run)),
         }
-        return dg.MaterializeResult(metadata=metadata, check_results=check_results(reported.metadata or {}))
+        return dg.MaterializeResult(metadata=metadata, check_results=check_results(metadata))
 
     return train_model
+
+
+@dataclass(frozen=True)
+class SeedLaunch:
+    """What every training run of one materialization shares; ``run`` launches one seed's worker."""
+
+    context: dg.AssetExecutionContext
+    client: dg.PipesSubprocessClient
+    config: TrainingAssetConfig
+    model_name: str
+    split: CurrentSplit
+    tracking: MlflowTracking
+    checkpoints: Path
+    scratch: Path
+    init_state: str | None
+
+    def run(self, run_config: BaseModel, mlflow_run_id: str) -> dict[str, Any]:
+        """Train ``run_config`` into the MLflow run ``mlflow_run_id``; returns what the worker reported."""
+        seed = run_config.train.seed  # type: ignore[attr-defined]
+        extras = {
+            "model_name": self.model_name,
+            "run_config": run_config.model_dump(),
+            "export_dir": str(self.split.export_dir),
+            "history_store": str(ProjectPaths.from_env().history_store(self.split.dataset))
+            if self.config.out_of_core
+            else "",
+            "checkpoint_dir": str(self.checkpoints / f"seed-{seed}"),
+            "error_dir": str(self.scratch / f"seed-{seed}" / "errors"),
+            "init_state": self.init_state,
+            "tracking_uri": self.tracking.resolved_tracking_uri,
+            "mlflow_run_id": mlflow_run_id,
+        }
+        reported = _launch(self.context, self.client, self.config, extras).get_materialize_result()
+        return {key: getattr(value, "value", value) for key, value in (reported.metadata or {}).items()}
+
+
+def _train_seeds(launch: SeedLaunch, run_configs: list[BaseModel], parent: Run) -> dict[str, Any]:
+    """Each seed in a child run of ``parent``, one after the other, then the parent holds their aggregate."""
+    client, runs = launch.tracking.client, []
+    for number, run_config in enumerate(run_configs, start=1):
+        seed = run_config.train.seed  # type: ignore[attr-defined]
+        launch.context.log.info(f"Training seed {seed} ({number} of {len(run_configs)}).")
+        params = {**run_params(run_config), **split_params(launch.split.metadata)}
+        child = open_seed_run(client, parent, seed, params)
+        try:
+            metadata = launch.run(run_config, child)
+        except BaseException:  # a worker killed before it could close its run leaves it running
+            if client.get_run(child).info.status == "RUNNING":
+                client.set_terminated(child, "FAILED")
+            raise
+        runs.append(SeedRun(seed, client.get_run(child), metadata))
+    return log_parent(client, runs, launch.scratch / "seed-results")
 
 
 def worker_command(nproc_per_node: int) -> list[str]:
@@ -102,7 +163,7 @@ def _launch(
     context: dg.AssetExecutionContext,
     client: dg.PipesSubprocessClient,
     config: TrainingAssetConfig,
-    extras: dict[str, object],
+    extras: dict[str, Any],
 ) -> dg.PipesClientCompletedInvocation:
     """Run the worker; if it fails, fail with the first failing rank's own error rather than an exit code."""
     command = worker_command(config.nproc_per_node)

@@ -1,6 +1,7 @@
 """Checks on every trained model, from the numbers its worker reported: are the metrics numbers at all, does
-the model beat the popularity floor, and had training converged. None blocks: the comparison still runs and
-shows the failure, which is what a user needs to see to act on it."""
+the model beat the popularity floor (and by more than the noise of the test targets), and had training
+converged. None blocks: the comparison still runs and shows the failure, which is what a user needs to see to
+act on it."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any
 
 import dagster as dg
 
+from pipelines.training.results import VS_POPULARITY
 from recmodels.baselines import BASELINES
 
 FINITE = "metrics_finite"
 BEATS_POPULARITY = "beats_popularity"
 CONVERGED = "converged"
+DISTINGUISHABLE = "distinguishable_from_popularity"
 FINITE_KEYS = ("valid_ndcg_10", "test_ndcg_10", "test_hr_10", "test_mrr_10")
 
 
@@ -32,6 +35,13 @@ def check_specs(asset_name: str) -> list[dg.AssetCheckSpec]:
             asset=asset_name,
             description="Validation NDCG@10 peaked before the last epoch (warns when training was still improving).",
         ),
+        dg.AssetCheckSpec(
+            DISTINGUISHABLE,
+            asset=asset_name,
+            description="Paired test of per-target test NDCG@10 against most_popular on the same targets: the 95% "
+            "user-bootstrap interval of the difference lies above zero (warns when the test set cannot tell the "
+            "model from popularity).",
+        ),
     ]
 
 
@@ -47,7 +57,7 @@ def _number(metadata: Mapping[str, Any], key: str) -> float:
 
 
 def check_results(metadata: Mapping[str, Any]) -> list[dg.AssetCheckResult]:
-    """The three checks' results from the worker's reported metadata."""
+    """The four checks' results from the worker's reported metadata."""
     values = {key: _number(metadata, key) for key in FINITE_KEYS}
     not_finite = sorted(key for key, value in values.items() if not math.isfinite(value))
     model = values["test_ndcg_10"]
@@ -76,4 +86,23 @@ def check_results(metadata: Mapping[str, Any]) -> list[dg.AssetCheckResult]:
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"convergence": verdict},
         ),
+        _distinguishable(metadata),
     ]
+
+
+def _distinguishable(metadata: Mapping[str, Any]) -> dg.AssetCheckResult:
+    """Passes when the model is ahead of the most popular items by more than the test targets' noise."""
+    paired = {key: _number(metadata, name) for key, name in VS_POPULARITY.items()}
+    passed = math.isfinite(paired["low"]) and paired["low"] > 0
+    return dg.AssetCheckResult(
+        check_name=DISTINGUISHABLE,
+        passed=bool(passed),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "ndcg_10_difference": paired["difference"],
+            "interval_95": f"[{paired['low']:.4g}, {paired['high']:.4g}]",
+            "p_value": paired["p_value"],
+            "targets": _raw(metadata, VS_POPULARITY["targets"], "n/a"),
+            "users": _raw(metadata, VS_POPULARITY["users"], "n/a"),
+        },
+    )

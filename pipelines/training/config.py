@@ -10,6 +10,7 @@ Run config YAML of one model asset::
           train: {epochs: 3, batch_size: 16}
           warm_start: false
           nproc_per_node: 1
+          seeds: [1, 2, 3]   # optional: one child MLflow run per seed under one parent
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ class TrainingAssetConfig(dg.Config):
     nproc_per_node: int = Field(
         1, ge=1, description="Training processes; above 1 the asset launches torchrun (DDP: gloo on CPU, NCCL on CUDA)."
     )
+    seeds: list[int] = Field(
+        [],
+        description="Train once per seed (train.seed is replaced by each): with two or more, one parent MLflow run "
+        "holds the mean, the spread across seeds and the per-target results of all; empty = one run with "
+        "train.seed.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -70,6 +77,20 @@ class TrainingAssetConfig(dg.Config):
                 if name not in cls.model_fields:
                     raise ValueError(f"unknown config field {name!r}; the fields are {sorted(cls.model_fields)}")
         return values
+
+    @model_validator(mode="after")
+    def _distinct_seeds(self) -> TrainingAssetConfig:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds}")
+        return self
+
+    def run_configs(self, model_name: str) -> list[BaseModel]:
+        """One run config per training run: ``seeds`` each replacing ``train.seed``, or the one as given."""
+        run_config = self.run_config(model_name)
+        return [
+            run_config.model_copy(update={"train": run_config.train.model_copy(update={"seed": seed})})
+            for seed in self.seeds
+        ] or [run_config]
 
     def run_config(self, model_name: str) -> BaseModel:
         """The recmodels run config these sections describe (validated again by recmodels)."""

@@ -12,24 +12,33 @@ from pydantic import BaseModel
 
 from pipelines.split_source import CurrentSplit
 from recmodels.config import flatten
+from recmodels.data import target_protocol
 
 SAMPLING_FIELDS = ("num_negatives", "negatives")  # read only by the sampled losses
 
 
-def run_params(run_config: BaseModel) -> dict[str, object]:
-    """``model.*`` and ``train.*`` of the run config, without fields the chosen loss never reads."""
+def run_params(run_config: BaseModel, seeds: list[int] | None = None) -> dict[str, object]:
+    """``model.*`` and ``train.*`` of the run config, without fields the chosen loss never reads; a run of
+    several ``seeds`` has ``seeds`` instead of ``train.seed``."""
     values = run_config.model_dump()
     train = dict(values["train"])
     if train.get("loss") == "ce":
         for name in SAMPLING_FIELDS:
             train.pop(name, None)
-    return flatten({"model": values["model"], "train": train})
+    seeds_param = {}
+    if seeds:
+        train.pop("seed")
+        seeds_param["seeds"] = ", ".join(map(str, seeds))
+    return flatten({"model": values["model"], "train": train}) | seeds_param
 
 
 def split_params(metadata: dict[str, object]) -> dict[str, object]:
-    """``data.*`` from the split's metadata; epoch-millisecond cut-offs become UTC timestamps."""
-    params: dict[str, object] = {}
+    """``data.*`` from the split's metadata; epoch-millisecond cut-offs become UTC timestamps, and which events
+    are targets one readable ``data.target_protocol`` (also for exports that predate it)."""
+    params: dict[str, object] = {"data.target_protocol": target_protocol(metadata)}
     for key, value in metadata.items():
+        if key == "target_protocol":
+            continue
         if key.endswith("_ms") and isinstance(value, int):
             moment = dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
             params[f"data.{key.removesuffix('_ms')}"] = moment.strftime("%Y-%m-%d %H:%M:%S UTC")

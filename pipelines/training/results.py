@@ -1,8 +1,9 @@
 """What a finished training run reports: its MLflow metrics, and the metadata the asset shows in Dagster.
 
 Few columns, each readable: validation only at K=10 (it only picks the epoch), test at every K overall and
-per non-empty history-length bucket, cost next to quality (inference included), the convergence verdict, and
-the popularity baselines every model has to beat. Values are rounded to 4 significant digits: the noise of a
+per non-empty history-length bucket, cost next to quality (inference included), the convergence verdict, the
+popularity baselines every model has to beat, and how sure each number is (95% intervals over users, and a
+paired test against the most popular items). Values are rounded to 4 significant digits: the noise of a
 timing or of a metric over a few thousand targets is far larger than that.
 """
 
@@ -18,10 +19,22 @@ from pipelines.metric_names import (
     baseline_metric,
     cost_metric,
     final_metric,
+    interval_metric,
 )
 from recmodels.convergence import Convergence
 from recmodels.evaluate import EvalResult
+from recmodels.stats import PairedDifference
 from recmodels.train import FitResult
+
+# Materialization metadata of the paired test against the most popular items (the check reads them).
+VS_POPULARITY = {
+    "difference": "vs_most_popular_ndcg_10_difference",
+    "low": "vs_most_popular_ndcg_10_ci_low",
+    "high": "vs_most_popular_ndcg_10_ci_high",
+    "p_value": "vs_most_popular_p_value",
+    "targets": "vs_most_popular_targets",
+    "users": "vs_most_popular_users",
+}
 
 SIGNIFICANT_DIGITS = 4
 
@@ -105,4 +118,20 @@ def materialization_metadata(
         "converged": convergence.converged,
         "convergence": convergence.verdict(),
         "processes": processes,
+    }
+
+
+def uncertainty_metadata(intervals: dict[str, float], difference: PairedDifference) -> dict[str, Any]:
+    """The test intervals at K=10 and the paired test against the most popular items, for the asset page."""
+    bounds = {
+        f"test_{name}_ci_{bound}": intervals[interval_metric("test", name, bound)]
+        for name in METRICS_AT_10
+        for bound in ("low", "high")
+    }
+    paired = {VS_POPULARITY[key]: getattr(difference, key) for key in ("low", "high", "p_value")}
+    paired[VS_POPULARITY["difference"]] = difference.estimate
+    return {
+        **{key: rounded(value) for key, value in (bounds | paired).items()},
+        VS_POPULARITY["targets"]: difference.num_targets,
+        VS_POPULARITY["users"]: difference.num_users,
     }

@@ -3,16 +3,21 @@
 the asset passes in its environment.
 
 Every process reads the same job description (the Pipes extras) and trains its shard; rank 0 alone opens
-the Pipes message channel, logs to the MLflow run the asset opened, writes checkpoints and reports metrics
-and cost back to the asset. A process that fails writes its traceback to ``<error_dir>/rank-<r>.txt`` so
-that the asset can say which rank failed and why, whichever it was.
+the Pipes message channel, logs to the MLflow run the asset opened (its own, or one seed's child run), writes
+checkpoints, the model and each test target's rank, forwards ``recmodels`` progress lines to the Dagster run
+log, and reports metrics, cost, intervals and the paired test against popularity back to the asset. A
+process that fails writes its traceback to ``<error_dir>/rank-<r>.txt`` so that the asset can say which rank
+failed and why, whichever it was.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +26,25 @@ import mlflow
 import torch
 from dagster_pipes import PipesContext, PipesDefaultContextLoader, PipesEnvVarParamsLoader, open_dagster_pipes
 
-from pipelines.metric_names import HEADLINE_METRIC, METRICS_AT_10, TAG_CONVERGENCE, TAG_MODEL_URI, epoch_metric
+from pipelines.metric_names import (
+    HEADLINE_METRIC,
+    METRICS_AT_10,
+    TAG_CONVERGENCE,
+    TAG_MODEL_URI,
+    TARGET_RANKS_ARTIFACT,
+    baseline_ranks_artifact,
+    epoch_metric,
+)
 from pipelines.registry import ITEM_MAP_ARTIFACT, log_model_files
-from pipelines.training.results import materialization_metadata, result_metrics, rounded
+from pipelines.training.per_target import (
+    BASELINE_SEED,
+    POPULARITY,
+    interval_metrics,
+    log_table,
+    popularity_difference,
+    ranks_table,
+)
+from pipelines.training.results import materialization_metadata, result_metrics, rounded, uncertainty_metadata
 from recmodels import build_model
 from recmodels.baselines import BASELINES, evaluate_baseline
 from recmodels.config import run_config_class
@@ -104,22 +125,61 @@ def train(job: TrainingJob, run_config, on_epoch) -> tuple[torch.nn.Module, FitR
 def train_and_report(job: TrainingJob, run_config, ranks: Ranks, pipes: PipesContext) -> None:
     """Rank 0: train, log to the asset's MLflow run, and report metrics and cost through Pipes."""
     mlflow.set_tracking_uri(job.tracking_uri)
-    with mlflow.start_run(run_id=job.mlflow_run_id):
+    with mlflow.start_run(run_id=job.mlflow_run_id), progress_to(pipes):
         model, result, data = train(job, run_config, EpochLogger(pipes, job.model_name, run_config.train.epochs))
         # The popularity floor, ranked on the same test targets: the asset's checks compare against it.
         baselines = {name: evaluate_baseline(name, data, "test") for name in BASELINES}
         totals = {split: len(select_targets(data, split).items) for split in ("valid", "test")}
         convergence = Convergence.of(result)
-        mlflow.log_metrics(result_metrics(result, convergence, ranks.world_size, totals, baselines))
+        ranked = ranks_table(result.test.ranks, run_config.train.seed)
+        floors = {name: ranks_table(baseline.ranks, BASELINE_SEED) for name, baseline in baselines.items()}
+        intervals = interval_metrics(ranked)
+        mlflow.log_metrics(
+            result_metrics(result, convergence, ranks.world_size, totals, baselines)
+            | {key: rounded(value) for key, value in intervals.items()}
+        )
+        log_table(ranked, TARGET_RANKS_ARTIFACT)
+        for name, floor in floors.items():
+            log_table(floor, baseline_ranks_artifact(name))
         mlflow.set_tag(TAG_CONVERGENCE, convergence.verdict())
         dataset = str(data.metadata.get("dataset", "data"))
         client = mlflow.MlflowClient(job.tracking_uri)
         model_uri = log_model_files(client, model, job.model_name, f"{dataset}-{job.model_name}")
         mlflow.log_artifact(str(job.export_dir / "item_map.parquet"), Path(ITEM_MAP_ARTIFACT).parent.as_posix())
         mlflow.set_tag(TAG_MODEL_URI, model_uri)
+    difference = popularity_difference(ranked, floors[POPULARITY])
     pipes.report_asset_materialization(
         metadata=materialization_metadata(result, convergence, ranks.world_size, baselines)
+        | uncertainty_metadata(intervals, difference)
     )
+
+
+class PipesLogHandler(logging.Handler):
+    """Sends log records to the Dagster run log through the Pipes channel."""
+
+    def __init__(self, pipes: PipesContext) -> None:
+        super().__init__(logging.INFO)
+        self.pipes = pipes
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.pipes.log.info(self.format(record))
+        except Exception:  # a lost progress line must never fail training
+            self.handleError(record)
+
+
+@contextmanager
+def progress_to(pipes: PipesContext) -> Iterator[None]:
+    """While open, ``recmodels`` progress lines (training and evaluation, at INFO) reach the Dagster run log."""
+    logger, handler = logging.getLogger("recmodels"), PipesLogHandler(pipes)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 class EpochLogger:

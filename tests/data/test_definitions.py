@@ -18,7 +18,7 @@ def test_every_warehouse_writer_shares_one_pool():
 
 def test_every_check_is_blocking():
     specs = [spec for asset in DATA_ASSETS for spec in asset.check_specs]
-    assert len(specs) == 9 and all(spec.blocking for spec in specs)
+    assert len(specs) == 10 and all(spec.blocking for spec in specs)
 
 
 def test_warehouse_resource_is_keyed_warehouse():

@@ -21,8 +21,8 @@ from tests.data.conftest import (
 
 CONTRACT_KEYS = {
     "dataset", "num_users", "num_items", "split_mode", "cutoff_valid_ms", "cutoff_test_ms",
-    "num_train_events", "num_valid_targets", "num_test_targets", "num_cold_valid_targets",
-    "num_cold_test_targets", "fingerprint",
+    "num_train_events", "num_valid_targets", "num_test_targets", "num_context_events", "num_cold_valid_targets",
+    "num_cold_test_targets", "target_protocol", "fingerprint",
 }  # fmt: skip
 
 
@@ -35,7 +35,7 @@ def test_tiny_synthetic_fills_every_table_and_passes_every_check(paths):
     result = materialize(TINY)
     assert result.success
     outcomes = check_outcomes(result)
-    assert len(outcomes) == 9 and all(outcomes.values())
+    assert len(outcomes) == 10 and all(outcomes.values())
     for name in ("raw_events", "events", "user_map", "item_map", "sequences", "splits"):
         assert table(paths, f"SELECT count(*) FROM {name}")[0][0] > 0
     meta = result.asset_materializations_for_node("splits")[0].metadata
@@ -56,8 +56,10 @@ def test_export_follows_contract_1(paths):
     stamps = histories["timestamps"].combine_chunks().values.to_numpy()
     assert stamps[labels == 0].max() < metadata["cutoff_valid_ms"] <= stamps[labels == 1].min()
     assert stamps[labels == 2].min() >= metadata["cutoff_test_ms"]
-    assert np.bincount(labels).tolist() == [
+    assert stamps[labels == 3].min() >= metadata["cutoff_valid_ms"]
+    assert np.bincount(labels, minlength=4).tolist() == [
         metadata["num_train_events"], metadata["num_valid_targets"], metadata["num_test_targets"],
+        metadata["num_context_events"],
     ]  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from pydantic_settings import CliApp, get_subcommand
 
 from pipelines.training.assets import training_assets
 from pipelines.training.config import training_config_class
+from pipelines.training.params import run_params
 from recmodels.config import TrainConfig, run_config_class
 from recmodels.train import command_line_class
 
@@ -43,3 +44,20 @@ def test_the_launchpad_refuses_unknown_fields_by_name():
     with pytest.raises(pydantic.ValidationError, match="unknown config field 'epoch'"):
         training_config_class("sasrec")(epoch=3)
     assert isinstance(training_config_class("sasrec")(), dg.Config)
+
+
+def test_seeds_give_one_run_config_per_seed_and_default_to_train_seed():
+    config_class = training_config_class("gru4rec")
+    assert [c.train.seed for c in config_class(train={"seed": 7}).run_configs("gru4rec")] == [7]
+    seeded = config_class(train={"seed": 7, "lr": 0.01}, seeds=[1, 2])
+    assert [(c.train.seed, c.train.lr) for c in seeded.run_configs("gru4rec")] == [(1, 0.01), (2, 0.01)]
+    assert seeded.fingerprint() != config_class(train={"seed": 7, "lr": 0.01}).fingerprint()
+    with pytest.raises(pydantic.ValidationError, match="seeds must be distinct"):
+        config_class(seeds=[3, 3])
+
+
+def test_a_multi_seed_run_logs_its_seeds_instead_of_train_seed():
+    run_config = training_config_class("gru4rec")().run_config("gru4rec")
+    assert run_params(run_config)["train.seed"] == 42 and "seeds" not in run_params(run_config)
+    params = run_params(run_config, seeds=[1, 2, 3])
+    assert params["seeds"] == "1, 2, 3" and "train.seed" not in params

@@ -1,0 +1,18 @@
+-- The target protocol, counted per user and window independently of how splits chose the targets: users
+-- with more than $cap validation or test targets ($cap NULL: no limit), targets at a history's first event
+-- (nothing to predict them from), and windows with a predictable event (not a history's first) but no
+-- target, which would drop that user from the window silently.
+WITH per_user AS (
+    SELECT
+        list_count(list_filter(split, lambda s: s = 1)) AS valid_targets,
+        list_count(list_filter(split, lambda s: s = 2)) AS test_targets,
+        split[1] IN (1, 2) AS first_is_target,
+        list_count(list_filter(timestamps[2:], lambda t: t >= $cutoff_valid AND t < $cutoff_test)) AS valid_events,
+        list_count(list_filter(timestamps[2:], lambda t: t >= $cutoff_test)) AS test_events
+    FROM splits
+)
+SELECT
+    count(*) FILTER (WHERE valid_targets > $cap OR test_targets > $cap),
+    count(*) FILTER (WHERE first_is_target),
+    count(*) FILTER (WHERE (valid_events > 0 AND valid_targets = 0) OR (test_events > 0 AND test_targets = 0))
+FROM per_user;

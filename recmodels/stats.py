@@ -63,11 +63,24 @@ class PairedDifference:
     p_value: float
     num_targets: int
     num_users: int
+    confidence: float = CONFIDENCE
 
     @property
     def significant(self) -> bool:
-        """The interval excludes zero: A and B differ at the interval's confidence."""
-        return self.low > 0 or self.high < 0
+        """The interval excludes zero and the permutation test agrees (p below 1 - confidence). With a handful
+        of users a percentile bootstrap interval is too narrow, while the sign-flip test stays exact (five
+        users cannot give p below 2/32), so both must say so."""
+        return (self.low > 0 or self.high < 0) and self.p_value < 1 - self.confidence
+
+    @property
+    def ahead(self) -> bool:
+        """A is better than B beyond the noise."""
+        return self.significant and self.estimate > 0
+
+    @property
+    def behind(self) -> bool:
+        """B is better than A beyond the noise."""
+        return self.significant and self.estimate < 0
 
     def users_needed(self) -> float | None:
         """Users (at this many targets each) for which the interval would just exclude zero, if the effect
@@ -160,7 +173,9 @@ def paired_difference(
             rng=np.random.default_rng(seed),
         )
         p_value = float(test.pvalue)
-    return PairedDifference(interval.estimate, interval.low, interval.high, p_value, len(difference), len(sums))
+    return PairedDifference(
+        interval.estimate, interval.low, interval.high, p_value, len(difference), len(sums), confidence
+    )
 
 
 def align(keys_a: np.ndarray, keys_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -93,6 +93,13 @@ def test_a_sign_flip_test_over_three_users_is_exact():
     assert difference.p_value == pytest.approx(0.25)
 
 
+def test_too_few_users_are_never_significant_however_consistent_the_difference():
+    """Five users all ahead: the interval excludes zero, but the exact sign-flip p cannot go below 2/32."""
+    difference = paired_difference(np.ones(5), np.zeros(5), np.arange(5))
+    assert difference.low > 0 and difference.p_value == pytest.approx(2 / 32)
+    assert not difference.significant
+
+
 def test_align_pairs_the_targets_both_evaluations_ranked():
     index_a, index_b = align(np.array([5, 1, 9, 3]), np.array([3, 4, 5]))
     assert np.array_equal(np.array([5, 1, 9, 3])[index_a], np.array([3, 4, 5])[index_b])

@@ -5,13 +5,13 @@ A YAML run config for ``dagster asset materialize -c run.yaml`` looks like::
     ops:
       raw_events:
         config:
-          source: synthetic          # synthetic | kuairand | lfm1b | movielens | csv | parquet
+          source: synthetic          # synthetic | kuairand | lfm1b | movielens | recbole | csv | parquet
           synthetic_scale: tiny      # default (~100 users x 2k-5k events) | tiny (30 users x 300-600)
           seed: 0
       events:
         config: {min_events_per_user: 5, min_item_occurrences: 1, k_core: false}
       splits:
-        config: {mode: global_time, valid_quantile: 0.9, test_quantile: 0.95}
+        config: {mode: global_time, valid_quantile: 0.9, test_quantile: 0.95, targets: default}
 
 Every field has a default, so no config at all materializes the synthetic default.
 

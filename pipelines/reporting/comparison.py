@@ -387,7 +387,7 @@ def _tied_text(
     text += f" {champion}, chosen on validation NDCG@10, stays the registered champion: {score}."
     if closest.estimate < 0:
         text += f" {other} scores higher on test, but within the noise."
-    beaten = [p.model for p in comparison.pairings if not p.is_baseline and p.headline.low > 0]
+    beaten = [p.model for p in comparison.pairings if not p.is_baseline and p.headline.ahead]
     if beaten:
         text += f" {champion} is ahead of {_names(beaten)} beyond the noise."
     return text
@@ -411,11 +411,11 @@ def _floor_text(comparison: Comparison) -> str:
     if floor is None:
         return ""
     champion, difference = comparison.champion.model, floor.headline
-    if difference.low > 0:
+    if difference.ahead:
         return (
             f"{champion} is above the popularity floor: {_difference(difference)} vs {floor.model} ({_p(difference)})."
         )
-    if difference.high < 0:
+    if difference.behind:
         return (
             f"{champion} is below the popularity floor: {floor.model} is ahead by {_difference(difference, flip=True)} "
             f"({_p(difference)})."
@@ -483,9 +483,9 @@ def paired_markdown(comparison: Comparison) -> str:
 
 def _side(pairing: Pairing, champion: str) -> str:
     difference = pairing.headline
-    if difference.low > 0:
+    if difference.ahead:
         return f"{champion} ahead"
-    if difference.high < 0:
+    if difference.behind:
         return f"**{pairing.model} ahead**"
     return "tied"
 

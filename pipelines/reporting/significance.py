@@ -54,8 +54,8 @@ def judge(champion: str, differences: Mapping[str, PairedDifference]) -> Verdict
         return Verdict(ALONE, champion, None, ())
     runner_up = differences[others[0]]
     tied = tuple(model for model in others if not differences[model].significant)
-    if runner_up.high < 0:
+    if runner_up.behind:
         return Verdict(REVERSED, champion, others[0], tied)
-    if runner_up.low > 0 and not tied:
+    if runner_up.ahead and not tied:
         return Verdict(WINNER, champion, others[0], tied)
     return Verdict(TIED, champion, tied[0], tied)

@@ -45,7 +45,7 @@ from recmodels.models.base import SequentialRecommender
 from recmodels.progress import ProgressLog
 from recmodels.sparse_optim import build_sparse_optimizer, clip_grad_norm
 from recmodels.threads import apply_thread_budget
-from recmodels.warmup import COMPILED_KERNEL_MODELS, kernels_compiled_here, warm_kernel_cache, warm_up
+from recmodels.warmup import kernels_compiled_here, warm_kernel_cache, warm_up
 from recmodels.windows import WindowIndex
 
 # Full-catalogue logits of the ce loss exist a block of rows at a time, about this many bytes, at least
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     name = next(name for name in MODELS if getattr(cli, name) is command)
     apply_thread_budget()
     ranks = init_from_env(command.train.device)
-    if ranks.local_rank == 0 and name in COMPILED_KERNEL_MODELS:
+    if ranks.local_rank == 0:
         warm_kernel_cache()
     barrier()  # the other processes of this machine load the cache instead of compiling it again
     try:

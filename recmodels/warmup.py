@@ -2,7 +2,8 @@
 
 RecMamba's CPU path runs Numba kernels (``recmodels/ops/_cpu_kernels.py``) that compile lazily, per type
 signature, on their first call: the forward ones (conv_silu_forward, scan_forward) on the first forward
-pass, the backward ones (scan_backward, conv_silu_backward) on the first backward. With a fresh on-disk
+pass, the backward ones (scan_backward, conv_silu_backward) on the first backward. Every model's evaluation
+runs the ranking kernels of ``recmodels/topk.py``, compiled the same way on the first ranking. With a fresh on-disk
 cache that is tens of seconds and a few hundred MB of compiler memory, which would otherwise land in the
 first epoch and in the peak. The signature depends only on dtypes, ranks and layouts, never on sizes, so
 one forward + backward on a tiny batch compiles (or loads from the cache) everything training needs.
@@ -23,10 +24,12 @@ import time
 from collections.abc import Iterable
 
 import numba
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from recmodels.models.base import SequentialRecommender
+from recmodels.topk import SeenItems, blockwise_ranks, blockwise_topk
 
 
 def warm_up(model: SequentialRecommender, device: torch.device, batch_size: int = 2, length: int = 16) -> float:
@@ -58,6 +61,7 @@ def warm_up(model: SequentialRecommender, device: torch.device, batch_size: int 
                 logits = model.scores(model(items))  # (B, L, num_items + 1)
                 loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
             loss.backward()
+        _rank_once(model, device, generator)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return time.perf_counter() - began
@@ -70,6 +74,17 @@ def warm_up(model: SequentialRecommender, device: torch.device, batch_size: int 
         model.train(was_training)
 
 
+@torch.no_grad()
+def _rank_once(model: SequentialRecommender, device: torch.device, generator: torch.Generator) -> None:
+    """Rank and take the top 10 of a random batch against the model's own catalogue: what evaluation runs."""
+    weight = model.item_embedding.weight.detach()
+    hidden = torch.randn(2, weight.shape[1], generator=generator).to(device=device, dtype=weight.dtype)
+    targets = torch.randint(1, model.num_items + 1, (2,), generator=generator).to(device)
+    seen = SeenItems([np.array([1]), np.array([], np.int64)], device)
+    blockwise_ranks(hidden, weight, targets, seen)
+    blockwise_topk(hidden, weight, min(10, model.num_items), seen)
+
+
 def compiled_here(dispatchers: Iterable[numba.core.dispatcher.Dispatcher]) -> int:
     """How many signatures of ``dispatchers`` this process compiled itself rather than loaded from Numba's
     on-disk cache."""
@@ -77,19 +92,17 @@ def compiled_here(dispatchers: Iterable[numba.core.dispatcher.Dispatcher]) -> in
 
 
 def kernels_compiled_here() -> int:
-    """How many of RecMamba's kernel signatures this process compiled itself. Zero after a warm cache means
-    the compiler's seconds and memory stayed out of this process's meters; kernels never imported count as
-    nothing compiled."""
-    kernels = sys.modules.get("recmodels.ops._cpu_kernels")
-    if kernels is None:
-        return 0
+    """How many kernel signatures (RecMamba's scan, the ranking) this process compiled itself. Zero after a
+    warm cache means the compiler's seconds and memory stayed out of this process's meters; kernels never
+    imported count as nothing compiled."""
+    modules = [sys.modules.get(name) for name in ("recmodels.ops._cpu_kernels", "recmodels.topk")]
     return compiled_here(
-        value for value in vars(kernels).values() if isinstance(value, numba.core.dispatcher.Dispatcher)
+        value
+        for module in modules
+        if module is not None
+        for value in vars(module).values()
+        if isinstance(value, numba.core.dispatcher.Dispatcher)
     )
-
-
-# The architectures built on the selective scan, whose CPU path runs the compiled kernels.
-COMPILED_KERNEL_MODELS = frozenset({"recmamba", "mamba4rec"})
 
 
 def warm_kernel_cache(env: dict[str, str] | None = None) -> float | None:

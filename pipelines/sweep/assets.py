@@ -23,7 +23,7 @@ from pipelines.split_source import CurrentSplit, current_split
 from pipelines.sweep.config import LengthSweepConfig
 from pipelines.sweep.results import OK, SweepRow, markdown_table, outcome, plot_against_length, write_csv
 from recmodels.config import flatten
-from recmodels.warmup import COMPILED_KERNEL_MODELS, warm_kernel_cache
+from recmodels.warmup import warm_kernel_cache
 
 WORKER = "pipelines.training.worker"
 LAUNCHER = "pipelines.sweep.launcher"
@@ -51,8 +51,7 @@ def length_sweep(
     points = [
         (name, max_len, config.run_config(name, max_len)) for name in config.models for max_len in config.max_lens
     ]
-    if COMPILED_KERNEL_MODELS & set(config.models):  # compile once, outside every measured training process
-        warm_kernel_cache()
+    warm_kernel_cache()  # compile once, outside every measured training process
     tags = {TAG_KIND: KIND_SWEEP, TAG_DATASET: split.dataset, TAG_SPLIT: split.fingerprint}
     with (
         mlflow_tracking.materialization_run(context, split.dataset, "length_sweep", tags) as parent,

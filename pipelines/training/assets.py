@@ -30,7 +30,7 @@ from pipelines.training.config import TrainingAssetConfig, training_config_class
 from pipelines.training.params import run_params, split_dataset, split_params
 from pipelines.training.seeds import SeedRun, log_parent, open_seed_run
 from recmodels import build_model
-from recmodels.warmup import COMPILED_KERNEL_MODELS, warm_kernel_cache
+from recmodels.warmup import warm_kernel_cache
 
 WORKER = "pipelines.training.worker"
 
@@ -167,9 +167,8 @@ def _launch(
 ) -> dg.PipesClientCompletedInvocation:
     """Run the worker; if it fails, fail with the first failing rank's own error rather than an exit code."""
     command = worker_command(config.nproc_per_node)
-    if extras["model_name"] in COMPILED_KERNEL_MODELS:  # compile outside the measured training process
-        seconds = warm_kernel_cache()
-        context.log.info(f"Kernel cache ready in {seconds:.1f} s." if seconds else "Kernel warm-up failed.")
+    seconds = warm_kernel_cache()  # compile outside the measured training process
+    context.log.info(f"Kernel cache ready in {seconds:.1f} s." if seconds else "Kernel warm-up failed.")
     context.log.info(f"Launching {' '.join(command)}")
     try:
         return client.run(command=command, context=context, extras=extras)

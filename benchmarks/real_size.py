@@ -118,6 +118,8 @@ def main() -> None:
             "train_epochs": cost["train_seconds_total"],
             "validation_and_test": cost["eval_seconds"],
             "test": test["seconds"],
+            "test_encoding_histories": test["encode_seconds"],
+            "test_ranking": test["seconds"] - test["encode_seconds"],
         },
         "test": {"num_targets": test["num_targets"], **{k: test["overall"][k] for k in ("ndcg_10", "hr_10")}},
         "cost": cost,

@@ -93,6 +93,7 @@ class EvalResult:
     num_targets: int = 0
     seconds: float = 0.0
     ranks: TargetRanks | None = field(default=None, compare=False, repr=False)  # not kept in as_dict
+    encode_seconds: float = 0.0  # of ``seconds``: encoding the targets' histories (the rest is ranking)
 
     def as_dict(self) -> dict:
         return {
@@ -100,11 +101,18 @@ class EvalResult:
             "by_bucket": {k: dict(v) for k, v in self.by_bucket.items()},
             "num_targets": self.num_targets,
             "seconds": self.seconds,
+            "encode_seconds": self.encode_seconds,
         }
 
     @classmethod
     def from_dict(cls, values: dict) -> EvalResult:
-        return cls(values["overall"], values["by_bucket"], values["num_targets"], values["seconds"])
+        return cls(
+            values["overall"],
+            values["by_bucket"],
+            values["num_targets"],
+            values["seconds"],
+            encode_seconds=values.get("encode_seconds", 0.0),
+        )
 
 
 @dataclass(frozen=True)
@@ -339,6 +347,7 @@ def evaluate(
         count = len(targets.items)
         encoding = ProgressLog(f"{split}: encoding histories", count, "targets")
         hidden = encode_targets(model, data, targets, device, stream_chunk, encoding)
+        encode_seconds = time.perf_counter() - began
         ranking = ProgressLog(f"{split}: ranking {data.num_items:,} items", count, "targets")
         ranks = full_ranks(model, hidden, data, targets, exclude_seen, ranking)
         overall = ranking_metrics(ranks, ks)
@@ -349,4 +358,5 @@ def evaluate(
     finally:
         model.train(was_training)
     seconds = time.perf_counter() - began
-    return EvalResult(overall, by_bucket, len(targets.items), seconds, TargetRanks.of(data, targets, ranks))
+    ranked = TargetRanks.of(data, targets, ranks)
+    return EvalResult(overall, by_bucket, len(targets.items), seconds, ranked, encode_seconds)

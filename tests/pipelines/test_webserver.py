@@ -186,7 +186,8 @@ def test_dagster_and_mlflow_show_the_winner_its_cost_and_convergence(ui_run):
         shoot(page, "dagster_model_recmamba")
 
         page.goto(f"{dagster}/assets/model_comparison")
-        expect(page.get_by_text("wins on validation NDCG@10").first).to_be_visible()
+        expect(page.get_by_text("Test targets: global_time split").first).to_be_visible()  # the summary
+        expect(page.get_by_text("test NDCG@10 [95% CI]").first).to_be_visible()
         expect(page.get_by_text("inference ms/target").first).to_be_visible()
         assert "NaN" not in page.inner_text("body")
         shoot(page, "dagster_model_comparison")
@@ -206,7 +207,7 @@ def test_dagster_and_mlflow_show_the_winner_its_cost_and_convergence(ui_run):
         shoot(page, "mlflow_training_runs")
 
         page.goto(mlflow_base + run_path(experiment_id, comparison_run.info.run_id))
-        expect(page.get_by_text("wins on validation NDCG@10").first).to_be_visible()
+        expect(page.get_by_text("Test targets: global_time split").first).to_be_visible()
         expect(page.get_by_text(champion, exact=True).first).to_be_visible()
         assert "NaN" not in page.inner_text("body")
         shoot(page, "mlflow_comparison_run")

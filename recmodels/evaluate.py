@@ -196,12 +196,14 @@ def encode_targets(
     targets: Targets,
     device: torch.device,
     stream_chunk: int = STREAM_CHUNK,
-    progress: ProgressLog | None = None,
+    what: str = "encoding histories",
 ) -> Tensor:
-    """(T, D) hidden state from which each target is predicted."""
+    """(T, D) hidden state from which each target is predicted; progress is logged as ``what``, in events
+    encoded (windows go shortest first, so targets would make a poor clock)."""
     streaming = model.supports_streaming
     windows = plan_windows(targets, streaming, model.config.max_len)
     windows.sort(key=_length)
+    progress = ProgressLog(what, sum(_length(w) for w in windows), "events")
     hidden = torch.empty(len(targets.items), model.config.d_model, device=device)
     index = 0
     while index < len(windows):  # sorted by length: a batch's last window is its longest
@@ -214,8 +216,7 @@ def encode_targets(
         rows = np.concatenate([np.full(len(w.target_ids), i) for i, w in enumerate(batch_windows)])
         cols = np.concatenate([w.read_at + pad[i] for i, w in enumerate(batch_windows)])
         ids = torch.from_numpy(np.concatenate([w.target_ids for w in batch_windows])).to(device)
-        if progress is not None:
-            progress.advance(len(ids))
+        progress.advance(sum(_length(w) for w in batch_windows))
         if streaming:
             state = model.init_state(len(batch_windows))
             for start in range(0, items.shape[1], stream_chunk):
@@ -345,8 +346,7 @@ def evaluate(
     try:
         targets = select_targets(data, split, max_targets)
         count = len(targets.items)
-        encoding = ProgressLog(f"{split}: encoding histories", count, "targets")
-        hidden = encode_targets(model, data, targets, device, stream_chunk, encoding)
+        hidden = encode_targets(model, data, targets, device, stream_chunk, f"{split}: encoding histories")
         encode_seconds = time.perf_counter() - began
         ranking = ProgressLog(f"{split}: ranking {data.num_items:,} items", count, "targets")
         ranks = full_ranks(model, hidden, data, targets, exclude_seen, ranking)

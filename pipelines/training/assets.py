@@ -30,6 +30,7 @@ from pipelines.training.config import TrainingAssetConfig, training_config_class
 from pipelines.training.params import run_params, split_dataset, split_params
 from pipelines.training.seeds import SeedRun, log_parent, open_seed_run
 from recmodels import build_model
+from recmodels.data import target_protocol
 from recmodels.warmup import warm_kernel_cache
 
 WORKER = "pipelines.training.worker"
@@ -92,6 +93,7 @@ def build_training_asset(model_name: str) -> dg.AssetsDefinition:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the model now lives in MLflow
         metadata |= {
             "split_fingerprint": split.fingerprint,
+            "target_protocol": target_protocol(split.metadata),
             "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run)),
         }
         return dg.MaterializeResult(metadata=metadata, check_results=check_results(metadata))

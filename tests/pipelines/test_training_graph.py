@@ -123,7 +123,9 @@ def test_model_assets_carry_quality_and_convergence_checks(smoke_graph):
     instance = smoke_graph.instance
     for model in MODEL_NAMES:
         key = dg.AssetKey(f"model_{model}")
-        for check in ("metrics_finite", "beats_popularity", "converged"):
+        materialization = instance.get_latest_materialization_event(key).asset_materialization
+        assert materialization.metadata["target_protocol"].value == "sample_per_user(10, seed 0)"
+        for check in ("metrics_finite", "beats_popularity", "distinguishable_from_popularity", "converged"):
             record = instance.event_log_storage.get_latest_asset_check_execution_by_key([dg.AssetCheckKey(key, check)])[
                 dg.AssetCheckKey(key, check)
             ]

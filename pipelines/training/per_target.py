@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.metric_names import HEADLINE_METRIC, METRICS_AT_10, interval_metric
-from pipelines.target_results import SEED_COLUMN, from_table, paired
+from pipelines.target_results import SEED_COLUMN, PerTarget, from_table, paired
 from recmodels.evaluate import TargetRanks
 from recmodels.stats import PairedDifference
 
@@ -47,10 +47,15 @@ def read_table(client: mlflow.MlflowClient, run_id: str, artifact: str, folder: 
     return pq.read_table(client.download_artifacts(run_id, artifact, str(folder)))
 
 
-def interval_metrics(table: pa.Table, split: str = "test") -> dict[str, float]:
-    """95% user-bootstrap bounds of NDCG/HR/MRR@10 overall and of NDCG/HR@10 per non-empty history bucket,
-    each target's metric averaged over the table's seeds first."""
-    results = from_table(table, METRICS_AT_10)
+def uncertainty(model: pa.Table, popularity: pa.Table) -> tuple[dict[str, float], PairedDifference]:
+    """The run's interval metrics and its paired test of NDCG@10 against the popularity floor, both from one
+    per-target average over the model's seeds."""
+    results = from_table(model, METRICS_AT_10)
+    return interval_metrics(results), paired(results, from_table(popularity), HEADLINE_METRIC)
+
+
+def interval_metrics(results: PerTarget, split: str = "test") -> dict[str, float]:
+    """95% user-bootstrap bounds of NDCG/HR/MRR@10 overall and of NDCG/HR@10 per non-empty history bucket."""
     metrics: dict[str, float] = {}
     for metric in METRICS_AT_10:
         intervals = {None: results.interval(metric)}
@@ -60,9 +65,3 @@ def interval_metrics(table: pa.Table, split: str = "test") -> dict[str, float]:
             metrics[interval_metric(split, metric, "low", bucket)] = interval.low
             metrics[interval_metric(split, metric, "high", bucket)] = interval.high
     return metrics
-
-
-def popularity_difference(model: pa.Table, popularity: pa.Table) -> PairedDifference:
-    """The model's per-target test NDCG@10 (averaged over its seeds) minus the popularity baseline's on the
-    same targets; users are the resampled clusters."""
-    return paired(from_table(model), from_table(popularity), HEADLINE_METRIC)

@@ -31,7 +31,7 @@ from pipelines.metric_names import (
     final_metric,
     seed_std_metric,
 )
-from pipelines.training.per_target import POPULARITY, interval_metrics, log_table, popularity_difference, read_table
+from pipelines.training.per_target import POPULARITY, log_table, read_table, uncertainty
 from pipelines.training.results import rounded, uncertainty_metadata
 from recmodels.baselines import BASELINES
 from recmodels.stats import SeedSpread
@@ -92,19 +92,19 @@ def log_parent(client: mlflow.MlflowClient, runs: list[SeedRun], scratch: Path) 
     best, spread = best_seed(runs), spreads(runs)
     tables = [read_table(client, r.run.info.run_id, TARGET_RANKS_ARTIFACT, scratch / f"seed-{r.seed}") for r in runs]
     ranked = pa.concat_tables(tables)
-    intervals = interval_metrics(ranked)
+    floors = {  # identical in every seed (nothing random): copied once, from the kept seed
+        name: read_table(client, best.run.info.run_id, baseline_ranks_artifact(name), scratch / "baselines")
+        for name in BASELINES
+    }
+    intervals, difference = uncertainty(ranked, floors[POPULARITY])
     metrics = mean_metrics(runs) | intervals | {seed_std_metric("test", name): s.std for name, s in spread.items()}
     mlflow.log_metrics({key: rounded(value) for key, value in metrics.items()} | {"num_seeds": len(runs)})
     log_table(ranked, TARGET_RANKS_ARTIFACT)
-    floors = {}
-    for name in BASELINES:  # identical in every seed (nothing random): copied once
-        artifact = baseline_ranks_artifact(name)
-        floors[name] = read_table(client, best.run.info.run_id, artifact, scratch / "baselines")
-        log_table(floors[name], artifact)
+    for name, floor in floors.items():
+        log_table(floor, baseline_ranks_artifact(name))
     mlflow.log_table(per_seed_columns(runs), SEEDS_ARTIFACT)
     best_tags = best.run.data.tags
     mlflow.set_tags({TAG_MODEL_URI: best_tags[TAG_MODEL_URI], TAG_CONVERGENCE: best_tags.get(TAG_CONVERGENCE, "")})
-    difference = popularity_difference(ranked, floors[POPULARITY])
     return seed_metadata(runs, spread) | uncertainty_metadata(intervals, difference)
 
 

@@ -39,10 +39,9 @@ from pipelines.registry import ITEM_MAP_ARTIFACT, log_model_files
 from pipelines.training.per_target import (
     BASELINE_SEED,
     POPULARITY,
-    interval_metrics,
     log_table,
-    popularity_difference,
     ranks_table,
+    uncertainty,
 )
 from pipelines.training.results import materialization_metadata, result_metrics, rounded, uncertainty_metadata
 from recmodels import build_model
@@ -133,7 +132,7 @@ def train_and_report(job: TrainingJob, run_config, ranks: Ranks, pipes: PipesCon
         convergence = Convergence.of(result)
         ranked = ranks_table(result.test.ranks, run_config.train.seed)
         floors = {name: ranks_table(baseline.ranks, BASELINE_SEED) for name, baseline in baselines.items()}
-        intervals = interval_metrics(ranked)
+        intervals, difference = uncertainty(ranked, floors[POPULARITY])
         mlflow.log_metrics(
             result_metrics(result, convergence, ranks.world_size, totals, baselines)
             | {key: rounded(value) for key, value in intervals.items()}
@@ -147,7 +146,6 @@ def train_and_report(job: TrainingJob, run_config, ranks: Ranks, pipes: PipesCon
         model_uri = log_model_files(client, model, job.model_name, f"{dataset}-{job.model_name}")
         mlflow.log_artifact(str(job.export_dir / "item_map.parquet"), Path(ITEM_MAP_ARTIFACT).parent.as_posix())
         mlflow.set_tag(TAG_MODEL_URI, model_uri)
-    difference = popularity_difference(ranked, floors[POPULARITY])
     pipes.report_asset_materialization(
         metadata=materialization_metadata(result, convergence, ranks.world_size, baselines)
         | uncertainty_metadata(intervals, difference)

@@ -103,7 +103,7 @@ def measure_one(row: str, scope: str, length: int, batch: int, d_model: int, dev
     else:
         inputs = torch.randn(batch, length, d_model, device=device, requires_grad=True)
     mask = torch.ones(batch, length, dtype=torch.bool, device=device)
-    backend = backend_for("mamba_mixer_fn", torch.device(device).type)
+    backend = backend_for("mix", torch.device(device).type)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()

@@ -1,6 +1,6 @@
 """Pay the one-off kernel compile before the cost meter starts, so epoch times and peak memory are honest.
 
-RecMamba's CPU path runs Numba kernels (``recmodels/ops/_cpu_kernels.py``) that compile lazily, per type
+RecMamba's CPU path runs Numba kernels (``recmodels/ops/cpu_kernels.py``) that compile lazily, per type
 signature, on their first call: the forward ones (conv_silu_forward, scan_forward) on the first forward
 pass, the backward ones (scan_backward, conv_silu_backward) on the first backward. Every model's evaluation
 runs the ranking kernels of ``recmodels/topk.py``, compiled the same way on the first ranking. With a fresh on-disk
@@ -95,7 +95,7 @@ def kernels_compiled_here() -> int:
     """How many kernel signatures (RecMamba's scan, the ranking) this process compiled itself. Zero after a
     warm cache means the compiler's seconds and memory stayed out of this process's meters; kernels never
     imported count as nothing compiled."""
-    modules = [sys.modules.get(name) for name in ("recmodels.ops._cpu_kernels", "recmodels.topk")]
+    modules = [sys.modules.get(name) for name in ("recmodels.ops.cpu_kernels", "recmodels.topk")]
     return compiled_here(
         value
         for module in modules
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     model = build_model("recmamba", 16, d_model=16, n_layers=1, max_len=16, dropout=0.0).to(device)
     seconds = warm_up(model, device)
-    backend = backend_for("mamba_mixer_fn", device.type)
+    backend = backend_for("mix", device.type)
     print(f"recmodels.warmup: RecMamba kernels ({backend} backend, {device}) ready in {seconds:.2f} s")
     return 0
 

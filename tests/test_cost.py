@@ -112,7 +112,7 @@ def test_seeded_training_after_a_warm_up_equals_training_without_one(tmp_path):
 
 @needs_numba
 def test_warm_up_compiles_every_kernel_recmamba_training_runs():
-    from recmodels.ops import _cpu_kernels as kernels
+    from recmodels.ops import cpu_kernels as kernels
 
     warm_up(small_recmamba(), CPU)
     assert all(getattr(kernels, name).signatures for name in TRAINING_KERNELS)

@@ -34,8 +34,8 @@ class Mamba4RecBlock(MambaBlockBase):
         self.ffn_norm = nn.LayerNorm(config.d_model)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, mask: Tensor, state: MixerState | None = None, single_step: bool = False):
-        mixed, state = self.mix(x, mask, state, single_step)
+    def forward(self, x: Tensor, mask: Tensor, state: MixerState | None = None) -> tuple[Tensor, MixerState]:
+        mixed, state = self.mix(x, mask, state)
         h = self.mixer_norm(x + self.dropout(mixed))
         return self.ffn_norm(h + self.dropout(self.ffn(h))), state
 

@@ -16,15 +16,12 @@ ModelState = list[MixerState]  # one per layer
 
 
 class MambaBlockBase(nn.Module):
-    """A block around one Mamba mixer that can run whole, from a carried state, or one step at a time."""
+    """A block around one Mamba mixer: whole, from a carried state, or one step at a time (length 1) are
+    the same call (``recmodels.ops.mix``)."""
 
     mixer: MambaMixer
 
-    def mix(self, x: Tensor, mask: Tensor, state: MixerState | None, single_step: bool):
-        if single_step:
-            return self.mixer.step(x, mask, state)
-        if state is None:
-            return self.mixer(x, mask), None
+    def mix(self, x: Tensor, mask: Tensor, state: MixerState | None) -> tuple[Tensor, MixerState]:
         return self.mixer.forward_with_state(x, mask, state)
 
 
@@ -66,10 +63,5 @@ class MambaRecommender(SequentialRecommender):
 
     def step(self, item: Tensor, state: ModelState) -> tuple[Tensor, ModelState]:
         """One new event per user (B,) -> hidden (B, D) and the updated state; item 0 leaves it as is."""
-        mask = real_events(item)
-        x = self.embed(item)  # (B, D)
-        new_state = []
-        for block, layer_state in zip(self.blocks, state, strict=True):
-            x, layer_state = block(x, mask, layer_state, single_step=True)
-            new_state.append(layer_state)
-        return self.output_norm(x), new_state
+        hidden, state = self.forward_with_state(item[:, None], state)
+        return hidden[:, 0], state

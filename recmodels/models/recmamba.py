@@ -33,8 +33,8 @@ class ResidualMambaBlock(MambaBlockBase):
         self.mixer = MambaMixer(config.d_model, config.d_state, config.d_conv, config.expand)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, mask: Tensor, state: MixerState | None = None, single_step: bool = False):
-        mixed, state = self.mix(self.norm(x), mask, state, single_step)
+    def forward(self, x: Tensor, mask: Tensor, state: MixerState | None = None) -> tuple[Tensor, MixerState]:
+        mixed, state = self.mix(self.norm(x), mask, state)
         return x + self.dropout(mixed), state
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from recmodels.ops.compose import causal_depthwise_conv, mamba_inner_with, mamba_mixer_with
+from recmodels.ops.mixer import causal_depthwise_conv, mix_with, scan_with_state
 
 CHUNK_SIZE = 64
 
@@ -41,12 +41,12 @@ def _chunk_states(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, h0: Tensor) ->
 
 
 class _ChunkedScan(torch.autograd.Function):
-    """y_t = C_t h_t with h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t, h_0 = 0; no D, no gate."""
+    """y_t = C_t h_t with h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t from h_0 = ``h0``; no D, no gate."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, chunk_size: int):  # type: ignore[override]
+    def forward(ctx, u, delta, A, B, C, h0, chunk_size: int):  # type: ignore[override]
         batch, groups, per_group, length = u.shape
-        state = u.new_zeros(batch, groups, per_group, A.shape[-1])  # (b, G, Dg, N)
+        state = h0  # (b, G, Dg, N)
         y = u.new_empty(batch, groups, per_group, length)
         boundaries = []
         for start in range(0, length, chunk_size):
@@ -92,7 +92,7 @@ class _ChunkedScan(torch.autograd.Function):
             grad_u[..., start:end] = (adjoint_b * delta_t).permute(1, 2, 3, 0)
             grad_A += torch.einsum("tbgdn,tbgd->gdn", grad_exponent, delta_t)
             grad_B[..., start:end] = torch.einsum("tbgdn,tbgd->bgnt", adjoint, delta_t * u_t)
-        return grad_u, grad_delta, grad_A, grad_B, grad_C, None
+        return grad_u, grad_delta, grad_A, grad_B, grad_C, carry, None
 
 
 def _as_groups(matrix: Tensor, batch: int, channels: int, length: int) -> Tensor:
@@ -111,19 +111,12 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def selective_scan_fn(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    delta_bias: Tensor | None = None,
-    delta_softplus: bool = False,
-    return_last_state: bool = False,
-    chunk_size: int = CHUNK_SIZE,
-) -> Tensor | tuple[Tensor, Tensor]:
-    """mamba-ssm's ``selective_scan_fn`` in chunks; computes in float32 (or float64 for float64 inputs)."""
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None, z: Tensor | None = None,
+    delta_bias: Tensor | None = None, delta_softplus: bool = False, return_last_state: bool = False,
+    initial_state: Tensor | None = None, chunk_size: int = CHUNK_SIZE,
+) -> Tensor | tuple[Tensor, Tensor]:  # fmt: skip
+    """mamba-ssm's ``selective_scan_fn`` in chunks, from ``initial_state`` (batch, channels, d_state) or
+    zeros; computes in float32 (or float64 for float64 inputs)."""
     out_dtype = u.dtype
     dtype = _compute_dtype(u.dtype)
     with torch.autocast(u.device.type, enabled=False):
@@ -142,12 +135,15 @@ def selective_scan_fn(
         if channels % groups:
             raise ValueError(f"{channels} channels cannot be split into {groups} groups of B/C")
         shape = (batch, groups, channels // groups, length)
+        state_shape = (batch, groups, channels // groups, A.shape[-1])
+        h0 = u_c.new_zeros(state_shape) if initial_state is None else initial_state.to(dtype).reshape(state_shape)
         y, last_state = _ChunkedScan.apply(
             u_c.reshape(shape),
             delta_c.reshape(shape),
             A.to(dtype).reshape(groups, channels // groups, -1),
             B_g,
             C_g,
+            h0,
             chunk_size,
         )
         y = y.reshape(batch, channels, length)
@@ -161,35 +157,5 @@ def selective_scan_fn(
     return y
 
 
-def selective_state_update(
-    state: Tensor,
-    x: Tensor,
-    dt: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    dt_bias: Tensor | None = None,
-    dt_softplus: bool = False,
-) -> Tensor:
-    """One step; state (batch, channels, d_state) updated in place; x, dt, z (batch, channels); B, C (batch, N)."""
-    dtype = state.dtype
-    if dt_bias is not None:
-        dt = dt + dt_bias
-    if dt_softplus:
-        dt = F.softplus(dt)
-    dt, x_s = dt.to(dtype), x.to(dtype)
-    decay = torch.exp(dt[..., None] * A.to(dtype))  # (batch, channels, d_state)
-    state.mul_(decay).add_((dt * x_s)[..., None] * B.to(dtype)[:, None, :])
-    out = (state * C.to(dtype)[:, None, :]).sum(-1)  # (batch, channels)
-    if D is not None:
-        out = out + x_s * D.to(dtype)
-    if z is not None:
-        out = out * F.silu(z.to(dtype))
-    return out.to(x.dtype)
-
-
-# The Mamba mixer after ``in_proj`` with this module's chunked scan; masking as in ``compose.mamba_inner_with``.
-mamba_inner_fn = partial(mamba_inner_with, selective_scan_fn, causal_depthwise_conv)
-mamba_mixer_fn = partial(mamba_mixer_with, mamba_inner_fn)
+# The Mamba mixer on this module's chunked scan; masking as in ``mixer``.
+mix = partial(mix_with, scan_with_state(selective_scan_fn), causal_depthwise_conv)

@@ -1,12 +1,13 @@
-"""mamba-ssm and causal-conv1d CUDA kernels behind the Contract 4 signatures.
+"""mamba-ssm and causal-conv1d CUDA kernels behind the Contract 4 signatures and the mixer's ``mix``.
 
 Nothing from mamba_ssm or causal_conv1d is imported at module import: mamba_ssm hard-imports its CUDA
 extension and triton, which break a CPU-only machine. ``is_available`` imports them only when a GPU is
 present, and only reports True when their compiled extension modules really load. Install them with
 ``scripts/install_gpu.sh`` (they are not in pyproject: their sdists cannot produce metadata without CUDA).
 
-Padding is masked outside the kernels (see ``compose.mamba_inner_with``), so the stock kernels serve
-padded batches unchanged.
+Padding is masked outside the kernels (see ``mixer``), so the stock kernels serve padded batches
+unchanged. mamba-ssm's scan has no initial state: a carried state's part is added in closed form
+(``mixer.scan_from_zero_state``), and a single step is the length-1 case of the same call.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from recmodels.ops.compose import mamba_inner_with, mamba_mixer_with
+from recmodels.ops.mixer import mix_with, scan_from_zero_state
 
 
 @cache
@@ -33,14 +34,7 @@ def _kernels() -> dict[str, ModuleType] | None:
         conv = importlib.import_module("causal_conv1d")
     except Exception:  # ImportError, or an OSError/RuntimeError from a mismatched build
         return None
-    try:
-        state_update = importlib.import_module("mamba_ssm.ops.triton.selective_state_update")
-    except Exception:  # triton missing: the chunked single step serves instead
-        state_update = None
-    kernels = {"scan": scan, "conv": conv}
-    if state_update is not None:
-        kernels["state_update"] = state_update
-    return kernels
+    return {"scan": scan, "conv": conv}
 
 
 def is_available() -> bool:
@@ -55,52 +49,14 @@ def _loaded() -> dict[str, ModuleType]:
 
 
 def selective_scan_fn(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    delta_bias: Tensor | None = None,
-    delta_softplus: bool = False,
-    return_last_state: bool = False,
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, **options
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """mamba-ssm's kernel; it wants contiguous inputs, which our masked composition does not always give."""
+    """mamba-ssm's kernel (options by name: D, z, delta_bias, delta_softplus, return_last_state); it wants
+    contiguous inputs, which our masked composition does not always give."""
+    if options.get("z") is not None:
+        options["z"] = options["z"].contiguous()
     scan = _loaded()["scan"].selective_scan_fn
-    return scan(
-        u.contiguous(),
-        delta.contiguous(),
-        A.contiguous(),
-        B.contiguous(),
-        C.contiguous(),
-        D,
-        None if z is None else z.contiguous(),
-        delta_bias,
-        delta_softplus,
-        return_last_state,
-    )
-
-
-def selective_state_update(
-    state: Tensor,
-    x: Tensor,
-    dt: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    dt_bias: Tensor | None = None,
-    dt_softplus: bool = False,
-) -> Tensor:
-    """mamba-ssm's triton single step when triton loads, else the plain-PyTorch step (same semantics)."""
-    kernels = _loaded()
-    if "state_update" in kernels:
-        update = kernels["state_update"].selective_state_update
-    else:
-        from recmodels.ops.chunked import selective_state_update as update
-    return update(state, x, dt, A, B, C, D=D, z=z, dt_bias=dt_bias, dt_softplus=dt_softplus)
+    return scan(u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(), **options)
 
 
 def _causal_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -108,6 +64,5 @@ def _causal_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return conv(x.contiguous(), weight.squeeze(1), bias, activation="silu")
 
 
-# The Mamba mixer after ``in_proj`` on the causal-conv1d and selective-scan kernels, masked outside them.
-mamba_inner_fn = partial(mamba_inner_with, selective_scan_fn, _causal_conv)
-mamba_mixer_fn = partial(mamba_mixer_with, mamba_inner_fn)
+# The Mamba mixer on the causal-conv1d and selective-scan kernels, masked outside them.
+mix = partial(mix_with, scan_from_zero_state(selective_scan_fn), _causal_conv)

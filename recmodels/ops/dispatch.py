@@ -1,9 +1,10 @@
 """Chooses the selective-scan implementation for the tensors at hand, so callers never branch on hardware.
 
-Each backend is a module in this package exposing ``is_available() -> bool`` and any of the three
-operations below under the same names and signatures. CUDA tensors use ``cuda`` (mamba-ssm kernels) when
-it loads, CPU tensors ``cpu_fused`` (compiled kernel) when it loads; ``chunked`` (plain PyTorch) runs
-everywhere. ``use_backend`` or ``RECMAMBA_SCAN_BACKEND`` forces one, for tests and benchmarks.
+Each backend is a module in this package exposing ``is_available() -> bool`` and the mixer ``mix`` (see
+``recmodels.ops.mixer``), built on its own ``selective_scan_fn`` (mamba-ssm's signature). CUDA tensors
+use ``cuda`` (mamba-ssm kernels) when it loads, CPU tensors ``cpu_fused`` (compiled kernels) when it
+loads; ``chunked`` (plain PyTorch) runs everywhere. ``use_backend`` or ``RECMAMBA_SCAN_BACKEND`` forces
+one, for tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from functools import cache
 from types import ModuleType
 
 from torch import Tensor
+
+from recmodels.ops.mixer import MixerState, MixerWeights
 
 BACKENDS = ("reference", "chunked", "cpu_fused", "cuda")
 PREFERENCE = {"cuda": ("cuda", "chunked"), "cpu": ("cpu_fused", "chunked")}
@@ -68,103 +71,9 @@ def resolve(operation: str, device_type: str) -> Callable:
     return getattr(load_backend(backend_for(operation, device_type)), operation)
 
 
-def selective_scan_fn(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    delta_bias: Tensor | None = None,
-    delta_softplus: bool = False,
-    return_last_state: bool = False,
-) -> Tensor | tuple[Tensor, Tensor]:
-    """Same signature and semantics as ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn``."""
-    scan = resolve("selective_scan_fn", u.device.type)
-    return scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
-
-
-def selective_state_update(
-    state: Tensor,
-    x: Tensor,
-    dt: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    dt_bias: Tensor | None = None,
-    dt_softplus: bool = False,
-) -> Tensor:
-    """One recurrence step for every (batch, channel); ``state`` is updated in place (mamba-ssm semantics)."""
-    update = resolve("selective_state_update", x.device.type)
-    return update(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
-
-
-def mamba_inner_fn(
-    xz: Tensor,
-    conv1d_weight: Tensor,
-    conv1d_bias: Tensor | None,
-    x_proj_weight: Tensor,
-    delta_proj_weight: Tensor,
-    out_proj_weight: Tensor,
-    out_proj_bias: Tensor | None,
-    A: Tensor,
-    D: Tensor | None,
-    delta_bias: Tensor | None,
-    mask: Tensor | None = None,
-    delta_softplus: bool = True,
-) -> Tensor:
-    """The Mamba mixer after ``in_proj``; ``mask`` (batch, length) is True on real events."""
-    inner = resolve("mamba_inner_fn", xz.device.type)
-    return inner(
-        xz,
-        conv1d_weight,
-        conv1d_bias,
-        x_proj_weight,
-        delta_proj_weight,
-        out_proj_weight,
-        out_proj_bias,
-        A,
-        D,
-        delta_bias,
-        mask,
-        delta_softplus,
-    )
-
-
-def mamba_mixer_fn(
-    x: Tensor,
-    in_proj_weight: Tensor,
-    in_proj_bias: Tensor | None,
-    conv1d_weight: Tensor,
-    conv1d_bias: Tensor | None,
-    x_proj_weight: Tensor,
-    delta_proj_weight: Tensor,
-    out_proj_weight: Tensor,
-    out_proj_bias: Tensor | None,
-    A: Tensor,
-    D: Tensor | None,
-    delta_bias: Tensor | None,
-    mask: Tensor | None = None,
-    delta_softplus: bool = True,
-) -> Tensor:
-    """The whole Mamba mixer from its input x (batch, length, d_model), ``in_proj`` included."""
-    mixer = resolve("mamba_mixer_fn", x.device.type)
-    return mixer(
-        x,
-        in_proj_weight,
-        in_proj_bias,
-        conv1d_weight,
-        conv1d_bias,
-        x_proj_weight,
-        delta_proj_weight,
-        out_proj_weight,
-        out_proj_bias,
-        A,
-        D,
-        delta_bias,
-        mask=mask,
-        delta_softplus=delta_softplus,
-    )
+def mix(
+    x: Tensor, weights: MixerWeights, mask: Tensor | None = None, state: MixerState | None = None
+) -> tuple[Tensor, MixerState]:
+    """The Mamba mixer on x (batch, length, d_model), continuing from ``state`` (None: a fresh start);
+    returns the output and the state after the last step (the contract in ``recmodels.ops.mixer``)."""
+    return resolve("mix", x.device.type)(x, weights, mask, state)

@@ -1,7 +1,7 @@
 """Sequential float64 selective scan: slow, plainly correct, the yardstick for every fast path.
 
 The test oracle (and the benchmarks' baseline): production code never imports it. Its mixer is composed
-by ``compose``, like every backend's.
+by ``mixer.mix_with``, like every backend's without a fused mixer.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from recmodels.ops.compose import causal_depthwise_conv, mamba_inner_with, mamba_mixer_with
+from recmodels.ops.mixer import causal_depthwise_conv, mix_with, scan_with_state
 
 
 def expand_input_matrix(matrix: Tensor, batch: int, channels: int, length: int) -> Tensor:
@@ -34,22 +34,15 @@ def expand_input_matrix(matrix: Tensor, batch: int, channels: int, length: int) 
 
 
 def selective_scan_reference(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    delta_bias: Tensor | None = None,
-    delta_softplus: bool = False,
-    return_last_state: bool = False,
-) -> Tensor | tuple[Tensor, Tensor]:
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None, z: Tensor | None = None,
+    delta_bias: Tensor | None = None, delta_softplus: bool = False, return_last_state: bool = False,
+    initial_state: Tensor | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:  # fmt: skip
     """The recurrence h_t = exp(delta_t * A) h_{t-1} + delta_t * B_t * u_t, y_t = C_t h_t + D u_t, in float64.
 
     Shapes follow ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn``: u, delta, z (batch,
-    channels, length); A (channels, d_state); D and delta_bias (channels,). The output has u's dtype;
-    the last state (batch, channels, d_state) is float64.
+    channels, length); A (channels, d_state); D and delta_bias (channels,); ``initial_state`` (batch,
+    channels, d_state) is h_0 (zeros when None). The output has u's dtype; the last state is float64.
     """
     out_dtype = u.dtype
     batch, channels, length = u.shape
@@ -60,7 +53,7 @@ def selective_scan_reference(
         delta = F.softplus(delta)
     B_full = expand_input_matrix(B.double(), batch, channels, length)  # (batch, channels, d_state, length)
     C_full = expand_input_matrix(C.double(), batch, channels, length)
-    state = u.new_zeros(batch, channels, A.shape[1])
+    state = u.new_zeros(batch, channels, A.shape[1]) if initial_state is None else initial_state.double()
     outputs = []
     for t in range(length):
         decay = torch.exp(delta[:, :, t, None] * A)  # (batch, channels, d_state)
@@ -75,41 +68,10 @@ def selective_scan_reference(
     return (out, state) if return_last_state else out
 
 
-def selective_state_update(
-    state: Tensor,
-    x: Tensor,
-    dt: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    dt_bias: Tensor | None = None,
-    dt_softplus: bool = False,
-) -> Tensor:
-    """One step of the recurrence in float64; ``state`` (batch, channels, d_state) is updated in place."""
-    dt = dt.double() + (dt_bias.double() if dt_bias is not None else 0.0)
-    if dt_softplus:
-        dt = F.softplus(dt)
-    x64 = x.double()
-    new_state = torch.exp(dt[..., None] * A.double()) * state.double()
-    new_state = new_state + (dt * x64)[..., None] * B.double()[:, None, :]
-    state.copy_(new_state)
-    out = (new_state * C.double()[:, None, :]).sum(-1)
-    if D is not None:
-        out = out + x64 * D.double()
-    if z is not None:
-        out = out * F.silu(z.double())
-    return out.to(x.dtype)
-
-
-# The Mamba mixer after ``in_proj`` on the float64 sequential scan.
-mamba_inner_fn = partial(mamba_inner_with, selective_scan_reference, causal_depthwise_conv)
-mamba_mixer_fn = partial(mamba_mixer_with, mamba_inner_fn)
-
-
 def is_available() -> bool:
     return True
 
 
 selective_scan_fn = selective_scan_reference
+# The Mamba mixer on the float64 sequential scan.
+mix = partial(mix_with, scan_with_state(selective_scan_reference), causal_depthwise_conv)

@@ -72,8 +72,8 @@ class Engine(ABC):
 
 class MambaEngine(Engine):
     """Per layer: the conv window (E, K - 1) then the SSM state (E, N), float32; RecMamba on the CPU steps
-    through the fused kernel, other Mamba models (and CUDA, through mamba-ssm's selective_state_update)
-    through ``model.step``."""
+    through the fused kernel, other Mamba models (and CUDA) through ``model.step``, the mixer's ``mix`` of
+    length 1."""
 
     state_dtype = np.dtype(np.float32)
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from recmodels.models.recmamba import RecMamba
-from recmodels.ops._cpu_kernels import FASTMATH, _jit, fast_exp, sigmoid, softplus
+from recmodels.ops.cpu_kernels import FASTMATH, compiled, fast_exp, sigmoid, softplus
 
 
 class MambaWeights(NamedTuple):
@@ -46,29 +46,29 @@ def _stack(tensors: list[torch.Tensor]) -> np.ndarray:
     return np.ascontiguousarray(torch.stack([t.detach().float().cpu() for t in tensors]).numpy())
 
 
-def _bias(linear: torch.nn.Linear) -> torch.Tensor:
-    return linear.bias if linear.bias is not None else torch.zeros(linear.out_features)
+def _or_zeros(bias: torch.Tensor | None, size: int) -> torch.Tensor:
+    return bias if bias is not None else torch.zeros(size)
 
 
 def mamba_weights(model: RecMamba) -> MambaWeights:
     """The kernel's view of a RecMamba's weights (a copy: later training does not change a running service)."""
-    mixers = [block.mixer for block in model.blocks]
+    mixers = [block.mixer.weights() for block in model.blocks]  # the same tensors every backend's mix takes
     norms = [block.norm for block in model.blocks]
     return MambaWeights(
         embedding=np.ascontiguousarray(model.item_embedding.weight.detach().float().cpu().numpy()),
         norm_w=_stack([n.weight for n in norms]),
         norm_b=_stack([n.bias for n in norms]),
-        in_w=_stack([m.in_proj.weight for m in mixers]),
-        in_b=_stack([_bias(m.in_proj) for m in mixers]),
-        conv_w=_stack([m.conv1d.weight[:, 0, :] for m in mixers]),
-        conv_b=_stack([m.conv1d.bias if m.conv1d.bias is not None else torch.zeros(m.d_inner) for m in mixers]),
-        xproj_w=_stack([m.x_proj.weight for m in mixers]),
-        dtproj_w=_stack([m.dt_proj.weight for m in mixers]),
-        dt_bias=_stack([m.dt_proj.bias for m in mixers]),
-        A=_stack([m.A() for m in mixers]),
+        in_w=_stack([m.in_proj_weight for m in mixers]),
+        in_b=_stack([_or_zeros(m.in_proj_bias, 2 * m.d_inner) for m in mixers]),
+        conv_w=_stack([m.conv_weight[:, 0, :] for m in mixers]),
+        conv_b=_stack([_or_zeros(m.conv_bias, m.d_inner) for m in mixers]),
+        xproj_w=_stack([m.x_proj_weight for m in mixers]),
+        dtproj_w=_stack([m.dt_proj_weight for m in mixers]),
+        dt_bias=_stack([m.dt_bias for m in mixers]),
+        A=_stack([m.A for m in mixers]),
         D=_stack([m.D for m in mixers]),
-        out_w=_stack([m.out_proj.weight for m in mixers]),
-        out_b=_stack([_bias(m.out_proj) for m in mixers]),
+        out_w=_stack([m.out_proj_weight for m in mixers]),
+        out_b=_stack([_or_zeros(m.out_proj_bias, m.out_proj_weight.shape[0]) for m in mixers]),
         final_w=np.ascontiguousarray(model.output_norm.weight.detach().float().cpu().numpy()),
         final_b=np.ascontiguousarray(model.output_norm.bias.detach().float().cpu().numpy()),
         eps=np.array([n.eps for n in norms] + [model.output_norm.eps], dtype=np.float32),
@@ -138,7 +138,7 @@ def _state_update(ssm, u, dt, x_dbl, rank, A, D, z, y):
         y[c] = acc * z[c] * sigmoid(z[c])
 
 
-@_jit()
+@compiled()
 def _step_users(w, items, states, hidden):
     """items (B, T) int64, 0 = no event (left padding); states (B, S); hidden (B, D); one user at a time."""
     n_layers, e2, d_model = w.in_w.shape
@@ -178,13 +178,13 @@ def _step_users(w, items, states, hidden):
 # ---------------------------------------------------------------- large batches: layer by layer, BLAS
 
 
-@_jit()
+@compiled()
 def _layer_norm_rows(x, weight, bias, eps, out):
     for b in range(x.shape[0]):
         _layer_norm(x[b], weight, bias, eps, out[b])
 
 
-@_jit()
+@compiled()
 def _conv_silu_rows(xz, conv_w, conv_b, states, base, u):
     """``_conv_silu`` for every row; each row's conv window starts at ``base`` of its state row."""
     channels, taps = conv_w.shape
@@ -193,7 +193,7 @@ def _conv_silu_rows(xz, conv_w, conv_b, states, base, u):
         _conv_silu(window, conv_w, conv_b, xz[b, :channels], u[b])
 
 
-@_jit()
+@compiled()
 def _state_update_rows(states, base, u, dt, x_dbl, rank, A, D, xz, y):
     """``_state_update`` for every row; each row's SSM state starts at ``base`` of its state row."""
     channels, n_state = A.shape

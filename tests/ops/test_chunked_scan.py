@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recmodels.ops import mamba_inner_fn, selective_scan_fn, selective_state_update, use_backend
+from recmodels.ops import MixerState, MixerWeights, mix, reference, use_backend
+from recmodels.ops.dispatch import load_backend
+from recmodels.ops.mixer import scan_from_zero_state
 
 
 def scan_inputs(batch, channels, d_state, length, layout, with_extras, dtype=torch.float64, seed=0):
@@ -25,8 +27,8 @@ def scan_inputs(batch, channels, d_state, length, layout, with_extras, dtype=tor
 
 
 def run_scan(backend, inputs, softplus, **kwargs):
-    with use_backend(backend):
-        return selective_scan_fn(**inputs, delta_softplus=softplus, return_last_state=True, **kwargs)
+    scan = load_backend(backend).selective_scan_fn
+    return scan(**inputs, delta_softplus=softplus, return_last_state=True, **kwargs)
 
 
 def outputs_and_grads(backend, inputs, softplus):
@@ -70,26 +72,39 @@ def test_float32_scan_is_close_to_the_float64_reference():
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_single_step_update_continues_the_scan():
-    torch.manual_seed(0)
-    inputs = scan_inputs(2, 4, 3, 6, "shared", with_extras=True)
-    with torch.no_grad(), use_backend("chunked"):
-        expected, _ = selective_scan_fn(**inputs, delta_softplus=True, return_last_state=True)
-        state = torch.zeros(2, 4, 3, dtype=torch.float64)
-        for t in range(6):
-            out = selective_state_update(
-                state,
-                inputs["u"][..., t],
-                inputs["delta"][..., t],
-                inputs["A"],
-                inputs["B"][..., t],
-                inputs["C"][..., t],
-                inputs["D"],
-                inputs["z"][..., t],
-                inputs["delta_bias"],
-                dt_softplus=True,
+def test_scan_from_an_initial_state_continues_the_whole_scan():
+    inputs = scan_inputs(2, 4, 3, 50, "shared", with_extras=True)
+    whole, whole_last = run_scan("reference", inputs, softplus=True)
+    first = {k: (v[..., :20] if v.dim() == 3 else v) for k, v in inputs.items()}
+    second = {k: (v[..., 20:] if v.dim() == 3 else v) for k, v in inputs.items()}
+    for backend in ("reference", "chunked"):  # mamba-ssm's own scan has no initial state: not dispatched
+        scan = load_backend(backend).selective_scan_fn
+        first_out, state = scan(**first, delta_softplus=True, return_last_state=True)
+        second_out, last = scan(**second, delta_softplus=True, return_last_state=True, initial_state=state)
+        torch.testing.assert_close(torch.cat([first_out, second_out], dim=-1), whole, msg=backend)
+        torch.testing.assert_close(last, whole_last, msg=backend)
+
+
+def test_a_scan_without_initial_state_continues_from_one_in_closed_form():
+    """mamba-ssm's kernel always starts from zero; ``scan_from_zero_state`` adds a carried state's part."""
+
+    def zero_start_scan(u, delta, A, B, C, D=None, z=None, return_last_state=False):
+        return reference.selective_scan_reference(u, delta, A, B, C, D=D, z=z, return_last_state=return_last_state)
+
+    inputs = {k: v.detach() for k, v in scan_inputs(2, 4, 3, 300, "shared", with_extras=True).items()}
+    delta = torch.nn.functional.softplus(inputs["delta"] + inputs["delta_bias"][:, None])
+    h0 = torch.randn(2, 4, 3, dtype=torch.float64)
+    args = (inputs["u"], delta, inputs["A"], inputs["B"], inputs["C"])
+    expected = reference.selective_scan_reference(*args, D=inputs["D"], z=inputs["z"], return_last_state=True,
+                                                  initial_state=h0)  # fmt: skip
+    for state in (h0, torch.zeros_like(h0)):
+        actual = scan_from_zero_state(zero_start_scan)(*args, D=inputs["D"], z=inputs["z"], initial_state=state)
+        if state is h0:
+            torch.testing.assert_close(actual, expected)
+        else:
+            torch.testing.assert_close(
+                actual[0], reference.selective_scan_reference(*args, D=inputs["D"], z=inputs["z"])
             )
-            torch.testing.assert_close(out, expected[..., t])
 
 
 def mixer_weights(d_inner=8, d_state=4, dt_rank=2, d_model=6, width=4, seed=0):
@@ -98,30 +113,32 @@ def mixer_weights(d_inner=8, d_state=4, dt_rank=2, d_model=6, width=4, seed=0):
     def randn(*shape, scale=0.5):
         return (torch.randn(*shape, generator=generator) * scale).requires_grad_()
 
-    return {
-        "conv1d_weight": randn(d_inner, 1, width),
-        "conv1d_bias": randn(d_inner),
-        "x_proj_weight": randn(dt_rank + 2 * d_state, d_inner),
-        "delta_proj_weight": randn(d_inner, dt_rank),
-        "out_proj_weight": randn(d_model, d_inner),
-        "out_proj_bias": None,
-        "A": -torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1),
-        "D": torch.ones(d_inner),
-        "delta_bias": randn(d_inner),
-    }
+    return MixerWeights(
+        in_proj_weight=randn(2 * d_inner, d_model),
+        in_proj_bias=None,
+        conv_weight=randn(d_inner, 1, width),
+        conv_bias=randn(d_inner),
+        x_proj_weight=randn(dt_rank + 2 * d_state, d_inner),
+        dt_proj_weight=randn(d_inner, dt_rank),
+        dt_bias=randn(d_inner),
+        A=-torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1),
+        D=torch.ones(d_inner),
+        out_proj_weight=randn(d_model, d_inner),
+        out_proj_bias=None,
+    )
 
 
-def test_mamba_inner_chunked_equals_reference_with_mask():
+def test_mix_chunked_equals_reference_with_mask():
     torch.manual_seed(0)
-    xz = torch.randn(3, 16, 25, requires_grad=True)
+    x = torch.randn(3, 25, 6, requires_grad=True)
     mask = torch.ones(3, 25, dtype=torch.bool)
     mask[0, :9] = False
     weights = mixer_weights()
     results = []
     for backend in ("reference", "chunked"):
         with use_backend(backend):
-            out = mamba_inner_fn(xz, **weights, mask=mask)
-        grads = torch.autograd.grad(out.square().sum(), [xz, weights["x_proj_weight"], weights["conv1d_weight"]])
+            out, _ = mix(x, weights, mask)
+        grads = torch.autograd.grad(out.square().sum(), [x, weights.x_proj_weight, weights.conv_weight])
         results.append((out, grads))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
     for actual, expected in zip(results[1][1], results[0][1], strict=True):
@@ -130,11 +147,31 @@ def test_mamba_inner_chunked_equals_reference_with_mask():
 
 def test_left_padding_does_not_reach_the_mixer_output():
     torch.manual_seed(0)
-    xz = torch.randn(1, 16, 12)
-    padded = torch.cat([torch.randn(1, 16, 5) * 10, xz], dim=-1)  # garbage under the padding
+    x = torch.randn(1, 12, 6)
+    padded = torch.cat([torch.randn(1, 5, 6) * 10, x], dim=1)  # garbage under the padding
     mask = torch.cat([torch.zeros(1, 5, dtype=torch.bool), torch.ones(1, 12, dtype=torch.bool)], dim=1)
     weights = mixer_weights()
     with torch.no_grad(), use_backend("chunked"):
-        plain = mamba_inner_fn(xz, **weights)
-        masked = mamba_inner_fn(padded, **weights, mask=mask)
+        plain, _ = mix(x, weights)
+        masked, _ = mix(padded, weights, mask)
     torch.testing.assert_close(masked[:, 5:], plain, rtol=1e-5, atol=1e-6)
+
+
+def test_single_steps_continue_the_mix_and_padded_steps_change_no_state():
+    torch.manual_seed(0)
+    x = torch.randn(2, 9, 6)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, :4] = False
+    weights = mixer_weights()
+    with torch.no_grad(), use_backend("chunked"):
+        whole, whole_state = mix(x, weights, mask)
+        state = MixerState.zeros(weights, 2)
+        for t in range(9):
+            before = MixerState(*(part.clone() for part in state))
+            out, state = mix(x[:, t : t + 1], weights, mask[:, t : t + 1], state)
+            torch.testing.assert_close(out[mask[:, t], 0], whole[mask[:, t], t])
+            if not mask[1, t]:
+                torch.testing.assert_close(state.conv[1], before.conv[1], rtol=0, atol=0)
+                torch.testing.assert_close(state.ssm[1], before.ssm[1], rtol=0, atol=0)
+    torch.testing.assert_close(state.ssm, whole_state.ssm)
+    torch.testing.assert_close(state.conv, whole_state.conv)

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recmodels.ops import reference
+from recmodels.ops import MixerState, MixerWeights, reference
 from recmodels.ops.dispatch import load_backend
 
 cpu_fused = load_backend("cpu_fused")
@@ -166,58 +166,60 @@ def test_scan_matches_the_plain_pytorch_backend():
         assert_close_scaled(grads[name], plain_grads[name], rtol=2e-5, name=f"grad {name}")
 
 
-@pytest.mark.parametrize("groups", [0, 2])
-def test_state_update_equals_stepping_the_scan(groups):
-    batch, channels, d_state, length = 3, 10, 16, 12
-    inputs = scan_inputs(batch, channels, d_state, length, groups, seed=13)
-    ref_out, ref_last = reference.selective_scan_reference(**inputs, delta_softplus=True, return_last_state=True)
-    state = torch.zeros(batch, channels, d_state)
-    outs = []
-    for t in range(length):
-        outs.append(
-            cpu_fused.selective_state_update(
-                state,
-                inputs["u"][..., t].float(),
-                inputs["delta"][..., t].float(),
-                inputs["A"].float(),
-                inputs["B"][..., t].float(),
-                inputs["C"][..., t].float(),
-                inputs["D"].float(),
-                inputs["z"][..., t].float(),
-                inputs["delta_bias"].float(),
-                dt_softplus=True,
-            )
-        )
-    assert_close_scaled(torch.stack(outs, -1), ref_out, name="out")
-    assert_close_scaled(state, ref_last, name="state")
+def test_scan_continues_from_an_initial_state():
+    """Two halves, the second from the first's last state, equal the whole; the initial state gets its
+    gradient."""
+    inputs = scan_inputs(2, 20, 8, 130, seed=13)
+    whole, whole_last = reference.selective_scan_reference(**inputs, delta_softplus=True, return_last_state=True)
+    first = {k: (v[..., :70] if v.dim() == 3 else v) for k, v in inputs.items()}
+    second = {k: (v[..., 70:] if v.dim() == 3 else v) for k, v in inputs.items()}
+    first_out, h = cpu_fused.selective_scan_fn(**first, delta_softplus=True, return_last_state=True)
+    second_out, last = cpu_fused.selective_scan_fn(**second, delta_softplus=True, return_last_state=True,
+                                                   initial_state=h)  # fmt: skip
+    assert_close_scaled(torch.cat([first_out, second_out], dim=-1), whole, name="out")
+    assert_close_scaled(last, whole_last, name="last_state")
+    h0 = h.detach().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda state: cpu_fused.selective_scan_fn(**second, delta_softplus=True, initial_state=state)[:, :, :5],
+        [h0], eps=1e-6, atol=1e-6, rtol=1e-5,
+    )  # fmt: skip
 
 
-# ---------------------------------------------------------------- mamba_inner_fn
+# ---------------------------------------------------------------- mix (the whole mixer)
 
 
 def mixer_inputs(batch, length, d_model=12, inner=24, d_state=8, rank=3, taps=4, seed=0):
+    """x and every ``MixerWeights`` field, float64, in mamba's typical ranges."""
     g = torch.Generator().manual_seed(seed)
 
     def rand(*shape, scale=1.0):
         return scale * torch.randn(*shape, generator=g, dtype=torch.float64)
 
     return {
-        "xz": rand(batch, 2 * inner, length),
-        "conv1d_weight": rand(inner, 1, taps, scale=0.5),
-        "conv1d_bias": rand(inner, scale=0.1),
+        "x": rand(batch, length, d_model),
+        "in_proj_weight": rand(2 * inner, d_model, scale=d_model**-0.5),
+        "in_proj_bias": rand(2 * inner, scale=0.1),
+        "conv_weight": rand(inner, 1, taps, scale=0.5),
+        "conv_bias": rand(inner, scale=0.1),
         "x_proj_weight": rand(rank + 2 * d_state, inner, scale=inner**-0.5),
-        "delta_proj_weight": rand(inner, rank, scale=rank**-0.5),
-        "out_proj_weight": rand(d_model, inner, scale=inner**-0.5),
-        "out_proj_bias": rand(d_model, scale=0.1),
+        "dt_proj_weight": rand(inner, rank, scale=rank**-0.5),
+        "dt_bias": rand(inner, scale=0.5) - 2.0,
         "A": -torch.exp(rand(inner, d_state, scale=0.5)),
         "D": rand(inner),
-        "delta_bias": rand(inner, scale=0.5) - 2.0,
+        "out_proj_weight": rand(d_model, inner, scale=inner**-0.5),
+        "out_proj_bias": rand(d_model, scale=0.1),
     }
 
 
-def run_inner(inner_fn, inputs, dtype, mask):
+def mix_by_name(mix_fn, mask=None, state=None, **tensors):
+    """``mix_fn(x, MixerWeights(...), mask, state)`` from named tensors; returns the output only."""
+    x = tensors.pop("x")
+    return mix_fn(x, MixerWeights(**tensors), mask, state)[0]
+
+
+def run_mix(mix_fn, inputs, dtype, mask):
     leaves = {k: v.to(dtype).requires_grad_() for k, v in inputs.items()}
-    out = inner_fn(**leaves, mask=mask, delta_softplus=True)
+    out = mix_by_name(mix_fn, mask, **leaves)
     grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     (out.double() * grad_out).sum().backward()
     return out, {k: v.grad for k, v in leaves.items()}
@@ -232,18 +234,19 @@ def segmented(request, monkeypatch):
 
 
 @pytest.mark.parametrize("masked", [False, True])
-@pytest.mark.parametrize("length", [1, 150])
-def test_mamba_inner_matches_plain_composition(masked, length, segmented):
+@pytest.mark.parametrize("length", [1, 3, 150])
+def test_mix_matches_the_reference_composition(masked, length, segmented):
     inputs = mixer_inputs(2, length, seed=length)
     mask = None
     if masked:
         mask = torch.ones(2, length, dtype=torch.bool)
         mask[0, : length // 3] = False  # left padding
         mask[1, length // 2 :: 7] = False  # holes too: the kernel must skip any padded step
-    out, grads = run_inner(cpu_fused.mamba_inner_fn, inputs, torch.float32, mask)
-    ref_out, ref_grads = run_inner(reference.mamba_inner_fn, inputs, torch.float64, mask)
+    out, grads = run_mix(cpu_fused.mix, inputs, torch.float32, mask)
+    ref_out, ref_grads = run_mix(reference.mix, inputs, torch.float64, mask)
     assert out.shape == ref_out.shape
     assert_close_scaled(out, ref_out, name="out")
+    assert set(grads) == set(inputs)
     for name, grad in grads.items():
         assert_close_scaled(grad, ref_grads[name], name=f"grad {name}")
 
@@ -255,76 +258,68 @@ def test_mixer_segments_cover_the_sequence_in_whole_chunks(monkeypatch):
     assert cpu_fused._segments(1, 0) == [(0, 0)]
 
 
-def test_mamba_inner_gradcheck_in_float64(segmented):
+@pytest.mark.parametrize("padding", ["left", "holes"])
+def test_mix_gradcheck_in_float64(padding, segmented):
     inputs = mixer_inputs(1, 70, d_model=4, inner=6, d_state=3, rank=2, seed=21)
     mask = torch.ones(1, 70, dtype=torch.bool)
-    mask[0, :5] = False
-    assert gradcheck_by_name(cpu_fused.mamba_inner_fn, inputs, mask=mask)
+    if padding == "left":
+        mask[0, :5] = False
+    else:
+        mask[0, 60:63] = False
+    names = list(inputs)
+
+    def call(*leaves):
+        return mix_by_name(cpu_fused.mix, mask, **dict(zip(names, leaves, strict=True)))
+
+    # Segments run a Python loop per call: the full Jacobian would take ~30 s there, the projections ~1 s.
+    leaves = [inputs[k].clone().requires_grad_() for k in names]
+    assert torch.autograd.gradcheck(call, leaves, eps=1e-6, atol=1e-6, rtol=1e-5, fast_mode=segmented == "segments")
 
 
 def test_left_padding_does_not_change_real_outputs():
     length, pad = 100, 37
-    inputs = mixer_inputs(1, length, seed=4)
-    out = cpu_fused.mamba_inner_fn(**{k: v.float() for k, v in inputs.items()})
-    padded = dict(inputs)
-    junk = torch.randn(1, inputs["xz"].shape[1], pad, dtype=torch.float64)  # padding carries garbage
-    padded["xz"] = torch.cat([junk, inputs["xz"]], dim=-1)
+    inputs = {k: v.float() for k, v in mixer_inputs(1, length, seed=4).items()}
+    out = mix_by_name(cpu_fused.mix, **inputs)
+    junk = torch.randn(1, pad, inputs["x"].shape[-1])  # padding carries garbage
+    padded = inputs | {"x": torch.cat([junk, inputs["x"]], dim=1)}
     mask = torch.ones(1, pad + length, dtype=torch.bool)
     mask[:, :pad] = False
-    out_padded = cpu_fused.mamba_inner_fn(**{k: v.float() for k, v in padded.items()}, mask=mask)
+    out_padded = mix_by_name(cpu_fused.mix, mask, **padded)
     torch.testing.assert_close(out_padded[:, pad:], out, rtol=1e-5, atol=1e-6)
 
 
-def test_mamba_inner_matches_the_plain_pytorch_backend():
+def test_mix_matches_the_plain_pytorch_backend():
     chunked = load_backend("chunked")
-    if chunked is None or not hasattr(chunked, "mamba_inner_fn"):
-        pytest.skip("chunked backend not present")
     inputs = mixer_inputs(2, 130, seed=8)
     mask = torch.ones(2, 130, dtype=torch.bool)
     mask[1, :40] = False
-    out, grads = run_inner(cpu_fused.mamba_inner_fn, inputs, torch.float32, mask)
-    plain_out, plain_grads = run_inner(chunked.mamba_inner_fn, inputs, torch.float32, mask)
+    out, grads = run_mix(cpu_fused.mix, inputs, torch.float32, mask)
+    plain_out, plain_grads = run_mix(chunked.mix, inputs, torch.float32, mask)
     assert_close_scaled(out, plain_out, rtol=2e-5, name="out")
     for name, grad in grads.items():
         assert_close_scaled(grad, plain_grads[name], rtol=2e-5, name=f"grad {name}")
 
 
-# ---------------------------------------------------------------- mamba_mixer_fn (in_proj inside)
-
-
-def whole_mixer_inputs(batch, length, d_model=12, inner=24, seed=0):
-    """mixer_inputs with in_proj in front: x (batch, length, d_model) instead of xz."""
-    g = torch.Generator().manual_seed(seed + 100)
-    inputs = mixer_inputs(batch, length, d_model=d_model, inner=inner, seed=seed)
-    del inputs["xz"]
-    return {
-        "x": torch.randn(batch, length, d_model, generator=g, dtype=torch.float64),
-        "in_proj_weight": torch.randn(2 * inner, d_model, generator=g, dtype=torch.float64) * d_model**-0.5,
-        "in_proj_bias": 0.1 * torch.randn(2 * inner, generator=g, dtype=torch.float64),
-        **inputs,
-    }
-
-
-@pytest.mark.parametrize("length", [3, 150])
-def test_mamba_mixer_matches_in_proj_then_plain_composition(length, segmented):
-    inputs = whole_mixer_inputs(2, length, seed=length)
-    mask = torch.ones(2, length, dtype=torch.bool)
-    mask[0, : length // 3] = False
-    mask[1, 1::5] = False
-    out, grads = run_inner(cpu_fused.mamba_mixer_fn, inputs, torch.float32, mask)
-    ref_out, ref_grads = run_inner(reference.mamba_mixer_fn, inputs, torch.float64, mask)
-    assert_close_scaled(out, ref_out, name="out")
-    assert set(grads) == set(inputs)
-    for name, grad in grads.items():
-        assert_close_scaled(grad, ref_grads[name], name=f"grad {name}")
-
-
-def test_mamba_mixer_gradcheck_in_float64(segmented):
-    inputs = whole_mixer_inputs(1, 70, d_model=4, inner=6, seed=5)
-    mask = torch.ones(1, 70, dtype=torch.bool)
-    mask[0, 60:63] = False
-    # Segments run a Python loop per call: the full Jacobian would take ~30 s there, the projections ~1 s.
-    assert gradcheck_by_name(cpu_fused.mamba_mixer_fn, inputs, fast_mode=segmented == "segments", mask=mask)
+@pytest.mark.parametrize("pieces", [[150], [70, 80], [1] * 150, [64, 1, 1, 84]])
+def test_mix_in_pieces_continues_the_state(pieces, segmented):
+    """Chunks and single steps, each from the state the previous call returned, equal one whole call;
+    a row whose events are all padding in a call keeps its state."""
+    inputs = mixer_inputs(2, 150, seed=31)
+    mask = torch.ones(2, 150, dtype=torch.bool)
+    mask[0, :50] = False
+    weights = MixerWeights(**{k: v for k, v in inputs.items() if k != "x"})
+    ref_out, ref_state = reference.mix(inputs["x"], weights, mask)
+    f32 = MixerWeights(*(t.float() for t in weights))
+    state, outs, start = MixerState.zeros(f32, 2), [], 0
+    with torch.no_grad():
+        for size in pieces:
+            out, state = cpu_fused.mix(inputs["x"][:, start : start + size].float(), f32, mask[:, start : start + size],
+                                       state)  # fmt: skip
+            outs.append(out)
+            start += size
+    assert_close_scaled(torch.cat(outs, dim=1)[mask], ref_out[mask], name="out")
+    assert_close_scaled(state.ssm, ref_state.ssm, name="ssm state")
+    assert_close_scaled(state.conv, ref_state.conv, name="conv state")
 
 
 def test_backend_reports_unavailable_without_numba():

@@ -17,6 +17,7 @@ branch-free exp/softplus that LLVM can vectorize (no SVML is assumed), the float
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -29,7 +30,7 @@ from numba.extending import intrinsic, overload
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
-def _jit(**options):
+def compiled(**options):
     """``njit`` with an on-disk cache when a cache location is writable, without one otherwise.
 
     Numba caches next to this file, or under ``NUMBA_CACHE_DIR`` / the user cache directory when the
@@ -44,6 +45,65 @@ def _jit(**options):
             return numba.njit(cache=False, error_model="numpy", fastmath=FASTMATH, **options)(function)
 
     return decorate
+
+
+# ---------------------------------------------------------------- kernel arguments, by name
+
+
+class ScanOperands(NamedTuple):
+    """What ``scan_forward`` and ``scan_backward`` read. Segment arrays are indexed by local step i = t -
+    t_base, sequence arrays (mask) by t; flags say whether an optional array is real or a placeholder."""
+
+    u: np.ndarray  # (batch, steps, channels)
+    delta: np.ndarray  # (batch, steps, channels), before bias and softplus
+    bias: np.ndarray  # (channels,), added to delta
+    A_t: np.ndarray  # (d_state, channels)
+    bc: np.ndarray  # (batch, steps, *): B of group g at b_off + g * d_state, C at c_off + g * d_state
+    b_off: int
+    c_off: int
+    groups: int
+    D: np.ndarray  # (channels,)
+    z: np.ndarray  # step t in row t - z_base, channels at z_off (the mixer passes xz, which starts early)
+    z_off: int
+    z_base: int
+    has_z: bool
+    mask: np.ndarray  # (batch, length) uint8, 0 = padding: dt and u zeroed, the state passes unchanged
+    has_mask: bool
+    apply_softplus: bool
+    chunk: int  # steps between saved states
+    width: int  # channels per parallel task
+
+
+class ScanGradients(NamedTuple):
+    """What ``scan_backward`` writes or adds to (its docstring says which)."""
+
+    grad_u: np.ndarray
+    grad_delta: np.ndarray  # may be ``ScanOperands.delta`` itself (overwritten in place)
+    grad_z: np.ndarray  # rows as z's, channels at grad_z_off
+    grad_z_off: int
+    grad_bc: np.ndarray  # (blocks, batch, steps, 2 * groups * d_state)
+    grad_A: np.ndarray  # (batch, d_state, channels)
+    grad_D: np.ndarray  # (batch, channels)
+    grad_bias: np.ndarray  # (batch, channels)
+    grad_state: np.ndarray  # (batch, d_state, channels)
+    out: np.ndarray  # the recomputed forward output when need_out (may be grad_out itself)
+    need_out: bool
+
+
+class ConvOperands(NamedTuple):
+    """What the causal conv kernels read: x holds step s in row s - x_base, channels at x_off; steps
+    before the sequence read ``prefix`` (batch, K - 1, channels) when has_prefix (a carried conv state),
+    zeros otherwise."""
+
+    x: np.ndarray
+    x_off: int
+    x_base: int
+    weight_t: np.ndarray  # (K, channels)
+    bias: np.ndarray  # (channels,)
+    mask: np.ndarray  # (batch, length) uint8
+    has_mask: bool
+    prefix: np.ndarray
+    has_prefix: bool
 
 
 # ---------------------------------------------------------------- branch-free elementary functions
@@ -157,26 +217,55 @@ def _keep(mask, has_mask, b, t):
     return np.float32(1.0)
 
 
+@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _advance(prev, cur, dt, dtu, A_blk, bc_row, b_base, c_base, D_blk, u_row, m, y):
+    """One step of the recurrence for a channel block: cur = exp(dt A) prev + dt u B (``cur`` may be
+    ``prev``, updated in place), y = C cur + D u. prev, cur (d_state, width); B and C are read from
+    ``bc_row`` at b_base and c_base."""
+    w = y.shape[0]
+    for c in range(w):
+        y[c] = D_blk[c] * u_row[c] * m
+    for n in range(prev.shape[0]):
+        bn = bc_row[b_base + n]
+        cn = bc_row[c_base + n]
+        p = prev[n]
+        q = cur[n]
+        for c in range(w):
+            hv = fast_exp(dt[c] * A_blk[n, c]) * p[c] + dtu[c] * bn
+            q[c] = hv
+            y[c] += cn * hv
+
+
+@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _gate(y, z, has_z, b, row, z_off, out_row):
+    """out = y * silu(z) (or y without a gate); z's channels start at z_off of its row."""
+    w = y.shape[0]
+    if has_z:
+        z_row = z[b, row, z_off : z_off + w]
+        for c in range(w):
+            out_row[c] = y[c] * z_row[c] * sigmoid(z_row[c])
+    else:
+        for c in range(w):
+            out_row[c] = y[c]
+
+
 # Inner loops index only with their own loop variable (rows are sliced out first): an index such as
 # ``c0 + c`` cannot be proven non-negative, Numba then emits a wraparound select for it and LLVM gives up
 # vectorizing the loop (measured: 2.0 vs 0.3 ns per state element).
 
 
-@_jit(parallel=True)
-def scan_forward(
-    u, delta, bias, A_t, bc, b_off, c_off, groups, D, z, z_off, z_base, has_z, mask, has_mask,
-    apply_softplus, chunk, width, t_base, out, chunk_states, state,
-):  # fmt: skip
+@compiled(parallel=True)
+def scan_forward(ops, t_base, out, chunk_states, state):
     """out = (C.h + D u) * silu(z) for the segment of steps starting at ``t_base``, from the state in
     ``state`` (batch, d_state, channels), which is left holding the state after the segment;
     chunk_states[b, k] = state before step k * chunk (k counted from the sequence start).
 
-    Segment arrays (local step i = t - t_base): u, delta, out (batch, steps, channels); bc (batch, steps,
-    *) with B of group g at ``b_off + g * d_state`` and C at ``c_off + g * d_state``. z holds step t in
-    row t - ``z_base`` and is read at channel offset ``z_off`` (the mixer passes its segment of xz, which
-    starts a few steps early for the conv); mask (batch, length) uint8 is indexed by t, 0 = padding (dt
-    and u zeroed: the state passes unchanged). A_t: (d_state, channels). ``t_base`` is a multiple of chunk.
+    ``ops`` is a ``ScanOperands`` (its docstring has the layouts); out is (batch, steps, channels).
+    ``t_base`` is a multiple of chunk.
     """
+    u, delta, bias, A_t, bc, D, z, mask = ops.u, ops.delta, ops.bias, ops.A_t, ops.bc, ops.D, ops.z, ops.mask
+    b_off, c_off, groups, z_off, z_base = ops.b_off, ops.c_off, ops.groups, ops.z_off, ops.z_base
+    has_z, has_mask, apply_softplus, chunk, width = ops.has_z, ops.has_mask, ops.apply_softplus, ops.chunk, ops.width
     batch, steps, channels = u.shape
     n_state = A_t.shape[0]
     per_group = channels // groups
@@ -198,32 +287,13 @@ def scan_forward(
             m = _keep(mask, has_mask, b, t)
             u_row = u[b, i, c0:c1]
             _step_inputs(u_row, delta[b, i, c0:c1], bias_blk, m, apply_softplus, dt, dtu)
-            for c in range(w):
-                y[c] = D_blk[c] * u_row[c] * m
-            for n in range(n_state):
-                bn = bc[b, i, b_off + g * n_state + n]
-                cn = bc[b, i, c_off + g * n_state + n]
-                for c in range(w):
-                    hv = fast_exp(dt[c] * A_blk[n, c]) * h[n, c] + dtu[c] * bn
-                    h[n, c] = hv
-                    y[c] += cn * hv
-            out_row = out[b, i, c0:c1]
-            if has_z:
-                z_row = z[b, t - z_base, z_off + c0 : z_off + c1]
-                for c in range(w):
-                    out_row[c] = y[c] * z_row[c] * sigmoid(z_row[c])
-            else:
-                for c in range(w):
-                    out_row[c] = y[c]
+            _advance(h, h, dt, dtu, A_blk, bc[b, i], b_off + g * n_state, c_off + g * n_state, D_blk, u_row, m, y)
+            _gate(y, z, has_z, b, t - z_base, z_off + c0, out[b, i, c0:c1])
         state[b, :, c0:c1] = h
 
 
-@_jit(parallel=True)
-def scan_backward(
-    u, delta, bias, A_t, bc, b_off, c_off, groups, D, z, z_off, z_base, has_z, mask, has_mask,
-    apply_softplus, chunk, width, t_base, chunk_states, grad_out,
-    grad_u, grad_delta, grad_z, grad_z_off, grad_bc, grad_A, grad_D, grad_bias, grad_state, out, need_out,
-):  # fmt: skip
+@compiled(parallel=True)
+def scan_backward(ops, t_base, chunk_states, grad_out, grads):
     """Reverse recurrence over the segment starting at ``t_base``, chunk by chunk from the saved chunk
     states; same argument layout as forward (segment arrays indexed by local step, sequence arrays by t).
 
@@ -236,6 +306,14 @@ def scan_backward(
     for its weight gradient). ``grad_delta`` may be ``delta`` and ``out`` may be ``grad_out`` (overwritten
     in place, to save memory): each element is read before it is written, and chunks run last to first.
     """
+    u, delta, bias, A_t, bc, D, z, mask = ops.u, ops.delta, ops.bias, ops.A_t, ops.bc, ops.D, ops.z, ops.mask
+    b_off, c_off, groups, z_off, z_base = ops.b_off, ops.c_off, ops.groups, ops.z_off, ops.z_base
+    has_z, has_mask, apply_softplus, chunk, width = ops.has_z, ops.has_mask, ops.apply_softplus, ops.chunk, ops.width
+    grad_u, grad_delta, grad_z, grad_z_off, grad_bc = (
+        grads.grad_u, grads.grad_delta, grads.grad_z, grads.grad_z_off, grads.grad_bc
+    )  # fmt: skip
+    grad_A, grad_D, grad_bias, grad_state = grads.grad_A, grads.grad_D, grads.grad_bias, grads.grad_state
+    out, need_out = grads.out, grads.need_out
     batch, steps_total, channels = u.shape
     n_state = A_t.shape[0]
     per_group = channels // groups
@@ -273,20 +351,11 @@ def scan_backward(
                 dt = dts[i]
                 u_row = u[b, li, c0:c1]
                 _step_inputs(u_row, delta[b, li, c0:c1], bias_blk, m, apply_softplus, dt, dtu)
-                for c in range(w):
-                    y[c] = D_blk[c] * u_row[c] * m
-                for n in range(n_state):
-                    bn = bc[b, li, b_off + g * n_state + n]
-                    cn = bc[b, li, c_off + g * n_state + n]
-                    prev = states[i, n]
-                    cur = states[i + 1, n]
-                    for c in range(w):
-                        hv = fast_exp(dt[c] * A_blk[n, c]) * prev[c] + dtu[c] * bn
-                        cur[c] = hv
-                        y[c] += cn * hv
+                bc_row = bc[b, li]
+                _advance(states[i], states[i + 1], dt, dtu, A_blk, bc_row, b_off + g * n_state, c_off + g * n_state,
+                         D_blk, u_row, m, y)  # fmt: skip
                 go_row = grad_out[b, li, c0:c1]
                 dy = dyb[i]
-                out_row = out[b, li, c0:c1]
                 if has_z:
                     z_row = z[b, t - z_base, z_off + c0 : z_off + c1]
                     gz_row = grad_z[b, t - z_base, grad_z_off + c0 : grad_z_off + c1]
@@ -296,15 +365,11 @@ def scan_backward(
                         go = go_row[c]
                         dy[c] = go * zv * sg
                         gz_row[c] = go * y[c] * sg * (np.float32(1.0) + zv * (np.float32(1.0) - sg))
-                    if need_out:
-                        for c in range(w):
-                            out_row[c] = y[c] * z_row[c] * sigmoid(z_row[c])
                 else:
                     for c in range(w):
                         dy[c] = go_row[c]
-                    if need_out:
-                        for c in range(w):
-                            out_row[c] = y[c]
+                if need_out:  # after dy: ``out`` may be grad_out itself
+                    _gate(y, z, has_z, b, t - z_base, z_off + c0, out[b, li, c0:c1])
             # Reverse through the chunk.
             for i in range(steps - 1, -1, -1):
                 li = i0 + i
@@ -354,79 +419,75 @@ def scan_backward(
         grad_state[b, :, c0:c1] = dh
 
 
-@_jit(parallel=True)
-def state_update(state, x, dt, A, bc, b_off, c_off, groups, D, z, has_z, dt_bias, apply_softplus, out):
-    """One recurrence step in place: state (batch, channels, d_state); x, dt, z, out (batch, channels)."""
-    batch, channels, n_state = state.shape
-    per_group = channels // groups
-    for task in prange(batch * channels):
-        b = task // channels
-        c = task % channels
-        g = c // per_group
-        step = dt[b, c] + dt_bias[c]
-        if apply_softplus:
-            step = softplus(step)
-        y = D[c] * x[b, c]
-        for n in range(n_state):
-            hv = fast_exp(step * A[c, n]) * state[b, c, n] + step * x[b, c] * bc[b, b_off + g * n_state + n]
-            state[b, c, n] = hv
-            y += hv * bc[b, c_off + g * n_state + n]
-        if has_z:
-            y *= z[b, c] * sigmoid(z[b, c])
-        out[b, c] = y
-
-
 # ---------------------------------------------------------------- causal depthwise conv + SiLU
 
 
 @numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-def _conv_preactivation(x, x_off, x_base, weight_t, bias, mask, has_mask, b, t, acc):
-    """acc = bias + sum_k weight_t[k] * xm[t - K + 1 + k], xm = x * mask (zero before the start); x
-    holds step s in row s - x_base."""
+def _conv_preactivation(conv, b, t, acc):
+    """acc = bias + sum_k weight_t[k] * xm[t - K + 1 + k], xm = x * mask; before the sequence start xm is
+    the carried prefix, or zero."""
+    x, x_off, x_base, weight_t, mask, has_mask = (
+        conv.x,
+        conv.x_off,
+        conv.x_base,
+        conv.weight_t,
+        conv.mask,
+        conv.has_mask,
+    )
     channels = acc.shape[0]
     taps = weight_t.shape[0]
     for c in range(channels):
-        acc[c] = bias[c]
+        acc[c] = conv.bias[c]
     for k in range(taps):
         s = t - taps + 1 + k
         if s >= 0 and not (has_mask and mask[b, s] == 0):
             x_row = x[b, s - x_base, x_off : x_off + channels]
             for c in range(channels):
                 acc[c] += weight_t[k, c] * x_row[c]
+        elif s < 0 and conv.has_prefix:
+            p_row = conv.prefix[b, s + taps - 1]
+            for c in range(channels):
+                acc[c] += weight_t[k, c] * p_row[c]
 
 
-@_jit(parallel=True)
-def conv_silu_forward(x, x_off, x_base, weight_t, bias, mask, has_mask, t_base, out):
+@compiled(parallel=True)
+def conv_silu_forward(conv, t_base, out):
     """out[b, i, c] = silu(pre[b, t, c]) * mask[b, t] for the segment's steps t = t_base + i, where pre is
     the causal depthwise conv of x * mask (see ``_conv_preactivation``).
 
     Zeroing the output at padding too means x_proj sees u = 0 there (B = C = dt_low = 0), as the plain
-    path (``compose.mamba_inner_with``) does.
+    path (``mixer.mix_with``) does.
 
-    x: (batch, rows, *) with step s in row s - ``x_base`` (at least the K - 1 steps before the segment and
-    the segment), read at channel offset ``x_off`` (the x half of xz); weight_t: (K, channels); out:
-    (batch, steps, channels).
+    ``conv`` is a ``ConvOperands``; its x covers at least the K - 1 steps before the segment (or the
+    sequence start) and the segment; out: (batch, steps, channels).
     """
+    mask, has_mask = conv.mask, conv.has_mask
     batch, steps, channels = out.shape
     for task in prange(batch):
         b = task
         acc = np.empty(channels, out.dtype)
         for i in range(steps):
             t = t_base + i
-            _conv_preactivation(x, x_off, x_base, weight_t, bias, mask, has_mask, b, t, acc)
+            _conv_preactivation(conv, b, t, acc)
             m = _keep(mask, has_mask, b, t)
             out_row = out[b, i]
             for c in range(channels):
                 out_row[c] = acc[c] * sigmoid(acc[c]) * m
 
 
-@_jit(parallel=True)
-def conv_silu_backward(
-    x, x_off, x_base, weight_t, bias, mask, has_mask, t_base, grad_out, grad_x, grad_x_off, grad_w, grad_bias
-):  # fmt: skip
+@compiled(parallel=True)
+def conv_silu_backward(conv, t_base, grad_out, grad_x, grad_x_off, grad_w, grad_bias):
     """Gradients of ``conv_silu_forward`` for one segment, all added to what the arrays hold: grad_x
     (rows as x's, at ``grad_x_off``; never written at padding) and the per-batch partial sums grad_w
-    (batch, K, channels), grad_bias (batch, channels)."""
+    (batch, K, channels), grad_bias (batch, channels). A carried prefix gets no gradient."""
+    x, x_off, x_base, weight_t, mask, has_mask = (
+        conv.x,
+        conv.x_off,
+        conv.x_base,
+        conv.weight_t,
+        conv.mask,
+        conv.has_mask,
+    )
     batch, steps, channels = grad_out.shape
     taps = weight_t.shape[0]
     for task in prange(batch):
@@ -437,7 +498,7 @@ def conv_silu_backward(
         gb = grad_bias[b].copy()
         for i in range(steps):
             t = t_base + i
-            _conv_preactivation(x, x_off, x_base, weight_t, bias, mask, has_mask, b, t, acc)
+            _conv_preactivation(conv, b, t, acc)
             m = _keep(mask, has_mask, b, t)
             go_row = grad_out[b, i]
             for c in range(channels):

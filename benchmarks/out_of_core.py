@@ -5,8 +5,8 @@
 Writes a synthetic Contract-1 export (``histories.parquet`` in row groups of 1,000 users, written
 directly with pyarrow rather than by the data layer, to keep the benchmark minutes long), then measures in
 a fresh process each the trainer's data path for one epoch of batches (batch 16, max_len 2048):
-``in_memory`` is ``SplitData.load`` + ``training_windows`` + ``iterate_batches`` (the path before the
-store), ``out_of_core`` is ``open_split`` (the store converted beforehand, once) + ``WindowIndex``. Peak
+``in_memory`` is ``SplitData.load`` + ``WindowIndex`` (the trainer without a store), ``out_of_core`` is
+``open_split`` (the store converted beforehand, once) + ``WindowIndex``. Peak
 memory is split into anonymous memory (what the process holds) and file pages (the mapped store, which the
 kernel can drop), each as the peak seen between batches. Writes benchmarks/results/out_of_core_<N>M.json.
 """
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.measured_child import median_range, run_child  # noqa: E402
-from recmodels.data import SplitData, iterate_batches, training_windows  # noqa: E402
+from recmodels.data import SplitData  # noqa: E402
 from recmodels.history_store import open_split  # noqa: E402
 from recmodels.windows import WindowIndex  # noqa: E402
 
@@ -82,11 +82,8 @@ def epoch(mode: str, export: Path, store: Path) -> dict:
     """One epoch of batches; the peak anonymous and file-backed RSS seen after each batch."""
     began = time.perf_counter()
     peak = {"RssAnon": 0.0, "RssFile": 0.0}
-    if mode == "in_memory":
-        windows = training_windows(SplitData.load(export), MAX_LEN)
-        batches = iterate_batches(windows, BATCH, np.random.default_rng(0))
-    else:
-        batches = WindowIndex.of(open_split(export, store), MAX_LEN).batches(BATCH, np.random.default_rng(0))
+    data = SplitData.load(export) if mode == "in_memory" else open_split(export, store)
+    batches = WindowIndex.of(data, MAX_LEN).batches(BATCH, np.random.default_rng(0))
     count = 0
     for _ in batches:
         count += 1
@@ -100,7 +97,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000_000)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--modes", nargs="+", default=["out_of_core", "in_memory"], help="in_memory needs ~100 B/event")
+    parser.add_argument(
+        "--modes", nargs="+", default=["out_of_core", "in_memory"], help="in_memory holds the whole export in RAM"
+    )
     parser.add_argument("--child", choices=["in_memory", "out_of_core"])
     parser.add_argument("--export", type=Path)
     parser.add_argument("--store", type=Path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -75,6 +75,16 @@ class TrainConfig(BaseModel):
         if self.sparse_item_updates and self.loss == "ce":
             raise ValueError("train.sparse_item_updates needs loss sampled_softmax or bce: ce scores every item")
         return self
+
+
+class RunConfig(Protocol):
+    """What every ``run_config_class(name)`` instance has, for type hints (the classes are made at run time)."""
+
+    @property
+    def model(self) -> BaseModel: ...
+
+    @property
+    def train(self) -> TrainConfig: ...
 
 
 @cache

@@ -1,4 +1,4 @@
-"""Reads the split export (Contract 1) into flat numpy arrays and cuts training windows from it.
+"""Reads the split export (Contract 1) into flat numpy arrays (training windows: ``recmodels.windows``).
 
 A list column in Parquet is a flat values array plus offsets; we keep exactly that layout (no pandas,
 no per-user Python lists), so a user's history is ``items[offsets[u]:offsets[u + 1]]``.
@@ -6,19 +6,17 @@ no per-user Python lists), so a user's history is ``items[offsets[u]:offsets[u +
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 TRAIN, VALID, TEST = 0, 1, 2
 CONTEXT = 3  # after the validation cut-off but not chosen as a target: history only, never trained on or ranked
@@ -179,53 +177,3 @@ def write_split_export(
         shutil.rmtree(export_dir)
     os.replace(staging, export_dir)
     return export_dir
-
-
-@dataclass(frozen=True)
-class TrainingWindows:
-    """Next-item training examples: window w predicts targets[w, t] from inputs[w, :t + 1]."""
-
-    inputs: np.ndarray  # (W, max_len) int64, left padded with 0
-    targets: np.ndarray  # (W, max_len) int64, 0 where there is no target
-
-    @property
-    def num_targets(self) -> int:
-        return int((self.targets != 0).sum())
-
-
-def training_windows(data: SplitData, max_len: int) -> TrainingWindows:
-    """Each user's training events cut into windows of ``max_len`` (input, next item) pairs.
-
-    Windows are aligned at the end of the history, so the most recent one is full and only the oldest
-    one of a user may be short (left padded).
-    """
-    train_items = data.items[data.split == TRAIN]
-    is_train = np.concatenate([[0], np.cumsum(data.split == TRAIN)])
-    train_offsets = np.concatenate([[0], np.cumsum(is_train[data.offsets[1:]] - is_train[data.offsets[:-1]])])
-    inputs, targets = [], []
-    for start, end in itertools.pairwise(train_offsets):
-        pairs = end - start - 1  # (input, target) pairs in this history
-        for window_end in range(pairs, 0, -max_len):
-            window_start = max(0, window_end - max_len)
-            row_inputs = np.zeros(max_len, dtype=np.int64)
-            row_targets = np.zeros(max_len, dtype=np.int64)
-            size = window_end - window_start
-            row_inputs[max_len - size :] = train_items[start + window_start : start + window_end]
-            row_targets[max_len - size :] = train_items[start + window_start + 1 : start + window_end + 1]
-            inputs.append(row_inputs)
-            targets.append(row_targets)
-    if not inputs:
-        return TrainingWindows(np.zeros((0, max_len), np.int64), np.zeros((0, max_len), np.int64))
-    return TrainingWindows(np.stack(inputs), np.stack(targets))
-
-
-def iterate_batches(
-    windows: TrainingWindows, batch_size: int, generator: np.random.Generator
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled batches (inputs, targets), each cropped to the longest window it holds (less padding)."""
-    order = generator.permutation(len(windows.inputs))
-    for start in range(0, len(order), batch_size):
-        chosen = order[start : start + batch_size]
-        inputs, targets = windows.inputs[chosen], windows.targets[chosen]
-        first_used = int((inputs != 0).argmax(axis=1).min()) if (inputs != 0).any() else inputs.shape[1]
-        yield torch.from_numpy(inputs[:, first_used:]), torch.from_numpy(targets[:, first_used:])

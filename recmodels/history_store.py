@@ -55,6 +55,11 @@ class StoredSplitData(SplitData):
         return self.item_counts
 
 
+def load_split(export_dir: str | os.PathLike, store_dir: str | os.PathLike | None = None) -> SplitData:
+    """The export a training reads: memory-mapped from ``store_dir`` when given, else loaded into RAM."""
+    return open_split(export_dir, store_dir) if store_dir is not None else SplitData.load(export_dir)
+
+
 def open_split(export_dir: str | os.PathLike, store_dir: str | os.PathLike) -> StoredSplitData:
     """The export's histories, memory-mapped from ``store_dir`` (converted on first use of this export)."""
     export_dir, store_dir = Path(export_dir), Path(store_dir)

@@ -1,5 +1,12 @@
 """Next-item training with early stopping, atomic checkpoints and a cost meter (Contract 3).
 
+``train_run`` is the one way to train from a run config: the command line here, the Pipes worker (and the
+length sweep through it) and the walk-forward all call it, so that one run config on one split trains the
+same model whichever way it was started. It seeds, builds the model from the ``model`` section and ``fit``s
+it; ``fit`` picks the device and compiles the kernels in process before its meters start. Loading the data,
+logging and reporting stay with each caller. Filling Numba's on-disk kernel cache in a process of its own
+is a launcher's job, once before training processes start (``prepare_process``), not each training's.
+
 Every position of every training window predicts the next item. An interrupted run resumes from its
 last checkpoint to exactly the result of an uninterrupted one: shuffling is seeded by (seed, epoch),
 and the checkpoint holds the model, optimizer, RNG states, best weights and progress.
@@ -32,13 +39,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.checkpoint import checkpoint
 
 from recmodels.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
-from recmodels.config import TrainConfig, flatten, run_config_class
+from recmodels.config import RunConfig, TrainConfig, flatten, run_config_class
 from recmodels.cost import CostReport, PeakMemory
 from recmodels.data import TRAIN, SplitData
 from recmodels.distributed import Ranks, all_sum, barrier, init_from_env, shard_rows, shutdown
 from recmodels.distributed import current as current_ranks
 from recmodels.evaluate import EvalResult, evaluate
-from recmodels.history_store import open_split
+from recmodels.history_store import load_split
 from recmodels.losses import SampledSoftmax
 from recmodels.models import MODELS, build_model
 from recmodels.models.base import SequentialRecommender
@@ -349,6 +356,58 @@ def fit(
     )
 
 
+@dataclass(frozen=True)
+class TrainedRun:
+    """What a training run leaves: the model with its best epoch's weights (on the training device) and
+    how it got there."""
+
+    model: SequentialRecommender
+    result: FitResult
+
+
+def train_run(
+    model_name: str,
+    run_config: RunConfig,
+    data: SplitData,
+    *,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    init_state_dict: dict[str, Tensor] | None = None,
+    checkpoint_dir: str | Path | None = None,
+) -> TrainedRun:
+    """Train ``model_name`` as ``run_config`` (``run_config_class(model_name)``: ``model`` and ``train``)
+    says on ``data``: the one entry point, so that every caller gets the same weights from the same config.
+
+    ``init_state_dict`` replaces the initial weights (warm start, fine-tuning; same shapes); with
+    ``checkpoint_dir`` every epoch is checkpointed there and a run that finds a checkpoint resumes it."""
+    model = build_run_model(model_name, run_config, data.num_items)
+    result = fit(model, data, run_config.train, on_epoch, init_state_dict, checkpoint_dir)
+    return TrainedRun(model, result)
+
+
+def build_run_model(model_name: str, run_config: RunConfig, num_items: int) -> SequentialRecommender:
+    """The model of ``run_config``'s ``model`` section over ``num_items`` items, initialised from
+    ``train.seed``, so that one run config always starts from the same weights."""
+    expected = run_config_class(model_name)
+    if not isinstance(run_config, expected):
+        raise TypeError(f"{model_name} trains from a {expected.__name__}, got a {type(run_config).__name__}")
+    seed_everything(run_config.train.seed)
+    return build_model(model_name, num_items, **run_config.model.model_dump())
+
+
+def prepare_process(device: str, fill_kernel_cache: bool) -> Ranks:
+    """Set up a training process: one thread budget for torch and Numba, the torchrun process group (if
+    launched by torchrun) and, with ``fill_kernel_cache``, Numba's on-disk cache filled once per machine by
+    local rank 0 while the others wait, so that no process compiles inside its meters. A launcher that
+    filled the cache before starting the process (the Dagster assets) passes False."""
+    apply_thread_budget()
+    ranks = init_from_env(device)
+    if fill_kernel_cache:
+        if ranks.local_rank == 0:
+            warm_kernel_cache()
+        barrier()  # the other processes of this machine load the cache instead of compiling it again
+    return ranks
+
+
 def command_line_class() -> type[BaseSettings]:
     """``python -m recmodels.train <model> --export DIR [--out DIR] [--model.<field> V] [--train.<field> V]``:
     one sub-command per architecture, its options generated from the run config (``null`` sets None)."""
@@ -385,22 +444,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     command = get_subcommand(cli)
     name = next(name for name in MODELS if getattr(cli, name) is command)
-    apply_thread_budget()
-    ranks = init_from_env(command.train.device)
-    if ranks.local_rank == 0:
-        warm_kernel_cache()
-    barrier()  # the other processes of this machine load the cache instead of compiling it again
+    ranks = prepare_process(command.train.device, fill_kernel_cache=True)
     try:
-        if command.history_store is not None:
-            data = open_split(command.export, command.history_store)
-        else:
-            data = SplitData.load(command.export)
-        seed_everything(command.train.seed)
-        model = build_model(name, data.num_items, **command.model.model_dump())
-        result = fit(
-            model,
-            data,
-            command.train,
+        trained = train_run(
+            name,
+            command,
+            load_split(command.export, command.history_store),
             on_epoch=lambda report: print(json.dumps(dataclasses.asdict(report)), file=sys.stderr),
             checkpoint_dir=command.out,
         )
@@ -409,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ranks.is_main:
         return 0
     config = {"model": command.model.model_dump(), "train": command.train.model_dump()}
-    summary = {"model": name, "config": config, "params": flatten(config), **result.as_dict()}
+    summary = {"model": name, "config": config, "params": flatten(config), **trained.result.as_dict()}
     if command.out:
         command.out.mkdir(parents=True, exist_ok=True)
         (command.out / "result.json").write_text(json.dumps(summary, indent=2))

@@ -1,9 +1,8 @@
 """Training windows as an index, cut into arrays only for the batch at hand.
 
-``recmodels.data.training_windows`` materializes every window (16 bytes per event and the padding);
-here a window is two integers (user, end), and a batch gathers its events from the training histories,
-which may be memory maps (``recmodels.history_store``). Windows, their order and each epoch's shuffled
-batches are exactly those of ``training_windows`` + ``iterate_batches`` for the same seed.
+Materializing every window would cost 16 bytes per event and the padding; here a window is two integers
+(user, end), and a batch gathers its events from the training histories, which may be memory maps
+(``recmodels.history_store``), so in-memory and out-of-core training cut the same batches for the same seed.
 """
 
 from __future__ import annotations

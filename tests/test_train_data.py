@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recmodels.data import SplitData, iterate_batches, training_windows, write_split_export
+from recmodels.data import SplitData, write_split_export
+from recmodels.windows import WindowIndex
 
 
 def test_export_round_trips_into_flat_arrays(tmp_path):
@@ -31,18 +32,19 @@ def test_out_of_range_items_are_reported(tmp_path):
 def test_windows_cover_every_training_pair_once_newest_window_full(tmp_path):
     # user 1: train events 1..7 then a validation target; user 2: two train events
     export = write_split_export(tmp_path / "e", [[1, 2, 3, 4, 5, 6, 7, 8], [9, 10]], [[0] * 7 + [1], [0, 0]])
-    windows = training_windows(SplitData.load(export), max_len=4)
-    assert windows.inputs.tolist() == [[3, 4, 5, 6], [0, 0, 1, 2], [0, 0, 0, 9]]
-    assert windows.targets.tolist() == [[4, 5, 6, 7], [0, 0, 2, 3], [0, 0, 0, 10]]
+    windows = WindowIndex.of(SplitData.load(export), max_len=4)
+    inputs, targets = windows.window(np.arange(len(windows)))
+    assert inputs.tolist() == [[3, 4, 5, 6], [0, 0, 1, 2], [0, 0, 0, 9]]
+    assert targets.tolist() == [[4, 5, 6, 7], [0, 0, 2, 3], [0, 0, 0, 10]]
     assert windows.num_targets == 6 + 1
 
 
 def test_batches_are_shuffled_reproducibly_and_cropped(tmp_path):
     export = write_split_export(tmp_path / "e", [[1, 2, 3, 4, 5, 6, 7, 8], [9, 10]], [[0] * 8, [0, 0]])
-    windows = training_windows(SplitData.load(export), max_len=4)
-    first = [b[0].tolist() for b in iterate_batches(windows, 2, np.random.default_rng(3))]
-    again = [b[0].tolist() for b in iterate_batches(windows, 2, np.random.default_rng(3))]
+    windows = WindowIndex.of(SplitData.load(export), max_len=4)
+    first = [b[0].tolist() for b in windows.batches(2, np.random.default_rng(3))]
+    again = [b[0].tolist() for b in windows.batches(2, np.random.default_rng(3))]
     assert first == again
     assert sorted(row for batch in first for row in batch) != []
-    for inputs, _ in iterate_batches(windows, 1, np.random.default_rng(0)):
+    for inputs, _ in windows.batches(1, np.random.default_rng(0)):
         assert inputs[0, 0] != 0  # a batch of one window carries no padding column

@@ -1,7 +1,8 @@
 """``length_sweep``: every selected model trained at every window length on the current split, with the
-same training budget and seed, through the training worker (``pipelines/training/worker.py``) over Dagster
-Pipes. Each (model, max_len) point is an MLflow run of its own, a child of the sweep's run, which gets the
-table and the plots of quality and cost against the window length.
+same training budget and seed, through the training worker (``pipelines/training/worker.py``, which trains
+with ``recmodels.train.train_run`` like every other path) over Dagster Pipes. Each (model, max_len) point
+is an MLflow run of its own, a child of the sweep's run, which gets the table and the plots of quality and
+cost against the window length.
 """
 
 import json
@@ -9,6 +10,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import mlflow
@@ -105,16 +107,7 @@ class Point:
         run_id = self._open_run(client, split, parent)
         checkpoints = ProjectPaths.from_env().checkpoints / split.dataset / KIND_SWEEP / self.model_name
         checkpoints = checkpoints / f"L{self.max_len}" / split.fingerprint[:16] / config.fingerprint()
-        extras = {
-            "model_name": self.model_name,
-            "run_config": self.run_config,
-            "export_dir": str(split.export_dir),
-            "checkpoint_dir": str(checkpoints),
-            "error_dir": str(self.scratch / "errors"),
-            "init_state": None,
-            "tracking_uri": tracking.resolved_tracking_uri,
-            "mlflow_run_id": run_id,
-        }
+        extras = self.worker_job(split.export_dir, checkpoints, tracking.resolved_tracking_uri, run_id)
         status_file = self.scratch / "status.json"
         self.scratch.mkdir(parents=True)
         launcher = [sys.executable, "-m", LAUNCHER, str(status_file), str(config.timeout_seconds), "--"]
@@ -133,6 +126,19 @@ class Point:
             return SweepRow.from_metrics(self.model_name, self.max_len, run_id, client.get_run(run_id).data.metrics)
         client.set_terminated(run_id, "FAILED")
         return SweepRow(self.model_name, self.max_len, ended, run_id, error=error)
+
+    def worker_job(self, export_dir: Path, checkpoints: Path, tracking_uri: str, run_id: str) -> dict[str, Any]:
+        """What the training worker runs for this point (its Pipes extras): always from scratch."""
+        return {
+            "model_name": self.model_name,
+            "run_config": self.run_config,
+            "export_dir": str(export_dir),
+            "checkpoint_dir": str(checkpoints),
+            "error_dir": str(self.scratch / "errors"),
+            "init_state": None,
+            "tracking_uri": tracking_uri,
+            "mlflow_run_id": run_id,
+        }
 
     def _open_run(self, client: mlflow.MlflowClient, split: CurrentSplit, parent: mlflow.ActiveRun) -> str:
         """A child run of the sweep's run; it shares the sweep's identity tags, so a re-execution of the

@@ -29,8 +29,8 @@ from pipelines.training.checks import check_results, check_specs
 from pipelines.training.config import TrainingAssetConfig, training_config_class
 from pipelines.training.params import run_params, split_dataset, split_params
 from pipelines.training.seeds import SeedRun, log_parent, open_seed_run
-from recmodels import build_model
 from recmodels.data import target_protocol
+from recmodels.train import build_run_model
 from recmodels.warmup import warm_kernel_cache
 
 WORKER = "pipelines.training.worker"
@@ -199,7 +199,7 @@ def _warm_start(
     if champion is None:
         context.log.info(f"No {model_name} version registered as {CURRENT!r} yet: training from scratch.")
         return None
-    model = build_model(model_name, int(split.metadata["num_items"]), **run_config.model.model_dump())
+    model = build_run_model(model_name, run_config, int(split.metadata["num_items"]))
     item_raw_ids = pq.read_table(split.export_dir / "item_map.parquet")["item_raw"].to_pylist()
     state, skipped = adapt_champion(champion, model.state_dict(), item_raw_ids)
     context.log.info(f"Warm start from {model_name}@{CURRENT}; re-initialised: {skipped or 'nothing'}.")

@@ -42,7 +42,37 @@ def as_dagster_config(model: type[BaseModel]) -> type[dg.Config]:
     return create_model(model.__name__, __base__=dg.Config, __doc__=model.__doc__, **fields)
 
 
-class TrainingAssetConfig(dg.Config):
+class RunSections(dg.Config):
+    """The run config as launchpad config; subclasses add its ``model`` and ``train`` sections."""
+
+    def run_config(self, model_name: str) -> BaseModel:
+        """The recmodels run config these sections describe (validated again by recmodels)."""
+        sections = {"model": self.model.model_dump(), "train": self.train.model_dump()}  # type: ignore[attr-defined]
+        return run_config_class(model_name).model_validate(sections)
+
+
+def _section_fields(model_name: str) -> dict[str, Any]:
+    """The ``model`` and ``train`` fields of ``model_name``'s launchpad config, with defaults and help."""
+    section = as_dagster_config(model_section(model_name))
+    train = as_dagster_config(TrainConfig)
+    return {
+        "model": (section, Field(section(), description=section.__doc__)),
+        "train": (train, Field(train(), description=TrainConfig.__doc__)),
+    }
+
+
+@cache
+def run_sections_class(model_name: str) -> type[RunSections]:
+    """``model_name``'s run config as one launchpad section (the walk-forward has one per model)."""
+    return create_model(
+        f"{model_name}_run",
+        __base__=RunSections,
+        __doc__=f"Run config of {model_name}: architecture (model) and optimisation (train).",
+        **_section_fields(model_name),
+    )
+
+
+class TrainingAssetConfig(RunSections):
     """How the asset launches training; subclasses add the ``model`` and ``train`` sections."""
 
     model_config = ConfigDict(extra="allow")  # so that a field of the old flat config gets its own message
@@ -92,11 +122,6 @@ class TrainingAssetConfig(dg.Config):
             for seed in self.seeds
         ] or [run_config]
 
-    def run_config(self, model_name: str) -> BaseModel:
-        """The recmodels run config these sections describe (validated again by recmodels)."""
-        sections = {"model": self.model.model_dump(), "train": self.train.model_dump()}  # type: ignore[attr-defined]
-        return run_config_class(model_name).model_validate(sections)
-
     def fingerprint(self) -> str:
         """Short hash of every field: a checkpoint resumes only the run that had exactly this config."""
         return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
@@ -105,12 +130,9 @@ class TrainingAssetConfig(dg.Config):
 @cache
 def training_config_class(model_name: str) -> type[TrainingAssetConfig]:
     """The launchpad config of ``model_<model_name>``: its ``model`` section, ``train`` and the launch fields."""
-    section = as_dagster_config(model_section(model_name))
-    train = as_dagster_config(TrainConfig)
     return create_model(
         f"{model_name}_training",
         __base__=TrainingAssetConfig,
         __doc__=f"Run config of {model_name}: architecture (model), optimisation (train) and launch.",
-        model=(section, Field(section(), description=section.__doc__)),
-        train=(train, Field(train(), description=TrainConfig.__doc__)),
+        **_section_fields(model_name),
     )

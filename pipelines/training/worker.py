@@ -16,7 +16,7 @@ import logging
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,16 +44,14 @@ from pipelines.training.per_target import (
     uncertainty,
 )
 from pipelines.training.results import materialization_metadata, result_metrics, rounded, uncertainty_metadata
-from recmodels import build_model
 from recmodels.baselines import BASELINES, evaluate_baseline
-from recmodels.config import run_config_class
+from recmodels.config import RunConfig, run_config_class
 from recmodels.convergence import Convergence
 from recmodels.data import SplitData
-from recmodels.distributed import Ranks, init_from_env, shutdown
+from recmodels.distributed import Ranks, shutdown
 from recmodels.evaluate import select_targets
-from recmodels.history_store import open_split
-from recmodels.threads import apply_thread_budget
-from recmodels.train import EpochReport, FitResult, fit
+from recmodels.history_store import load_split
+from recmodels.train import EpochReport, TrainedRun, prepare_process, train_run
 
 
 @dataclass(frozen=True)
@@ -93,10 +91,9 @@ def read_job() -> TrainingJob:
 
 
 def main() -> int:
-    apply_thread_budget()
     job = read_job()
     run_config = run_config_class(job.model_name).model_validate(job.run_config)
-    ranks = init_from_env(run_config.train.device)
+    ranks = prepare_process(run_config.train.device, fill_kernel_cache=False)  # the launching asset filled it
     try:
         if ranks.is_main:
             with open_dagster_pipes() as pipes:
@@ -112,20 +109,24 @@ def main() -> int:
     return 0
 
 
-def train(job: TrainingJob, run_config, on_epoch) -> tuple[torch.nn.Module, FitResult, SplitData]:
-    data = open_split(job.export_dir, job.history_store) if job.history_store else SplitData.load(job.export_dir)
-    torch.manual_seed(run_config.train.seed)
-    model = build_model(job.model_name, data.num_items, **run_config.model.model_dump())
+def train(
+    job: TrainingJob, run_config: RunConfig, on_epoch: Callable[[EpochReport], None] | None
+) -> tuple[TrainedRun, SplitData]:
+    """The job's training, the same in every process (``recmodels.train.train_run``), and the data it read."""
+    data = load_split(job.export_dir, job.history_store)
     init = torch.load(job.init_state, map_location="cpu", weights_only=True) if job.init_state else None
-    result = fit(model, data, run_config.train, on_epoch, init_state_dict=init, checkpoint_dir=job.checkpoint_dir)
-    return model, result, data
+    trained = train_run(
+        job.model_name, run_config, data, on_epoch=on_epoch, init_state_dict=init, checkpoint_dir=job.checkpoint_dir
+    )
+    return trained, data
 
 
-def train_and_report(job: TrainingJob, run_config, ranks: Ranks, pipes: PipesContext) -> None:
+def train_and_report(job: TrainingJob, run_config: RunConfig, ranks: Ranks, pipes: PipesContext) -> None:
     """Rank 0: train, log to the asset's MLflow run, and report metrics and cost through Pipes."""
     mlflow.set_tracking_uri(job.tracking_uri)
     with mlflow.start_run(run_id=job.mlflow_run_id), progress_to(pipes):
-        model, result, data = train(job, run_config, EpochLogger(pipes, job.model_name, run_config.train.epochs))
+        trained, data = train(job, run_config, EpochLogger(pipes, job.model_name, run_config.train.epochs))
+        model, result = trained.model, trained.result
         # The popularity floor, ranked on the same test targets: the asset's checks compare against it.
         baselines = {name: evaluate_baseline(name, data, "test") for name in BASELINES}
         totals = {split: len(select_targets(data, split).items) for split in ("valid", "test")}

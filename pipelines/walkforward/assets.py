@@ -69,9 +69,9 @@ def walk_forward(
             if leaks[f"{name}/{strategy}"]:
                 context.log.error(f"{name}/{strategy} was trained on targets of {context.partition_key}: not scored")
                 continue
-            result = evaluate(prepared.model, targets, "test", ks=(10,), device=config.device)
+            result = evaluate(prepared.model, targets, "test", ks=(10,))  # on the model's training device
             if strategy == "fine_tune":
-                prepared = fine_tune(prepared, config, log, start_ms, log.num_items)
+                prepared = fine_tune(prepared, config, log, start_ms)
                 store.save(context.partition_key, prepared.model, prepared.trained_until_ms)
             metrics = {**result.overall, "train_seconds": prepared.train_seconds, **counts}
             run_id = tracking.series_run(mlflow_tracking, config.dataset, name, strategy)

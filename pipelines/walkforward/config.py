@@ -1,20 +1,42 @@
-"""Run configuration of the ``walk_forward`` asset, and how its windows are cut (a day or a week)."""
+"""Run configuration of the ``walk_forward`` asset, and how its windows are cut (a day or a week).
+
+Each model trains from its own run config, the one the training assets embed (``model`` and ``train``,
+their defaults and help), so the walk-forward has no defaults of its own::
+
+    ops:
+      walk_forward:
+        config:
+          models: [gru4rec, sasrec]
+          gru4rec: {model: {max_len: 50, d_model: 32}, train: {epochs: 3, eval_max_targets: 500}}
+          fine_tune_epochs: 1
+
+A training from scratch (retrain, frozen, and fine_tune's first) is that run config as given; a fine_tune
+update is the same with ``train.epochs`` replaced by ``fine_tune_epochs``. Validation is each user's last
+event before the window, up to ``train.eval_max_targets`` of them.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from pipelines.data.partitions import DAILY_PARTITIONS, DEFAULT_START, START_ENV
 from pipelines.model_names import MODEL_NAMES, check_names
 from pipelines.paths import check_dataset_name
+from pipelines.training.config import run_sections_class
 
 Strategy = Literal["frozen", "fine_tune", "retrain"]
 STRATEGIES: tuple[Strategy, ...] = ("frozen", "fine_tune", "retrain")
 WINDOW_ENV = "RECMAMBA_WALK_FORWARD_WINDOW"
+# Fields of the flat config, which had defaults of its own, and where each lives in a model's section now.
+MOVED_FIELDS = {
+    **{name: f"model.{name}" for name in ("max_len", "d_model", "n_layers")},
+    **{name: f"train.{name}" for name in ("batch_size", "lr", "device", "seed")},
+    "retrain_epochs": "train.epochs",
+}
 
 
 def window_partitions() -> dg.TimeWindowPartitionsDefinition:
@@ -27,30 +49,44 @@ def window_partitions() -> dg.TimeWindowPartitionsDefinition:
     raise ValueError(f"{WINDOW_ENV} must be 'day' or 'week', found {window!r}")
 
 
-class WalkForwardConfig(dg.Config):
-    """Which models and strategies walk forward, at what size, trained how."""
+class WalkForwardOptions(dg.Config):
+    """Which models and strategies walk forward and what a fine_tune update trains; ``WalkForwardConfig`` adds
+    one run section per model."""
+
+    model_config = ConfigDict(extra="allow")  # so that a field of the old flat config gets its own message
 
     dataset: str = Field("lifelong", description="The dataset whose daily_events are evaluated.")
     models: list[str] = Field(default_factory=lambda: list(MODEL_NAMES), description="Architectures to evaluate.")
     strategies: list[str] = Field(default_factory=lambda: list(STRATEGIES), description="Update strategies.")
-    max_len: int = Field(50, ge=2, description="Training window and context length of every model.")
-    d_model: int = Field(32, ge=4, description="Hidden size of every model.")
-    n_layers: int = Field(1, ge=1, description="Layers of every model.")
-    retrain_epochs: int = Field(3, ge=1, description="Epochs of a training from scratch (retrain, frozen, bootstrap).")
-    fine_tune_epochs: int = Field(1, ge=1, description="Epochs of a fine_tune update on one window's events.")
+    fine_tune_epochs: int = Field(
+        1,
+        ge=1,
+        description="Epochs of a fine_tune update on one window's events: replaces the model's train.epochs there "
+        "(which is for trainings from scratch); every other field of its run config applies as given.",
+    )
     fine_tune_context: int = Field(
         50, ge=0, description="Events before the new ones each active user replays with them in a fine_tune update."
     )
-    batch_size: int = Field(32, ge=1, description="Training windows per step.")
-    lr: float = Field(2e-3, gt=0, description="AdamW learning rate.")
-    device: Literal["auto", "cpu", "cuda"] = Field("cpu", description="Where models train and rank.")
-    seed: int = Field(0, description="Seeds every training.")
     report_last_windows: int = Field(7, ge=1, description="The report's table averages over this many latest windows.")
     promote_champion: bool = Field(
         True,
         description="After the latest window, point <dataset>-best@champion at the best model and strategy of the "
         "report's table (mean NDCG@10 over report_last_windows).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_flat_fields(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            for name in values:
+                if name in MOVED_FIELDS:
+                    raise ValueError(
+                        f"config field {name!r} has moved into each model's run section: "
+                        f"<model>.{MOVED_FIELDS[name]}, e.g. gru4rec.{MOVED_FIELDS[name]}"
+                    )
+                if name not in cls.model_fields:
+                    raise ValueError(f"unknown config field {name!r}; the fields are {sorted(cls.model_fields)}")
+        return values
 
     @field_validator("dataset")
     @classmethod
@@ -66,3 +102,26 @@ class WalkForwardConfig(dg.Config):
     @classmethod
     def _known_strategies(cls, value: list[str]) -> list[str]:
         return check_names(value, STRATEGIES, "strategies")
+
+    def run_config(self, model_name: str) -> BaseModel:
+        """The run config of ``model_name``'s trainings from scratch (its section as given)."""
+        return getattr(self, model_name).run_config(model_name)
+
+    def fine_tune_run_config(self, model_name: str) -> BaseModel:
+        """The run config of ``model_name``'s fine_tune updates: ``train.epochs`` is ``fine_tune_epochs``."""
+        run_config = self.run_config(model_name)
+        train = run_config.train.model_copy(update={"epochs": self.fine_tune_epochs})  # type: ignore[attr-defined]
+        return run_config.model_copy(update={"train": train})
+
+
+def _run_section(model_name: str) -> tuple[type, Any]:
+    section = run_sections_class(model_name)
+    return section, Field(section(), description=f"How {model_name} trains: {section.__doc__}")
+
+
+WalkForwardConfig = create_model(
+    "WalkForwardConfig",
+    __base__=WalkForwardOptions,
+    __doc__="Which models and strategies walk forward, and each model's run config (model and train).",
+    **{name: _run_section(name) for name in MODEL_NAMES},
+)

@@ -18,11 +18,10 @@ from pathlib import Path
 import torch
 
 from pipelines.registry import ITEM_TABLE
-from pipelines.walkforward.config import WalkForwardConfig
+from pipelines.walkforward.config import WalkForwardOptions
 from pipelines.walkforward.histories import EventLog, recent_events, training_split
-from recmodels import SequentialRecommender, build_model
-from recmodels.config import TrainConfig
-from recmodels.train import fit
+from recmodels import SequentialRecommender
+from recmodels.train import build_run_model, resolve_device, train_run
 
 INITIAL = "initial"  # the frozen strategy's one state
 
@@ -31,6 +30,7 @@ INITIAL = "initial"  # the frozen strategy's one state
 class Prepared:
     """A model as it stands before a window, and what preparing it cost."""
 
+    model_name: str
     model: SequentialRecommender
     trained_until_ms: int
     train_seconds: float
@@ -63,7 +63,7 @@ class StateStore:
 def prepare(
     strategy: str,
     name: str,
-    config: WalkForwardConfig,
+    config: WalkForwardOptions,
     log: EventLog,
     start_ms: int,
     num_items: int,
@@ -77,7 +77,7 @@ def prepare(
     if strategy == "frozen":
         saved = store.load(INITIAL)
         if saved is not None:
-            return Prepared(_restore(name, config, saved, num_items), int(saved["trained_until_ms"]), 0.0)
+            return Prepared(name, _restore(name, config, saved, num_items), int(saved["trained_until_ms"]), 0.0)
         prepared = _from_scratch(name, config, before, num_items)
         store.save(INITIAL, prepared.model, prepared.trained_until_ms)
         return prepared
@@ -85,55 +85,50 @@ def prepare(
     if previous is None:
         return _from_scratch(name, config, before, num_items)
     saved = store.load(previous)
-    prepared = Prepared(_restore(name, config, saved, num_items), int(saved["trained_until_ms"]), 0.0)
+    prepared = Prepared(name, _restore(name, config, saved, num_items), int(saved["trained_until_ms"]), 0.0)
     missed = before.timestamps > prepared.trained_until_ms
     if missed.any():  # windows skipped since that state: catch up on them first
-        return fine_tune(prepared, config, before, int(before.timestamps[missed].min()), num_items)
+        return fine_tune(prepared, config, before, int(before.timestamps[missed].min()))
     return prepared
 
 
-def fine_tune(prepared: Prepared, config: WalkForwardConfig, log: EventLog, since_ms: int, num_items: int) -> Prepared:
-    """``prepared`` trained further on the events of ``log`` at or after ``since_ms`` (with their context)."""
+def fine_tune(prepared: Prepared, config: WalkForwardOptions, log: EventLog, since_ms: int) -> Prepared:
+    """``prepared`` trained further on the events of ``log`` at or after ``since_ms`` (with their context),
+    over the catalogue the model already has."""
     recent = recent_events(log, since_ms, config.fine_tune_context)
-    seconds = _fit(prepared.model, config, recent, num_items, config.fine_tune_epochs)
-    until = max(prepared.trained_until_ms, int(recent.timestamps.max()))
-    return Prepared(prepared.model, until, prepared.train_seconds + seconds)
-
-
-def _from_scratch(name: str, config: WalkForwardConfig, log: EventLog, num_items: int) -> Prepared:
-    model = _build(name, config, num_items)
-    seconds = _fit(model, config, log, num_items, config.retrain_epochs)
-    return Prepared(model, int(log.timestamps.max()), seconds)
-
-
-def _fit(model: SequentialRecommender, config: WalkForwardConfig, log: EventLog, num_items: int, epochs: int) -> float:
-    """Train in place; returns the seconds spent in training steps (not compiling or validating)."""
-    train = TrainConfig(
-        epochs=epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        patience=0,
-        device=config.device,
-        seed=config.seed,
-        eval_max_targets=500,
+    trained = train_run(
+        prepared.model_name,
+        config.fine_tune_run_config(prepared.model_name),
+        training_split(recent, prepared.model.num_items),
+        init_state_dict=prepared.model.state_dict(),
     )
-    return fit(model, training_split(log, num_items), train).cost.train_seconds_total
+    until = max(prepared.trained_until_ms, int(recent.timestamps.max()))
+    seconds = prepared.train_seconds + trained.result.cost.train_seconds_total  # training steps only
+    return Prepared(prepared.model_name, trained.model, until, seconds)
 
 
-def _build(name: str, config: WalkForwardConfig, num_items: int) -> SequentialRecommender:
-    torch.manual_seed(config.seed)
-    return build_model(name, num_items, max_len=config.max_len, d_model=config.d_model, n_layers=config.n_layers)
+def _from_scratch(name: str, config: WalkForwardOptions, log: EventLog, num_items: int) -> Prepared:
+    trained = train_run(name, config.run_config(name), training_split(log, num_items))
+    return Prepared(name, trained.model, int(log.timestamps.max()), trained.result.cost.train_seconds_total)
 
 
-def _restore(name: str, config: WalkForwardConfig, saved: dict, num_items: int) -> SequentialRecommender:
-    """A model over ``num_items`` items (more if it was saved with more) with the saved weights; rows of items
-    born since keep their fresh init."""
-    model = _build(name, config, max(num_items, saved["state_dict"][ITEM_TABLE].shape[0] - 1))
+def _restore(name: str, config: WalkForwardOptions, saved: dict, num_items: int) -> SequentialRecommender:
+    """A model over ``num_items`` items (more if it was saved with more) with the saved weights, on its training
+    device; rows of items born since keep their fresh init."""
+    run_config = config.run_config(name)
+    model = build_run_model(name, run_config, max(num_items, saved["state_dict"][ITEM_TABLE].shape[0] - 1))
     state = model.state_dict()
-    for key, value in saved["state_dict"].items():
-        if key == ITEM_TABLE:
-            state[key][: value.shape[0]] = value
-        else:
-            state[key] = value
-    model.load_state_dict(state)
-    return model
+    try:
+        for key, value in saved["state_dict"].items():
+            if key == ITEM_TABLE:
+                state[key][: value.shape[0]] = value
+            else:
+                state[key] = value
+        model.load_state_dict(state)
+    except RuntimeError as error:  # sizes changed since the state was saved (e.g. the defaults of before)
+        raise ValueError(
+            f"a saved walk-forward state of {name} does not fit walk_forward.config.{name}.model "
+            f"({run_config.model}): set the sizes it was trained with there, or remove the saved states. "  # type: ignore[attr-defined]
+            f"{str(error).strip().splitlines()[-1].strip()}"
+        ) from error
+    return model.to(resolve_device(run_config.train.device))  # type: ignore[attr-defined]

@@ -32,11 +32,6 @@ def build_model(name: str, num_items: int, **overrides) -> SequentialRecommender
     return model_class(num_items, config_class(**overrides))
 
 
-def config_fields(name: str) -> set[str]:
-    """The config field names a model accepts as overrides."""
-    return {field.name for field in dataclasses.fields(MODELS[name][1])}
-
-
 __all__ = [
     "MODELS",
     "GRU4Rec",
@@ -46,5 +41,4 @@ __all__ = [
     "SASRec",
     "SequentialRecommender",
     "build_model",
-    "config_fields",
 ]

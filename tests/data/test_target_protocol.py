@@ -10,8 +10,9 @@ from pydantic import ValidationError
 
 from pipelines.data import export_dir_for
 from pipelines.training.params import split_params
-from recmodels.data import CONTEXT, TEST, TRAIN, VALID, SplitData, target_protocol, training_windows
+from recmodels.data import CONTEXT, TEST, TRAIN, VALID, SplitData, target_protocol
 from recmodels.evaluate import select_targets
+from recmodels.windows import WindowIndex
 from tests.data.conftest import TINY, check_outcomes, materialize, ops_config
 
 VALID_CUTOFF_S, TEST_CUTOFF_S = 978307200, 978652800  # 2001-01-01 and 2001-01-05, UTC
@@ -114,8 +115,9 @@ def test_context_is_never_trained_on_nor_ranked_but_seen_by_later_targets(paths)
     materialize(hand_log(paths, targets="first_per_user"))
     data, dense = SplitData.load(export_dir_for("hand")), dense_item_ids("hand")
     context = {dense[raw] for raw in (104, 105, 106, 108, 109, 201)}
-    windows = training_windows(data, max_len=4)
-    assert not context & set(windows.inputs.ravel()) and not context & set(windows.targets.ravel())
+    windows = WindowIndex.of(data, max_len=4)
+    inputs, targets = windows.window(np.arange(len(windows)))
+    assert not context & set(inputs.ravel()) and not context & set(targets.ravel())
     valid, test = select_targets(data, "valid"), select_targets(data, "test")
     assert set(valid.items) == {dense[103], dense[202]} and set(test.items) == {dense[107], dense[203], dense[302]}
     user1_test = test.positions[test.items == dense[107]]

@@ -12,7 +12,7 @@ import torch
 
 from recmodels import build_model
 from recmodels.config import TrainConfig
-from recmodels.data import SplitData, iterate_batches, training_windows, write_split_export
+from recmodels.data import SplitData, write_split_export
 from recmodels.history_store import open_split
 from recmodels.ops import use_backend
 from recmodels.train import fit, main
@@ -44,10 +44,10 @@ def test_stored_split_equals_the_loaded_one(tmp_path, monkeypatch):
 @pytest.mark.parametrize(("max_len", "batch_size"), [(4, 3), (16, 5), (128, 8)])
 def test_out_of_core_batches_equal_in_memory_batches_for_the_same_seed(tmp_path, max_len, batch_size):
     export = random_export(tmp_path)
-    in_memory = training_windows(SplitData.load(export), max_len)
+    in_memory = WindowIndex.of(SplitData.load(export), max_len)
     index = WindowIndex.of(open_split(export, tmp_path / "store"), max_len)
-    assert len(index) == len(in_memory.inputs) and index.num_targets == in_memory.num_targets
-    expected = list(iterate_batches(in_memory, batch_size, np.random.default_rng([3, 1])))
+    assert len(index) == len(in_memory) and index.num_targets == in_memory.num_targets
+    expected = list(in_memory.batches(batch_size, np.random.default_rng([3, 1])))
     got = list(index.batches(batch_size, np.random.default_rng([3, 1])))
     assert len(got) == len(expected)
     for (inputs, targets), (want_inputs, want_targets) in zip(got, expected, strict=True):

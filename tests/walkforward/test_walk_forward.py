@@ -17,7 +17,11 @@ from pipelines.walkforward.tracking import KIND_WALK_FORWARD, TAG_STRATEGY
 
 SPEC = drift.SCALES["tiny"]
 DAYS = [drift.day_key(day) for day in range(SPEC.days)]
-TINY = {"models": ["gru4rec"], "max_len": 16, "d_model": 16, "retrain_epochs": 1, "fine_tune_context": 8}
+TINY = {
+    "models": ["gru4rec"],
+    "gru4rec": {"model": {"max_len": 16, "d_model": 16}, "train": {"epochs": 1, "batch_size": 32}},
+    "fine_tune_context": 8,
+}
 
 
 @pytest.fixture

@@ -426,14 +426,8 @@ def scan_backward(ops, t_base, chunk_states, grad_out, grads):
 def _conv_preactivation(conv, b, t, acc):
     """acc = bias + sum_k weight_t[k] * xm[t - K + 1 + k], xm = x * mask; before the sequence start xm is
     the carried prefix, or zero."""
-    x, x_off, x_base, weight_t, mask, has_mask = (
-        conv.x,
-        conv.x_off,
-        conv.x_base,
-        conv.weight_t,
-        conv.mask,
-        conv.has_mask,
-    )
+    x, x_off, x_base = conv.x, conv.x_off, conv.x_base
+    weight_t, mask, has_mask = conv.weight_t, conv.mask, conv.has_mask
     channels = acc.shape[0]
     taps = weight_t.shape[0]
     for c in range(channels):
@@ -480,14 +474,8 @@ def conv_silu_backward(conv, t_base, grad_out, grad_x, grad_x_off, grad_w, grad_
     """Gradients of ``conv_silu_forward`` for one segment, all added to what the arrays hold: grad_x
     (rows as x's, at ``grad_x_off``; never written at padding) and the per-batch partial sums grad_w
     (batch, K, channels), grad_bias (batch, channels). A carried prefix gets no gradient."""
-    x, x_off, x_base, weight_t, mask, has_mask = (
-        conv.x,
-        conv.x_off,
-        conv.x_base,
-        conv.weight_t,
-        conv.mask,
-        conv.has_mask,
-    )
+    x, x_off, x_base = conv.x, conv.x_off, conv.x_base
+    weight_t, mask, has_mask = conv.weight_t, conv.mask, conv.has_mask
     batch, steps, channels = grad_out.shape
     taps = weight_t.shape[0]
     for task in prange(batch):

@@ -451,6 +451,8 @@ def mix(
     ``mask`` (batch, length) is True on real events: padded positions feed zeros to the conv and leave
     the state unchanged (dt = 0, u = 0), so real positions see exactly the unpadded sequence.
     """
+    if state is not None and x.shape[1] == 1 and not _needs_grad(x, weights) and x.dtype == torch.float32:
+        return _single_step(x, weights, mask, state)
     conv_state, ssm_state = (None, None) if state is None else (state.conv, state.ssm)
     out, ssm = _FusedMixer.apply(x, mask, conv_state, ssm_state, *weights)
     with torch.no_grad():  # the carried conv inputs: in_proj's x half of the last d_conv - 1 steps
@@ -465,3 +467,44 @@ def mix(
 
 def _first(bias: Tensor | None, size: int) -> Tensor | None:
     return None if bias is None else bias[:size]
+
+
+def _needs_grad(x: Tensor, weights: MixerWeights) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *weights))
+
+
+@torch.no_grad()
+def _single_step(x: Tensor, weights: MixerWeights, mask: Tensor | None, state: MixerState) -> tuple[Tensor, MixerState]:
+    """``mix`` of length 1 from a carried state, the serving kernels' step (``cpu_kernels.state_step``):
+    projections as matrix products, the conv window and the SSM state advanced in compiled loops, only for
+    the rows with an event; the others keep their state, and their output is out_proj's bias (no event)."""
+    w = weights
+    batch, d_model = x.shape[0], w.out_proj_weight.shape[0]
+    conv = state.conv.to(torch.float32, copy=True).contiguous()
+    ssm = state.ssm.to(torch.float32, copy=True).contiguous()
+    rows = torch.arange(batch) if mask is None else mask[:, 0].nonzero()[:, 0]
+    out = x.new_zeros(batch, d_model) + (0.0 if w.out_proj_bias is None else w.out_proj_bias.float())
+    if len(rows):
+        every_row = len(rows) == batch
+        conv_part, ssm_part = (conv, ssm) if every_row else (conv[rows], ssm[rows])
+        xz = F.linear(x[rows, 0], w.in_proj_weight.float(), _float_or_none(w.in_proj_bias))  # (rows, 2E)
+        u = torch.empty(len(rows), w.d_inner)
+        conv_w = w.conv_weight[:, 0, :].float().contiguous()
+        conv_b = _vector_or_zeros(w.conv_bias, w.d_inner, torch.float32)
+        _sync_threads()
+        kernels.conv_silu_step_rows(_np(xz), _np(conv_w), _np(conv_b), _np(conv_part.view(len(rows), -1)), 0, _np(u))
+        x_dbl = F.linear(u, w.x_proj_weight.float())  # (rows, rank + 2N)
+        dt = F.linear(x_dbl[:, : w.dt_rank], w.dt_proj_weight.float(), w.dt_bias.float())  # before softplus
+        y = torch.empty_like(u)
+        kernels.state_step_rows(
+            _np(ssm_part.view(len(rows), -1)), 0, _np(u), _np(dt), _np(x_dbl), w.dt_rank,
+            _np(w.A.float().contiguous()), _np(w.D.float().contiguous()), _np(xz), _np(y),
+        )  # fmt: skip
+        out[rows] = F.linear(y, w.out_proj_weight.float(), _float_or_none(w.out_proj_bias))
+        if not every_row:
+            conv[rows], ssm[rows] = conv_part, ssm_part
+    return out[:, None].to(x.dtype), MixerState(conv.to(state.conv.dtype), ssm)
+
+
+def _float_or_none(bias: Tensor | None) -> Tensor | None:
+    return None if bias is None else bias.float()

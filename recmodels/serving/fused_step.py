@@ -17,7 +17,14 @@ import numpy as np
 import torch
 
 from recmodels.models.recmamba import RecMamba
-from recmodels.ops.cpu_kernels import FASTMATH, compiled, fast_exp, sigmoid, softplus
+from recmodels.ops.cpu_kernels import (
+    FASTMATH,
+    compiled,
+    conv_silu_step,
+    conv_silu_step_rows,
+    state_step,
+    state_step_rows,
+)
 
 
 class MambaWeights(NamedTuple):
@@ -102,42 +109,6 @@ def _matvec(w, x, bias, out):
         out[r] = acc
 
 
-@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-def _conv_silu(window, conv_w, conv_b, x, u):
-    """One causal depthwise conv step + SiLU: window (E, K - 1) holds the last inputs and is shifted in place."""
-    channels, taps = conv_w.shape
-    for c in range(channels):
-        acc = conv_b[c] + conv_w[c, taps - 1] * x[c]
-        for k in range(taps - 1):
-            acc += conv_w[c, k] * window[c, k]
-        for k in range(taps - 2):
-            window[c, k] = window[c, k + 1]
-        window[c, taps - 2] = x[c]
-        u[c] = acc * sigmoid(acc)
-
-
-@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-def _state_update(ssm, u, dt, x_dbl, rank, A, D, z, y):
-    """The selective state update of ssm (E, N) in place, then y = (C h + D u) * silu(z); dt before softplus.
-
-    Two passes per channel, the update then the read-out: without a reduction in it, the first one
-    vectorizes (about twice as fast as one fused loop)."""
-    channels, n_state = A.shape
-    b_in = x_dbl[rank : rank + n_state]
-    c_out = x_dbl[rank + n_state : rank + 2 * n_state]
-    for c in range(channels):
-        step = softplus(dt[c])
-        dtu = step * u[c]
-        row = ssm[c]
-        a_row = A[c]
-        for n in range(n_state):
-            row[n] = fast_exp(step * a_row[n]) * row[n] + dtu * b_in[n]
-        acc = D[c] * u[c]
-        for n in range(n_state):
-            acc += row[n] * c_out[n]
-        y[c] = acc * z[c] * sigmoid(z[c])
-
-
 @compiled()
 def _step_users(w, items, states, hidden):
     """items (B, T) int64, 0 = no event (left padding); states (B, S); hidden (B, D); one user at a time."""
@@ -166,10 +137,10 @@ def _step_users(w, items, states, hidden):
                 ssm = states[b, base + conv_size : base + layer_size].reshape(e, n_state)
                 _layer_norm(x, w.norm_w[layer], w.norm_b[layer], w.eps[layer], normed)
                 _matvec(w.in_w[layer], normed, w.in_b[layer], xz)
-                _conv_silu(conv, w.conv_w[layer], w.conv_b[layer], xz[:e], u)
+                conv_silu_step(conv, w.conv_w[layer], w.conv_b[layer], xz[:e], u)
                 _matvec(w.xproj_w[layer], u, no_bias, x_dbl)
                 _matvec(w.dtproj_w[layer], x_dbl[:rank], w.dt_bias[layer], dt)
-                _state_update(ssm, u, dt, x_dbl, rank, w.A[layer], w.D[layer], xz[e:], y)
+                state_step(ssm, u, dt, x_dbl, rank, w.A[layer], w.D[layer], xz[e:], y)
                 _matvec(w.out_w[layer], y, w.out_b[layer], out)
                 x += out
             _layer_norm(x, w.final_w, w.final_b, w.eps[n_layers], hidden[b])
@@ -182,24 +153,6 @@ def _step_users(w, items, states, hidden):
 def _layer_norm_rows(x, weight, bias, eps, out):
     for b in range(x.shape[0]):
         _layer_norm(x[b], weight, bias, eps, out[b])
-
-
-@compiled()
-def _conv_silu_rows(xz, conv_w, conv_b, states, base, u):
-    """``_conv_silu`` for every row; each row's conv window starts at ``base`` of its state row."""
-    channels, taps = conv_w.shape
-    for b in range(xz.shape[0]):
-        window = states[b, base : base + channels * (taps - 1)].reshape(channels, taps - 1)
-        _conv_silu(window, conv_w, conv_b, xz[b, :channels], u[b])
-
-
-@compiled()
-def _state_update_rows(states, base, u, dt, x_dbl, rank, A, D, xz, y):
-    """``_state_update`` for every row; each row's SSM state starts at ``base`` of its state row."""
-    channels, n_state = A.shape
-    for b in range(u.shape[0]):
-        ssm = states[b, base : base + channels * n_state].reshape(channels, n_state)
-        _state_update(ssm, u[b], dt[b], x_dbl[b], rank, A, D, xz[b, channels:], y[b])
 
 
 def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
@@ -230,10 +183,10 @@ def _step_layerwise(w: MambaWeights, items: np.ndarray, states: np.ndarray, hidd
             base = layer * layer_size
             _layer_norm_rows(x, w.norm_w[layer], w.norm_b[layer], w.eps[layer], normed)
             xz = _linear(normed, w.in_w[layer], w.in_b[layer])  # (b, 2E)
-            _conv_silu_rows(xz, w.conv_w[layer], w.conv_b[layer], part, base, u)
+            conv_silu_step_rows(xz, w.conv_w[layer], w.conv_b[layer], part, base, u)
             x_dbl = _linear(u, w.xproj_w[layer])  # (b, R + 2N)
             dt = _linear(x_dbl[:, :rank], w.dtproj_w[layer], w.dt_bias[layer])  # (b, E), before softplus
-            _state_update_rows(part, base + e * (taps - 1), u, dt, x_dbl, rank, w.A[layer], w.D[layer], xz, y)
+            state_step_rows(part, base + e * (taps - 1), u, dt, x_dbl, rank, w.A[layer], w.D[layer], xz, y)
             x = x + _linear(y, w.out_w[layer], w.out_b[layer])
         last = np.empty_like(x)
         _layer_norm_rows(x, w.final_w, w.final_b, w.eps[n_layers], last)

@@ -2,16 +2,16 @@
 
 It is a code location of its own because a whole-graph ``dagster asset materialize --select '*'`` (the main
 job) cannot include partitioned assets without naming a partition. Load it beside the main one:
-``dagster dev -m pipelines.definitions -m pipelines.walkforward.definitions``.
+``dagster dev -m pipelines.definitions -m pipelines.lifelong.definitions``.
 """
 
 import dagster as dg
 
-from pipelines.data.daily_assets import daily_events
 from pipelines.data.resources import Warehouse
-from pipelines.refresh.lifelong import LIFELONG_JOBS, lifelong_daily, lifelong_landing_sensor, walk_forward_after_ingest
+from pipelines.lifelong.daily_events import daily_events
+from pipelines.lifelong.sensors import LIFELONG_JOBS, lifelong_daily, lifelong_landing_sensor, walk_forward_after_ingest
+from pipelines.lifelong.walk_forward import walk_forward
 from pipelines.resources import MlflowTracking
-from pipelines.walkforward.assets import walk_forward
 
 defs = dg.Definitions(
     assets=[daily_events, walk_forward],

@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from mlflow.exceptions import MlflowException
 
+from pipelines.lifelong.tracking import TAG_STRATEGY
 from pipelines.metric_names import TAG_DATASET, TAG_KIND, TAG_MODEL, TAG_MODEL_URI
 from pipelines.registry import CHAMPION, ITEM_MAP_ARTIFACT, log_model_files, register_champion, registered_name
 from pipelines.resources import MlflowTracking
-from pipelines.walkforward.tracking import TAG_STRATEGY
 from recmodels import SequentialRecommender
 
 KIND_CHAMPION = "walk_forward_champion"

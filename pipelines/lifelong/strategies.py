@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
+from pipelines.lifelong.config import WalkForwardConfig
+from pipelines.lifelong.histories import EventLog, recent_events, training_split
 from pipelines.registry import ITEM_TABLE
-from pipelines.walkforward.config import WalkForwardConfig
-from pipelines.walkforward.histories import EventLog, recent_events, training_split
 from recmodels import SequentialRecommender, build_model
 from recmodels.config import TrainConfig
 from recmodels.train import fit

@@ -12,17 +12,17 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 
-from pipelines.data.daily_assets import GROUP, daily_events
 from pipelines.data.resources import Warehouse
 from pipelines.data.sql import run_sql
+from pipelines.lifelong import tracking
+from pipelines.lifelong.champion import Candidate, best, promote
+from pipelines.lifelong.config import WalkForwardConfig, window_partitions
+from pipelines.lifelong.daily_events import GROUP, daily_events
+from pipelines.lifelong.histories import EventLog, window_targets
+from pipelines.lifelong.strategies import INITIAL, StateStore, fine_tune, prepare
 from pipelines.paths import ProjectPaths
 from pipelines.registry import CHAMPION, registered_name
 from pipelines.resources import MlflowTracking
-from pipelines.walkforward import tracking
-from pipelines.walkforward.champion import Candidate, best, promote
-from pipelines.walkforward.config import WalkForwardConfig, window_partitions
-from pipelines.walkforward.histories import EventLog, window_targets
-from pipelines.walkforward.strategies import INITIAL, StateStore, fine_tune, prepare
 from recmodels import SequentialRecommender
 from recmodels.evaluate import evaluate
 

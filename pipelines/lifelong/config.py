@@ -8,7 +8,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field, field_validator
 
-from pipelines.data.partitions import DAILY_PARTITIONS, DEFAULT_START, START_ENV
+from pipelines.lifelong.partitions import DAILY_PARTITIONS, DEFAULT_START, START_ENV
 from pipelines.model_names import MODEL_NAMES, check_names
 from pipelines.paths import check_dataset_name
 

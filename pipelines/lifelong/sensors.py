@@ -23,12 +23,12 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from pipelines.data.daily import DailyEventsConfig, files_by_day
-from pipelines.data.partitions import DAILY_PARTITIONS
 from pipelines.data.sources.files import IngestError
+from pipelines.lifelong.daily_ingest import DailyEventsConfig, files_by_day
+from pipelines.lifelong.partitions import DAILY_PARTITIONS
+from pipelines.lifelong.walk_forward import WINDOW_PARTITIONS
 from pipelines.paths import ProjectPaths
 from pipelines.refresh.sensors import settle_seconds
-from pipelines.walkforward.assets import WINDOW_PARTITIONS
 
 LIFELONG_CONFIG_ENV = "RECMAMBA_LIFELONG_CONFIG"
 INGEST_JOB, WALK_FORWARD_JOB = "daily_ingest", "walk_forward_refresh"

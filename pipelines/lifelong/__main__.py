@@ -1,6 +1,6 @@
 """A walk-forward evaluation from the command line, on the drifting synthetic stream by default:
 
-    python -m pipelines.walkforward --warmup-days 14 --windows 10 --models sasrec gru4rec
+    python -m pipelines.lifelong --warmup-days 14 --windows 10 --models sasrec gru4rec
 
 lands the stream's days (unless already there), ingests them as one single-run backfill of
 ``daily_events``, then materializes ``walk_forward`` window after window and prints the report table.
@@ -14,15 +14,15 @@ import os
 
 import dagster as dg
 
-from pipelines.data.daily import DRIFT_FOLDER
-from pipelines.data.daily_assets import daily_events
 from pipelines.data.resources import Warehouse
 from pipelines.data.sources import drift
+from pipelines.lifelong import tracking
+from pipelines.lifelong.config import WalkForwardConfig
+from pipelines.lifelong.daily_events import daily_events
+from pipelines.lifelong.daily_ingest import DRIFT_FOLDER
+from pipelines.lifelong.walk_forward import walk_forward
 from pipelines.paths import ProjectPaths
 from pipelines.resources import MlflowTracking
-from pipelines.walkforward import tracking
-from pipelines.walkforward.assets import walk_forward
-from pipelines.walkforward.config import WalkForwardConfig
 
 RESOURCES = {"warehouse": Warehouse(), "mlflow_tracking": MlflowTracking()}
 

@@ -4,12 +4,12 @@ files land in their day, and a row off its file's day is refused naming file, li
 import dagster as dg
 import pytest
 
-from pipelines.data.daily import DRIFT_FOLDER
-from pipelines.data.daily_assets import daily_events
-from pipelines.data.partitions import day_of_file
 from pipelines.data.resources import Warehouse
 from pipelines.data.sources import drift
 from pipelines.data.sources.files import IngestError
+from pipelines.lifelong.daily_events import daily_events
+from pipelines.lifelong.daily_ingest import DRIFT_FOLDER
+from pipelines.lifelong.partitions import day_of_file
 from tests.data.conftest import table
 
 SPEC = drift.SCALES["tiny"]

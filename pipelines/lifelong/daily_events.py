@@ -7,10 +7,10 @@ idempotent and a late file for an old day lands in its day when that day is re-m
 
 import dagster as dg
 
-from pipelines.data.daily import DailyEventsConfig, ingest_days
-from pipelines.data.partitions import DAILY_PARTITIONS
 from pipelines.data.resources import POOL, Warehouse
 from pipelines.data.table_writes import record_write
+from pipelines.lifelong.daily_ingest import DailyEventsConfig, ingest_days
+from pipelines.lifelong.partitions import DAILY_PARTITIONS
 from pipelines.paths import ProjectPaths
 
 GROUP = "lifelong"

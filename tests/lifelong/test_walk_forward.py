@@ -5,15 +5,15 @@ import dagster as dg
 import mlflow
 import pytest
 
-from pipelines.data.daily import DRIFT_FOLDER
-from pipelines.data.daily_assets import daily_events
 from pipelines.data.resources import Warehouse
 from pipelines.data.sources import drift
+from pipelines.lifelong.daily_events import daily_events
+from pipelines.lifelong.daily_ingest import DRIFT_FOLDER
+from pipelines.lifelong.tracking import KIND_WALK_FORWARD, TAG_STRATEGY
+from pipelines.lifelong.walk_forward import LEAKAGE_CHECK, walk_forward
 from pipelines.paths import ProjectPaths
 from pipelines.registry import ITEM_TABLE, load_champion
 from pipelines.resources import MlflowTracking
-from pipelines.walkforward.assets import LEAKAGE_CHECK, walk_forward
-from pipelines.walkforward.tracking import KIND_WALK_FORWARD, TAG_STRATEGY
 
 SPEC = drift.SCALES["tiny"]
 DAYS = [drift.day_key(day) for day in range(SPEC.days)]

@@ -5,6 +5,7 @@
 lands the stream's days (unless already there), ingests them as one single-run backfill of
 ``daily_events``, then materializes ``walk_forward`` window after window and prints the report table.
 Runs are recorded in ``DAGSTER_HOME`` when it is set (so they show in the UI), else in a throwaway instance.
+The partitions are the default settings' (days from 2022-01-01, day windows), not ``configs/lifelong.yaml``'s.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from pipelines.data.resources import Warehouse
 from pipelines.data.sources import drift
 from pipelines.lifelong import tracking
 from pipelines.lifelong.config import WalkForwardConfig
-from pipelines.lifelong.daily_events import daily_events
-from pipelines.lifelong.daily_ingest import DRIFT_FOLDER
-from pipelines.lifelong.walk_forward import walk_forward
+from pipelines.lifelong.definitions import lifelong_assets
+from pipelines.lifelong.settings import LifelongSettings
 from pipelines.paths import ProjectPaths
 from pipelines.resources import MlflowTracking
 
@@ -38,12 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = drift.SCALES[args.scale]
     days = [drift.day_key(day) for day in range(min(spec.days, args.warmup_days + args.windows))]
-    folder = ProjectPaths.from_env().landing / DRIFT_FOLDER
+    folder = ProjectPaths.from_env().landing / drift.DRIFT_FOLDER
     missing = [i for i, day in enumerate(days) if not (folder / drift.day_file_name(i, "kuairand")).exists()]
     if missing:
         drift.land_days(drift.generate(spec), folder, "kuairand", missing)
     last = args.last or max(1, args.windows - 1)  # the first window also pays for the initial trainings
     config = WalkForwardConfig(models=args.models, strategies=args.strategies, report_last_windows=last)
+    # The default settings: days from the stream's first day (2022-01-01), one window per day.
+    daily_events, walk_forward = lifelong_assets(LifelongSettings().partitions())
     with _instance() as instance:
         range_tags = {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
         dg.materialize([daily_events], tags=range_tags, resources=RESOURCES, instance=instance)

@@ -1,30 +1,17 @@
-"""Run configuration of the ``walk_forward`` asset, and how its windows are cut (a day or a week)."""
+"""Run configuration of the ``walk_forward`` asset (its windows are cut by the location's settings)."""
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 import dagster as dg
 from pydantic import Field, field_validator
 
-from pipelines.lifelong.partitions import DAILY_PARTITIONS, DEFAULT_START, START_ENV
 from pipelines.model_names import MODEL_NAMES, check_names
 from pipelines.paths import check_dataset_name
 
 Strategy = Literal["frozen", "fine_tune", "retrain"]
 STRATEGIES: tuple[Strategy, ...] = ("frozen", "fine_tune", "retrain")
-WINDOW_ENV = "RECMAMBA_WALK_FORWARD_WINDOW"
-
-
-def window_partitions() -> dg.TimeWindowPartitionsDefinition:
-    """Windows of ``RECMAMBA_WALK_FORWARD_WINDOW`` (``day``, the default, or ``week``) over the ingest's days."""
-    window = os.environ.get(WINDOW_ENV, "day")
-    if window == "day":
-        return DAILY_PARTITIONS
-    if window == "week":
-        return dg.WeeklyPartitionsDefinition(start_date=os.environ.get(START_ENV, DEFAULT_START))
-    raise ValueError(f"{WINDOW_ENV} must be 'day' or 'week', found {window!r}")
 
 
 class WalkForwardConfig(dg.Config):

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from pipelines.data.config import RawEventsConfig
 from pipelines.data.ingest import default_globs, normalize_staged, stage_files
+from pipelines.data.sources.drift import DRIFT_FOLDER
 from pipelines.data.sources.files import IngestError, check_unchanged, file_states, landing_files, resolve_landing_dir
 from pipelines.data.sources.staging import Staged, raise_on_implausible_timestamps
 from pipelines.data.sources.timestamps import plausible_window
@@ -28,7 +29,6 @@ from pipelines.data.sql import fetch_one, run_sql
 from pipelines.lifelong.partitions import day_of_file
 from pipelines.paths import ProjectPaths
 
-DRIFT_FOLDER = "synthetic_drift"  # where the drifting synthetic stream lands (pipelines.data.sources.drift)
 STEPS = (
     "daily_delete_days",
     "daily_delete_chunks",

@@ -16,8 +16,8 @@ from pipelines.data.resources import Warehouse
 from pipelines.data.sql import run_sql
 from pipelines.lifelong import tracking
 from pipelines.lifelong.champion import Candidate, best, promote
-from pipelines.lifelong.config import WalkForwardConfig, window_partitions
-from pipelines.lifelong.daily_events import GROUP, daily_events
+from pipelines.lifelong.config import WalkForwardConfig
+from pipelines.lifelong.daily_events import GROUP
 from pipelines.lifelong.histories import EventLog, window_targets
 from pipelines.lifelong.strategies import INITIAL, StateStore, fine_tune, prepare
 from pipelines.paths import ProjectPaths
@@ -26,26 +26,41 @@ from pipelines.resources import MlflowTracking
 from recmodels import SequentialRecommender
 from recmodels.evaluate import evaluate
 
-WINDOW_PARTITIONS = window_partitions()
 LEAKAGE_CHECK = "no_target_seen_in_training"
 DAY_MS = 86_400_000
 
 
-@dg.asset(
-    group_name=GROUP,
-    partitions_def=WINDOW_PARTITIONS,
-    deps=[
-        dg.AssetDep(daily_events, partition_mapping=dg.TimeWindowPartitionMapping()),
-        dg.AssetDep("walk_forward", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
-    ],
-    check_specs=[dg.AssetCheckSpec(LEAKAGE_CHECK, asset="walk_forward", blocking=True)],
-    kinds={"pytorch", "mlflow"},
-)
-def walk_forward(
+def walk_forward_asset(windows: dg.TimeWindowPartitionsDefinition) -> dg.AssetsDefinition:
+    """``walk_forward`` with one partition per window of ``windows``, over the ``daily_events`` of its days."""
+
+    @dg.asset(
+        group_name=GROUP,
+        partitions_def=windows,
+        deps=[
+            dg.AssetDep("daily_events", partition_mapping=dg.TimeWindowPartitionMapping()),
+            dg.AssetDep(
+                "walk_forward", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+            ),
+        ],
+        check_specs=[dg.AssetCheckSpec(LEAKAGE_CHECK, asset="walk_forward", blocking=True)],
+        kinds={"pytorch", "mlflow"},
+    )
+    def walk_forward(
+        context: dg.AssetExecutionContext,
+        config: WalkForwardConfig,
+        warehouse: Warehouse,
+        mlflow_tracking: MlflowTracking,
+    ) -> dg.MaterializeResult:
+        """Each model and strategy tested on the window's events by full ranking, then updated; MLflow series
+        per strategy (window = step), and the drift plot and table."""
+        return walk_window(context, config, warehouse, mlflow_tracking)
+
+    return walk_forward
+
+
+def walk_window(
     context: dg.AssetExecutionContext, config: WalkForwardConfig, warehouse: Warehouse, mlflow_tracking: MlflowTracking
 ) -> dg.MaterializeResult:
-    """Each model and strategy tested on the window's events by full ranking, then updated; MLflow series
-    per strategy (window = step), and the drift plot and table."""
     window = context.partition_time_window
     start_ms, end_ms = int(window.start.timestamp() * 1000), int(window.end.timestamp() * 1000)
     with warehouse.connect(config.dataset, read_only=True) as con:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipelines.data.sources.drift import DRIFT_FOLDER
 from pipelines.data.sources.files import is_published
-from pipelines.lifelong.daily_ingest import DRIFT_FOLDER
 from pipelines.paths import ProjectPaths
 from pipelines.refresh.jobs import refresh_job, refresh_run_config
 

@@ -7,23 +7,24 @@ import pytest
 
 from pipelines.data.resources import Warehouse
 from pipelines.data.sources import drift
-from pipelines.lifelong.daily_events import daily_events
-from pipelines.lifelong.daily_ingest import DRIFT_FOLDER
+from pipelines.lifelong.definitions import lifelong_assets
+from pipelines.lifelong.settings import LifelongSettings
 from pipelines.lifelong.tracking import KIND_WALK_FORWARD, TAG_STRATEGY
-from pipelines.lifelong.walk_forward import LEAKAGE_CHECK, walk_forward
+from pipelines.lifelong.walk_forward import LEAKAGE_CHECK
 from pipelines.paths import ProjectPaths
 from pipelines.registry import ITEM_TABLE, load_champion
 from pipelines.resources import MlflowTracking
 
 SPEC = drift.SCALES["tiny"]
 DAYS = [drift.day_key(day) for day in range(SPEC.days)]
+daily_events, walk_forward = lifelong_assets(LifelongSettings().partitions())  # day windows from 2022-01-01
 TINY = {"models": ["gru4rec"], "max_len": 16, "d_model": 16, "retrain_epochs": 1, "fine_tune_context": 8}
 
 
 @pytest.fixture
 def ingested(project_home):
     paths = ProjectPaths.from_env()
-    drift.land_days(drift.generate(SPEC), paths.landing / DRIFT_FOLDER, "kuairand", range(SPEC.days))
+    drift.land_days(drift.generate(SPEC), paths.landing / drift.DRIFT_FOLDER, "kuairand", range(SPEC.days))
     run(
         daily_events,
         None,

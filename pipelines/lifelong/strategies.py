@@ -13,10 +13,10 @@ model trained on a smaller catalogue grows new, untrained item rows and keeps ev
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from pipelines.lifelong.checkpoints import StrategyCheckpoints as StateStore
 from pipelines.lifelong.config import WalkForwardConfig
 from pipelines.lifelong.histories import EventLog, recent_events, training_split
 from pipelines.registry import ITEM_TABLE
@@ -34,30 +34,6 @@ class Prepared:
     model: SequentialRecommender
     trained_until_ms: int
     train_seconds: float
-
-
-class StateStore:
-    """Weights per (model, strategy) and window under ``checkpoints/<dataset>/walk_forward/``; written to
-    a temporary file and renamed, so a failed run never leaves half a state."""
-
-    def __init__(self, root: Path, model: str, strategy: str) -> None:
-        self.folder = root / model / strategy
-
-    def save(self, key: str, model: SequentialRecommender, trained_until_ms: int) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        payload = {"state_dict": model.state_dict(), "trained_until_ms": torch.tensor(trained_until_ms)}
-        tmp = self.folder / f".{key}.pt.tmp"
-        torch.save(payload, tmp)
-        tmp.replace(self.folder / f"{key}.pt")
-
-    def load(self, key: str) -> dict | None:
-        path = self.folder / f"{key}.pt"
-        return torch.load(path, weights_only=True) if path.exists() else None
-
-    def latest_before(self, key: str) -> str | None:
-        """The newest window key saved before ``key`` (keys are ISO dates, so they sort by time)."""
-        keys = sorted(p.stem for p in self.folder.glob("*.pt") if p.stem < key)
-        return keys[-1] if keys else None
 
 
 def prepare(

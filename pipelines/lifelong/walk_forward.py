@@ -16,10 +16,11 @@ from pipelines.data.resources import Warehouse
 from pipelines.data.sql import run_sql
 from pipelines.lifelong import tracking
 from pipelines.lifelong.champion import Candidate, best, promote
+from pipelines.lifelong.checkpoints import StrategyCheckpoints
 from pipelines.lifelong.config import WalkForwardConfig
 from pipelines.lifelong.daily_events import GROUP
 from pipelines.lifelong.histories import EventLog, window_targets
-from pipelines.lifelong.strategies import INITIAL, StateStore, fine_tune, prepare
+from pipelines.lifelong.strategies import INITIAL, fine_tune, prepare
 from pipelines.paths import ProjectPaths
 from pipelines.registry import CHAMPION, registered_name
 from pipelines.resources import MlflowTracking
@@ -77,8 +78,8 @@ def walk_window(
     root = ProjectPaths.from_env().walk_forward_states(config.dataset)
     for name in config.models:
         for strategy in config.strategies:
-            store = StateStore(root, name, strategy)
-            prepared = prepare(strategy, name, config, log, start_ms, log.num_items, store, context.partition_key)
+            checkpoints = StrategyCheckpoints(root, name, strategy)
+            prepared = prepare(strategy, name, config, log, start_ms, log.num_items, checkpoints, context.partition_key)
             target_times = targets.timestamps[targets.split == 2]
             leaks[f"{name}/{strategy}"] = int((target_times <= prepared.trained_until_ms).sum())
             if leaks[f"{name}/{strategy}"]:
@@ -87,7 +88,7 @@ def walk_window(
             result = evaluate(prepared.model, targets, "test", ks=(10,), device=config.device)
             if strategy == "fine_tune":
                 prepared = fine_tune(prepared, config, log, start_ms, log.num_items)
-                store.save(context.partition_key, prepared.model, prepared.trained_until_ms)
+                checkpoints.save(context.partition_key, prepared.model, prepared.trained_until_ms)
             metrics = {**result.overall, "train_seconds": prepared.train_seconds, **counts}
             run_id = tracking.series_run(mlflow_tracking, config.dataset, name, strategy)
             tracking.log_window(mlflow_tracking, run_id, step, metrics)

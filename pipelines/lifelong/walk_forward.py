@@ -53,7 +53,7 @@ def walk_forward_asset(windows: dg.TimeWindowPartitionsDefinition) -> dg.AssetsD
         mlflow_tracking: MlflowTracking,
     ) -> dg.MaterializeResult:
         """Each model and strategy tested on the window's events by full ranking, then updated; MLflow series
-        per strategy (window = step), and the drift plot and table."""
+        per strategy (step: the window's first day), and the drift plot and table."""
         return walk_window(context, config, warehouse, mlflow_tracking)
 
     return walk_forward
@@ -72,7 +72,7 @@ def walk_window(
             f"window {context.partition_key} of dataset {config.dataset!r} has no events: ingest its days first"
         )
     counts = window_counts(log, start_ms)
-    step = start_ms // DAY_MS
+    start_day = start_ms // DAY_MS  # the MLflow step: the window's first day, counted from 1970-01-01
     leaks: dict[str, int] = {}
     rows, models = [], {}
     root = ProjectPaths.from_env().walk_forward_states(config.dataset)
@@ -91,7 +91,7 @@ def walk_window(
                 checkpoints.save(context.partition_key, prepared.model, prepared.trained_until_ms)
             metrics = {**result.overall, "train_seconds": prepared.train_seconds, **counts}
             run_id = tracking.series_run(mlflow_tracking, config.dataset, name, strategy)
-            tracking.log_window(mlflow_tracking, run_id, step, metrics)
+            tracking.log_window(mlflow_tracking, run_id, start_day, metrics)
             rows.append({"model": name, "strategy": strategy, **metrics})
             models[name, strategy] = prepared.model
             context.log.info(f"{name}/{strategy} on {context.partition_key}: {metrics}")

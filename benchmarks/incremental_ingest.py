@@ -42,8 +42,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100)
     args = parser.parse_args()
     os.environ["RECMAMBA_HOME"] = tempfile.mkdtemp(prefix="incremental-ingest-")
-    from pipelines.data.daily import DailyEventsConfig, ingest_days, landing_folder
     from pipelines.data.sources import drift
+    from pipelines.lifelong.daily_ingest import DailyEventsConfig, ingest_days, landing_folder
     from pipelines.paths import ProjectPaths
 
     paths = ProjectPaths.from_env()

@@ -92,7 +92,7 @@ class ProjectPaths:
         return self.home / "checkpoints"
 
     def walk_forward_states(self, dataset: str) -> Path:
-        """Model weights between walk-forward windows, per model and strategy (``<model>/<strategy>/<window>.pt``)."""
+        """Model weights between walk-forward windows (``<model>/<strategy>/<window's first day>.pt``)."""
         return self.checkpoints / check_dataset_name(dataset) / "walk_forward"
 
     @property

@@ -1,5 +1,6 @@
-"""The MLflow model registry shared by training and reporting: how a trained model is logged, where champions
-live (reporting promotes them) and how a new model starts from one (training's warm start)."""
+"""The MLflow model registry shared by training, reporting, serving and the lifelong wing: how a trained model
+is logged and registered, which version each alias names (reporting moves ``current`` and ``champion``), and how
+a new model starts from a registered one (training's warm start from ``current``)."""
 
 from __future__ import annotations
 
@@ -62,11 +63,11 @@ def _load_weights(folder: Path) -> dict[str, torch.Tensor]:
     return torch.load(folder / STATE_DICT_FILE, map_location="cpu", weights_only=True)
 
 
-def register_champion(
+def register_version(
     client: mlflow.MlflowClient,
     name: str,
     run_id: str,
-    alias: str = CHAMPION,
+    alias: str,
     description: str = "",
     tags: dict[str, str] | None = None,
 ) -> str:
@@ -87,35 +88,45 @@ def register_champion(
 
 
 @dataclass(frozen=True)
-class Champion:
-    """A registered champion's weights and the raw item id of each embedding row."""
+class RegisteredWeights:
+    """A registered version's weights and the raw item id of each embedding row."""
 
     state_dict: dict[str, torch.Tensor]
     item_raw_ids: list[str]
 
 
-def load_champion(client: mlflow.MlflowClient, name: str, alias: str = CHAMPION) -> Champion | None:
-    """The version ``alias`` points at under ``name``, or None when the registry has none yet."""
+def load_current(client: mlflow.MlflowClient, name: str) -> RegisteredWeights | None:
+    """``<dataset>-<model>@current``: that architecture's newest compared version (warm starts, serving)."""
+    return load_registered(client, name, CURRENT)
+
+
+def load_champion(client: mlflow.MlflowClient, name: str) -> RegisteredWeights | None:
+    """``<dataset>-best@champion``: the dataset's one winner."""
+    return load_registered(client, name, CHAMPION)
+
+
+def load_registered(client: mlflow.MlflowClient, name: str, alias: str) -> RegisteredWeights | None:
+    """The weights of the version ``alias`` points at under ``name``, or None when no version has that alias."""
     try:
         version = client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
     folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@{alias}"))
     item_map = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=ITEM_MAP_ARTIFACT)
-    return Champion(_load_weights(folder), pq.read_table(item_map)["item_raw"].to_pylist())
+    return RegisteredWeights(_load_weights(folder), pq.read_table(item_map)["item_raw"].to_pylist())
 
 
-def adapt_champion(
-    champion: Champion, target: dict[str, torch.Tensor], item_raw_ids: list[str]
+def adapt_to_catalogue(
+    registered: RegisteredWeights, target: dict[str, torch.Tensor], item_raw_ids: list[str]
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The champion's weights fitted to a model of the current catalogue: embedding rows are matched by raw
+    """Registered weights fitted to a model of the current catalogue: embedding rows are matched by raw
     item id (dense ids change when the catalogue does), new items keep their fresh initialisation, and
     tensors whose shape changed keep theirs too. Returns the state and the names not taken over.
     """
-    old_row = {raw: row for row, raw in enumerate(champion.item_raw_ids, start=1)}
+    old_row = {raw: row for row, raw in enumerate(registered.item_raw_ids, start=1)}
     adapted, skipped = {}, []
     for name, fresh in target.items():
-        old = champion.state_dict.get(name)
+        old = registered.state_dict.get(name)
         if name == ITEM_TABLE and old is not None and old.shape[1:] == fresh.shape[1:]:
             merged = fresh.clone()
             pairs = [(new, old_row[raw]) for new, raw in enumerate(item_raw_ids, start=1) if raw in old_row]

@@ -1,4 +1,4 @@
--- The day-partitioned tables (pipelines/data/daily.py). Raw ids are text, so every source fits one schema;
+-- The day-partitioned tables (pipelines/lifelong/daily_ingest.py). Raw ids are text, so every source fits one schema;
 -- ids are never reassigned, so they stay valid for models trained on earlier days. A user's sequence is
 -- kept as one chunk per day, so a day's ingest writes only that day's chunks; daily_sequences joins them
 -- (every event lies on its chunk's day, so day order then time order is time order).

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.data.daily import DRIFT_FOLDER
+from pipelines.data.sources.drift import DRIFT_FOLDER
 from pipelines.data.sources.files import is_published
 from pipelines.paths import ProjectPaths
 from pipelines.refresh.jobs import refresh_job, refresh_run_config
 
 # Sub-folders of the landing folder written by the pipeline itself, not by arriving logs (the drifting
-# stream's days are the lifelong sensor's business, pipelines/refresh/lifelong.py).
+# stream's days are the lifelong sensor's business, pipelines/lifelong/sensors.py).
 GENERATED_FOLDERS = frozenset({"synthetic", DRIFT_FOLDER})
 SETTLE_SECONDS_ENV = "RECMAMBA_LANDING_SETTLE_SECONDS"
 DEFAULT_SETTLE_SECONDS = 30.0

@@ -8,7 +8,7 @@ import mlflow
 
 from pipelines.metric_names import KIND_COMPARISON, KIND_TRAINING, TAG_DATASET, TAG_KIND, TAG_SPLIT
 from pipelines.model_names import MODEL_NAMES, model_asset_name
-from pipelines.registry import CHAMPION, CURRENT, register_champion, registered_name
+from pipelines.registry import CHAMPION, CURRENT, register_version, registered_name
 from pipelines.reporting.comparison import (
     Comparison,
     ModelSummary,
@@ -119,12 +119,12 @@ def _register(client: mlflow.MlflowClient, split: CurrentSplit, comparison: Comp
     each version says what it is (architecture, split, metrics, convergence)."""
     for summary in comparison.models:
         name = registered_name(split.dataset, summary.model)
-        register_champion(client, name, summary.run_id, CURRENT, _describe(summary, split), _tags(summary, split))
+        register_version(client, name, summary.run_id, CURRENT, _describe(summary, split), _tags(summary, split))
         client.update_registered_model(name, description=f"{summary.model} trained on dataset {split.dataset}.")
     champion = comparison.champion
     best = registered_name(split.dataset)
     description = f"Champion of {split.dataset}, chosen on validation NDCG@10. {_describe(champion, split)}"
-    version = register_champion(client, best, champion.run_id, CHAMPION, description, _tags(champion, split))
+    version = register_version(client, best, champion.run_id, CHAMPION, description, _tags(champion, split))
     client.update_registered_model(
         best,
         description=f"The best model of dataset {split.dataset} at each comparison; the version tag `model` says "

@@ -19,7 +19,7 @@ from pipelines.model_names import MODEL_NAMES
 from pipelines.paths import ProjectPaths
 from pipelines.resources import MlflowTracking
 from pipelines.serving.publish import publish_version
-from pipelines.serving.sources import download_champion, raw_user_ids, served_histories
+from pipelines.serving.sources import download_current_model, raw_user_ids, served_histories
 from pipelines.split_source import current_split
 from recmodels.data import SplitData
 from recmodels.serving.build import build_folder
@@ -55,19 +55,19 @@ def user_states(
     }
     for model_name in config.models:
         with tempfile.TemporaryDirectory() as download:
-            champion = download_champion(mlflow_tracking.client, split.dataset, model_name, Path(download))
-            if champion is None:
+            current = download_current_model(mlflow_tracking.client, split.dataset, model_name, Path(download))
+            if current is None:
                 context.log.warning(f"No {model_name}@current registered on {split.dataset}: not served.")
                 continue
             started = time.perf_counter()
-            histories = served_histories(split, data, users, champion.item_raw)
+            histories = served_histories(split, data, users, current.item_raw)
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
             versions = root / ".versions" / model_name
             partial = versions / f".partial-{stamp}"
             meta = {
                 "model": model_name,
-                "version": champion.version,
-                "registered_model": champion.registered_model,
+                "version": current.version,
+                "registered_model": current.registered_model,
                 "dataset": split.dataset,
                 "split_fingerprint": split.fingerprint,
                 "export_path": str(split.export_dir),
@@ -75,24 +75,24 @@ def user_states(
             }
             summary = build_folder(
                 partial,
-                load_model(champion.folder),
-                champion.folder / MODEL_FOLDER,
+                load_model(current.folder),
+                current.folder / MODEL_FOLDER,
                 histories.catalogue,
                 histories.users,
                 histories.items,
                 histories.timestamps,
                 meta,
             )
-            version = partial.rename(versions / f"{stamp}-v{champion.version}")
+            version = partial.rename(versions / f"{stamp}-v{current.version}")
             carried = publish_version(root / model_name, version)
         context.log.info(f"{model_name}: {summary.users} users encoded in {time.perf_counter() - started:.1f} s")
-        metadata[f"{model_name}/version"] = f"{champion.registered_model} v{champion.version}"
+        metadata[f"{model_name}/version"] = f"{current.registered_model} v{current.version}"
         metadata[f"{model_name}/bytes_per_user"] = summary.state_bytes_per_user
         metadata[f"{model_name}/seen_bytes_per_user"] = round(summary.seen_bytes_per_user, 1)
         metadata[f"{model_name}/events_carried_over"] = carried.applied if carried else 0
         metadata[f"{model_name}/path"] = dg.MetadataValue.path(str(root / model_name))
     if not any(key.endswith("/version") for key in metadata):
         raise dg.Failure(
-            f"No champion registered for any of {config.models} on {split.dataset}: materialize model_comparison."
+            f"No version of {config.models} registered as current on {split.dataset}: materialize model_comparison."
         )
     return dg.MaterializeResult(metadata=metadata)

@@ -1,5 +1,6 @@
-"""What a served folder is built from: the registered champion's files and the split export's histories,
-keyed by raw user id (the warehouse's ``user_map``) and re-expressed in the champion's item ids."""
+"""What a served folder is built from: the files of each architecture's registered ``current`` version and the
+split export's histories, keyed by raw user id (the warehouse's ``user_map``) and re-expressed in that
+version's item ids."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pyarrow.parquet as pq
 from mlflow.exceptions import MlflowException
 
 from pipelines.data.resources import Warehouse
-from pipelines.registry import CURRENT, load_champion, registered_name
+from pipelines.registry import CURRENT, load_current, registered_name
 from pipelines.split_source import CurrentSplit
 from recmodels.data import SplitData
 from recmodels.serving.bundle import MODEL_FOLDER, Catalogue, remap_items
@@ -22,26 +23,28 @@ EXPORT_ITEM_MAP = "item_map.parquet"
 
 
 @dataclass(frozen=True)
-class ChampionFiles:
+class CurrentModelFiles:
     registered_model: str
     version: str
     folder: Path  # holds model/state_dict.pt and model/config.json
     item_raw: list[str]
 
 
-def download_champion(client: mlflow.MlflowClient, dataset: str, model: str, folder: Path) -> ChampionFiles | None:
-    """The champion of ``<dataset>-<model>`` downloaded under ``folder``; None when none is registered."""
+def download_current_model(
+    client: mlflow.MlflowClient, dataset: str, model: str, folder: Path
+) -> CurrentModelFiles | None:
+    """``<dataset>-<model>@current`` downloaded under ``folder``; None when no version is ``current`` yet."""
     name = registered_name(dataset, model)
     try:
         version = client.get_model_version_by_alias(name, CURRENT)
     except MlflowException:
         return None
-    champion = load_champion(client, name, CURRENT)
-    if champion is None:
+    current = load_current(client, name)
+    if current is None:
         return None
     (folder / MODEL_FOLDER).mkdir(parents=True)
     mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@{CURRENT}", dst_path=str(folder / MODEL_FOLDER))
-    return ChampionFiles(name, str(version.version), folder, champion.item_raw_ids)
+    return CurrentModelFiles(name, str(version.version), folder, current.item_raw_ids)
 
 
 def raw_user_ids(warehouse: Warehouse, dataset: str, user_ids: np.ndarray) -> list[str]:
@@ -61,13 +64,13 @@ def raw_user_ids(warehouse: Warehouse, dataset: str, user_ids: np.ndarray) -> li
 @dataclass(frozen=True)
 class ServedHistories:
     users: list[str]
-    items: list[np.ndarray]  # champion's dense ids, 0 for items it never saw
+    items: list[np.ndarray]  # the served version's dense ids, 0 for items it never saw
     timestamps: list[np.ndarray]
     catalogue: Catalogue
 
 
 def served_histories(split: CurrentSplit, data: SplitData, users: list[str], item_raw: list[str]) -> ServedHistories:
-    """Every user's whole history (training events and targets: all that is known) in the champion's ids."""
+    """Every user's whole history (training events and targets: all that is known) in the served version's ids."""
     export_raw = pq.read_table(split.export_dir / EXPORT_ITEM_MAP)["item_raw"].to_pylist()
     target = {raw: dense for dense, raw in enumerate(item_raw, start=1)}
     items = remap_items(data.items.astype(np.int64), export_raw, target)

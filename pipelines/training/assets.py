@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from pipelines.metric_names import KIND_TRAINING, TAG_DATASET, TAG_KIND, TAG_MODEL, TAG_SPLIT
 from pipelines.model_names import MODEL_NAMES, TRAINING_TAG, model_asset_name
 from pipelines.paths import ProjectPaths
-from pipelines.registry import CURRENT, adapt_champion, load_champion, registered_name
+from pipelines.registry import CURRENT, adapt_to_catalogue, load_current, registered_name
 from pipelines.resources import MlflowTracking
 from pipelines.split_source import CurrentSplit, current_split
 from pipelines.training.checks import check_results, check_specs
@@ -195,13 +195,13 @@ def _warm_start(
     scratch: Path,
 ) -> str | None:
     """The ``current`` version's weights fitted to this catalogue, saved for the worker; None without one."""
-    champion = load_champion(tracking.client, registered_name(split.dataset, model_name), CURRENT)
-    if champion is None:
+    current = load_current(tracking.client, registered_name(split.dataset, model_name))
+    if current is None:
         context.log.info(f"No {model_name} version registered as {CURRENT!r} yet: training from scratch.")
         return None
     model = build_run_model(model_name, run_config, int(split.metadata["num_items"]))
     item_raw_ids = pq.read_table(split.export_dir / "item_map.parquet")["item_raw"].to_pylist()
-    state, skipped = adapt_champion(champion, model.state_dict(), item_raw_ids)
+    state, skipped = adapt_to_catalogue(current, model.state_dict(), item_raw_ids)
     context.log.info(f"Warm start from {model_name}@{CURRENT}; re-initialised: {skipped or 'nothing'}.")
     path = scratch / "init_state.pt"
     torch.save(state, path)

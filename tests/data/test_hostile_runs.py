@@ -24,11 +24,12 @@ from pipelines.metric_names import TAG_MODEL_URI
 from pipelines.paths import ProjectPaths
 from pipelines.registry import (
     CONFIG_FILE,
+    CURRENT,
     ITEM_MAP_ARTIFACT,
     STATE_DICT_FILE,
-    load_champion,
+    load_current,
     log_model_files,
-    register_champion,
+    register_version,
 )
 from pipelines.resources import MlflowTracking
 from recmodels import build_model
@@ -234,14 +235,14 @@ def test_warm_start_loads_weights_only_and_never_unpickles_code(project_home, tm
         model_uri = log_model_files(tracking.client, model, "gru4rec")
         mlflow.set_tag(TAG_MODEL_URI, model_uri)
         mlflow.log_artifact(str(item_map), Path(ITEM_MAP_ARTIFACT).parent.as_posix())
-    register_champion(tracking.client, "ds-gru4rec", run.info.run_id)
+    register_version(tracking.client, "ds-gru4rec", run.info.run_id, CURRENT)
     stored = Path(mlflow.get_logged_model(model_uri.removeprefix("models:/")).artifact_location.removeprefix("file://"))
     assert sorted(p.name for p in stored.iterdir()) == [CONFIG_FILE, STATE_DICT_FILE]
-    champion = load_champion(tracking.client, "ds-gru4rec")
-    assert torch.equal(champion.state_dict["item_embedding.weight"], model.item_embedding.weight)
-    assert champion.item_raw_ids == ["a", "b", "c"]
+    current = load_current(tracking.client, "ds-gru4rec")
+    assert torch.equal(current.state_dict["item_embedding.weight"], model.item_embedding.weight)
+    assert current.item_raw_ids == ["a", "b", "c"]
 
     # A tampered store: the weights file now holds a pickle that would run code when unpickled.
     torch.save({"item_embedding.weight": _RunsCodeWhenUnpickled()}, stored / STATE_DICT_FILE)
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
-        load_champion(tracking.client, "ds-gru4rec")
+        load_current(tracking.client, "ds-gru4rec")

@@ -150,7 +150,7 @@ def test_failed_training_marks_its_run_failed_and_keeps_the_others(smoke_graph):
     assert {run.info.run_id for run in training_runs(client, status="FINISHED")} == finished_before
 
 
-def test_warm_start_loads_each_models_champion(smoke_graph):
+def test_warm_start_loads_each_models_current_version(smoke_graph):
     instance = smoke_graph.instance
     warm = copy.deepcopy(SMOKE)
     warm["ops"]["model_gru4rec"]["config"]["warm_start"] = True

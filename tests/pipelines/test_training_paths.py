@@ -14,13 +14,14 @@ import pytest
 import torch
 
 from pipelines.data.sources import drift
+from pipelines.lifelong.checkpoints import StrategyCheckpoints
+from pipelines.lifelong.config import WalkForwardConfig
+from pipelines.lifelong.histories import EventLog, training_split
+from pipelines.lifelong.strategies import prepare
 from pipelines.sweep.assets import Point
 from pipelines.sweep.config import LengthSweepConfig
 from pipelines.training.config import training_config_class
 from pipelines.training.worker import TrainingJob, train
-from pipelines.walkforward.config import WalkForwardConfig
-from pipelines.walkforward.histories import EventLog, training_split
-from pipelines.walkforward.strategies import StateStore, prepare
 from recmodels.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from recmodels.config import run_config_class
 from recmodels.data import SplitData, write_split_export
@@ -103,7 +104,7 @@ def test_every_way_to_train_gives_the_same_model_from_the_same_run_config(tmp_pa
     run_config = walk.run_config(MODEL)
     export = write_export(training_split(log, log.num_items), tmp_path / "export")
 
-    store = StateStore(tmp_path / "walk_forward", MODEL, "retrain")
+    store = StrategyCheckpoints(tmp_path / "walk_forward", MODEL, "retrain")
     after_the_log = int(log.timestamps.max()) + 1
     walked = prepare("retrain", MODEL, walk, log, after_the_log, log.num_items, store, "2022-01-07")
 

@@ -23,7 +23,7 @@ from pipelines.metric_names import (
     seed_std_metric,
 )
 from pipelines.paths import ProjectPaths
-from pipelines.registry import CURRENT, load_champion, register_champion, registered_name
+from pipelines.registry import CURRENT, load_current, register_version, registered_name
 from pipelines.resources import MlflowTracking
 from pipelines.training.assets import training_assets
 from pipelines.training.checks import DISTINGUISHABLE
@@ -110,10 +110,10 @@ def test_the_parent_keeps_the_best_validating_seeds_model_for_the_registry(seede
     best = max(seeded.children, key=lambda child: child.data.metrics[final_metric("valid", "ndcg_10")])
     assert seeded.parent.data.tags[TAG_MODEL_URI] == best.data.tags[TAG_MODEL_URI]
     name = registered_name("synthetic", "gru4rec")
-    version = register_champion(seeded.client, name, seeded.parent.info.run_id, CURRENT)
-    assert register_champion(seeded.client, name, seeded.parent.info.run_id, CURRENT) == version  # once per run
-    champion = load_champion(seeded.client, name, CURRENT)
-    assert champion is not None and len(champion.item_raw_ids) > 0
+    version = register_version(seeded.client, name, seeded.parent.info.run_id, CURRENT)
+    assert register_version(seeded.client, name, seeded.parent.info.run_id, CURRENT) == version  # once per run
+    current = load_current(seeded.client, name)
+    assert current is not None and len(current.item_raw_ids) > 0
 
 
 def test_checks_use_the_aggregate_and_progress_reaches_the_run_log(seeded):

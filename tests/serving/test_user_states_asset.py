@@ -18,7 +18,7 @@ import torch
 from pipelines.data.resources import Warehouse
 from pipelines.metric_names import TAG_MODEL_URI
 from pipelines.paths import ProjectPaths
-from pipelines.registry import CURRENT, ITEM_MAP_ARTIFACT, log_model_files, register_champion, registered_name
+from pipelines.registry import CURRENT, ITEM_MAP_ARTIFACT, log_model_files, register_version, registered_name
 from pipelines.resources import MlflowTracking
 from pipelines.serving.assets import user_states
 from pipelines.serving.jobs import advance_user_states
@@ -53,7 +53,7 @@ def make_export(paths: ProjectPaths) -> Path:
 
 
 def register(export: Path, paths: ProjectPaths, model_name: str) -> None:
-    """A trained-model stand-in: a model logged and registered as champion the way training and reporting do."""
+    """A trained-model stand-in: a model logged and registered as current the way training and reporting do."""
     torch.manual_seed(1)
     model = build_model(model_name, NUM_ITEMS, d_model=16, n_layers=1, max_len=8)
     mlflow.set_tracking_uri(paths.mlflow_tracking_uri)
@@ -61,7 +61,7 @@ def register(export: Path, paths: ProjectPaths, model_name: str) -> None:
     with mlflow.start_run(experiment_id=MlflowTracking().experiment_id(DATASET)) as run:  # artifacts in the home
         mlflow.set_tag(TAG_MODEL_URI, log_model_files(client, model, model_name))
         mlflow.log_artifact(str(export / "item_map.parquet"), Path(ITEM_MAP_ARTIFACT).parent.as_posix())
-    register_champion(client, registered_name(DATASET, model_name), run.info.run_id, CURRENT)
+    register_version(client, registered_name(DATASET, model_name), run.info.run_id, CURRENT)
 
 
 @pytest.fixture
@@ -83,13 +83,13 @@ def materialize(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     return dg.materialize([user_states], instance=instance, resources=resources, run_config=run_config)
 
 
-def test_user_states_serves_each_champion_and_rebuilds_idempotently(served):
+def test_user_states_serves_each_current_version_and_rebuilds_idempotently(served):
     instance, paths = served
     result = materialize(instance)
     metadata = result.asset_materializations_for_node("user_states")[0].metadata
     assert metadata["users"].value == 3 and metadata["recmamba/version"].value == "handmade-recmamba v1"
     assert metadata["recmamba/bytes_per_user"].value == (16 * 2 * 3 + 16 * 2 * 16 + 16) * 4
-    assert "gru4rec/version" not in metadata  # no champion registered: skipped, not failed
+    assert "gru4rec/version" not in metadata  # no version registered as current: skipped, not failed
     service = RecommendationService(paths.serving / DATASET / "recmamba")
     assert service.health()["users"] == 3 and service.meta["split_fingerprint"].startswith(DATASET)
     before = service.recommend("cy", 5, exclude_seen=True)

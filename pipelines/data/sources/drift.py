@@ -27,6 +27,7 @@ from pipelines.data.sources import kuairand
 from pipelines.data.sources.synthetic import START_MS, kuairand_day_table, lfm1b_table
 
 DAY_MS = 86_400_000
+DRIFT_FOLDER = "synthetic_drift"  # the landing sub-folder the stream is written to
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,17 @@ files land in their day, and a row off its file's day is refused naming file, li
 import dagster as dg
 import pytest
 
-from pipelines.data.daily import DRIFT_FOLDER
-from pipelines.data.daily_assets import daily_events
-from pipelines.data.partitions import day_of_file
 from pipelines.data.resources import Warehouse
 from pipelines.data.sources import drift
 from pipelines.data.sources.files import IngestError
+from pipelines.lifelong.definitions import lifelong_assets
+from pipelines.lifelong.partitions import day_of_file
+from pipelines.lifelong.settings import LifelongSettings
 from tests.data.conftest import table
 
 SPEC = drift.SCALES["tiny"]
 DAYS = [drift.day_key(day) for day in range(SPEC.days)]
+daily_events, _ = lifelong_assets(LifelongSettings().partitions())
 TABLES = [
     "SELECT user_id, item_id, ts, row_id, day FROM daily_events ORDER BY row_id",
     "SELECT * FROM daily_user_map ORDER BY user_id",
@@ -22,7 +23,7 @@ TABLES = [
 ]
 
 
-def land(paths, days=range(SPEC.days), dataset_folder=DRIFT_FOLDER):
+def land(paths, days=range(SPEC.days), dataset_folder=drift.DRIFT_FOLDER):
     return drift.land_days(drift.generate(SPEC), paths.landing / dataset_folder, "kuairand", days)
 
 
@@ -76,7 +77,7 @@ def test_a_rematerialized_day_replaces_its_rows_and_a_late_file_lands_in_its_day
     ingest(DAYS[1])
     assert snapshot(paths, "lifelong") == before  # no duplicates, same ids
 
-    late = paths.landing / DRIFT_FOLDER / f"log_synthetic_{DAYS[1].replace('-', '')}_late.csv"
+    late = paths.landing / drift.DRIFT_FOLDER / f"log_synthetic_{DAYS[1].replace('-', '')}_late.csv"
     header = land(paths, range(1, 2))[0].read_text().splitlines(keepends=True)[0]
     start = 1_641_081_600_000  # 2022-01-02 00:00 UTC
     late.write_text(header + f"999,7,20220102,0,{start + 5_000},1,0,0,0,0,0,1,10,20,0,0,0,0,1\n")

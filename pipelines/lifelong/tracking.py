@@ -1,5 +1,5 @@
-"""MLflow for the walk-forward: one run per (model, strategy) whose metrics take the window as step, and a
-report run holding the drift plot and the table of the latest windows."""
+"""MLflow for the walk-forward: one run per (model, strategy) whose metrics take the window's first day (days
+since 1970-01-01) as step, and a report run holding the drift plot and the table of the latest windows."""
 
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ def series_run(tracking: MlflowTracking, dataset: str, model: str, strategy: str
     return _run(tracking, dataset, tags, f"walk_forward/{model}/{strategy}")
 
 
-def log_window(tracking: MlflowTracking, run_id: str, step: int, metrics: dict[str, float]) -> None:
+def log_window(tracking: MlflowTracking, run_id: str, start_day: int, metrics: dict[str, float]) -> None:
+    """A window's metrics, at the step of its first day."""
     now = int(time.time() * 1000)
-    batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+    batch = [Metric(key, float(value), now, start_day) for key, value in metrics.items()]
     tracking.client.log_batch(run_id, metrics=batch)
 
 
@@ -81,7 +82,7 @@ def drift_plot(found: dict, path: Path) -> Path:
     for (model, strategy), metrics in sorted(found.items()):
         points = sorted(metrics.get(PLOTTED, {}).items())
         if points:
-            starts = [datetime.fromtimestamp(step * 86_400, UTC).date() for step, _ in points]
+            starts = [datetime.fromtimestamp(start_day * 86_400, UTC).date() for start_day, _ in points]
             axes.plot(starts, [v for _, v in points], marker=".", label=f"{model} / {strategy}")
     axes.set_xlabel("window start (UTC)")
     figure.autofmt_xdate()

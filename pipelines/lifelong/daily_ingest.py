@@ -21,24 +21,24 @@ import pyarrow as pa
 
 from pipelines.data.config import RawEventsConfig
 from pipelines.data.ingest import default_globs, normalize_staged, stage_files
-from pipelines.data.partitions import day_of_file
+from pipelines.data.sources.drift import DRIFT_FOLDER
 from pipelines.data.sources.files import IngestError, check_unchanged, file_states, landing_files, resolve_landing_dir
 from pipelines.data.sources.staging import Staged, raise_on_implausible_timestamps
 from pipelines.data.sources.timestamps import plausible_window
 from pipelines.data.sql import fetch_one, run_sql
+from pipelines.lifelong.partitions import day_of_file
 from pipelines.paths import ProjectPaths
 
-DRIFT_FOLDER = "synthetic_drift"  # where the drifting synthetic stream lands (pipelines.data.sources.drift)
 STEPS = (
-    "daily_delete_days",
-    "daily_delete_chunks",
+    "daily_delete_events",
+    "daily_delete_sequence_chunks",
     "daily_new_users",
     "daily_new_items",
     "daily_mapped_batch",
     "daily_insert_events",
-    "daily_sequences",
+    "daily_insert_sequence_chunks",
 )
-DAY_STEPS = {"daily_delete_days", "daily_delete_chunks"}  # the steps bound to the days being replaced
+DAY_STEPS = {"daily_delete_events", "daily_delete_sequence_chunks"}  # the steps bound to the days being replaced
 
 
 class DailyEventsConfig(RawEventsConfig):
@@ -126,7 +126,7 @@ def _stage_batch(staging: duckdb.DuckDBPyConnection, config: RawEventsConfig, ch
     file_days = {"source_file": [str(p) for p in files], "day": [date.fromisoformat(d) for d, _ in chosen]}
     staging.register("file_days", pa.table(file_days))
     _raise_on_off_day_rows(staging, staged)
-    return int(run_sql(staging, "daily_batch").fetchall()[0][0])
+    return int(run_sql(staging, "daily_day_batch").fetchall()[0][0])
 
 
 def _raise_on_off_day_rows(mem: duckdb.DuckDBPyConnection, staged: Staged) -> None:

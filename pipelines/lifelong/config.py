@@ -1,4 +1,4 @@
-"""Run configuration of the ``walk_forward`` asset, and how its windows are cut (a day or a week).
+"""Run configuration of the ``walk_forward`` asset (its windows are cut by the location's settings).
 
 Each model trains from its own run config, the one the training assets embed (``model`` and ``train``,
 their defaults and help), so the walk-forward has no defaults of its own::
@@ -17,36 +17,23 @@ event before the window, up to ``train.eval_max_targets`` of them.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from pipelines.data.partitions import DAILY_PARTITIONS, DEFAULT_START, START_ENV
 from pipelines.model_names import MODEL_NAMES, check_names
 from pipelines.paths import check_dataset_name
 from pipelines.training.config import run_sections_class
 
 Strategy = Literal["frozen", "fine_tune", "retrain"]
 STRATEGIES: tuple[Strategy, ...] = ("frozen", "fine_tune", "retrain")
-WINDOW_ENV = "RECMAMBA_WALK_FORWARD_WINDOW"
 # Fields of the flat config, which had defaults of its own, and where each lives in a model's section now.
 MOVED_FIELDS = {
     **{name: f"model.{name}" for name in ("max_len", "d_model", "n_layers")},
     **{name: f"train.{name}" for name in ("batch_size", "lr", "device", "seed")},
     "retrain_epochs": "train.epochs",
 }
-
-
-def window_partitions() -> dg.TimeWindowPartitionsDefinition:
-    """Windows of ``RECMAMBA_WALK_FORWARD_WINDOW`` (``day``, the default, or ``week``) over the ingest's days."""
-    window = os.environ.get(WINDOW_ENV, "day")
-    if window == "day":
-        return DAILY_PARTITIONS
-    if window == "week":
-        return dg.WeeklyPartitionsDefinition(start_date=os.environ.get(START_ENV, DEFAULT_START))
-    raise ValueError(f"{WINDOW_ENV} must be 'day' or 'week', found {window!r}")
 
 
 class WalkForwardOptions(dg.Config):

@@ -12,40 +12,56 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 
-from pipelines.data.daily_assets import GROUP, daily_events
 from pipelines.data.resources import Warehouse
 from pipelines.data.sql import run_sql
+from pipelines.lifelong import tracking
+from pipelines.lifelong.champion import Candidate, best, promote
+from pipelines.lifelong.checkpoints import StrategyCheckpoints
+from pipelines.lifelong.config import WalkForwardConfig
+from pipelines.lifelong.daily_events import GROUP
+from pipelines.lifelong.histories import EventLog, window_targets
+from pipelines.lifelong.strategies import INITIAL, fine_tune, prepare
 from pipelines.paths import ProjectPaths
 from pipelines.registry import CHAMPION, registered_name
 from pipelines.resources import MlflowTracking
-from pipelines.walkforward import tracking
-from pipelines.walkforward.champion import Candidate, best, promote
-from pipelines.walkforward.config import WalkForwardConfig, window_partitions
-from pipelines.walkforward.histories import EventLog, window_targets
-from pipelines.walkforward.strategies import INITIAL, StateStore, fine_tune, prepare
 from recmodels import SequentialRecommender
 from recmodels.evaluate import evaluate
 
-WINDOW_PARTITIONS = window_partitions()
 LEAKAGE_CHECK = "no_target_seen_in_training"
 DAY_MS = 86_400_000
 
 
-@dg.asset(
-    group_name=GROUP,
-    partitions_def=WINDOW_PARTITIONS,
-    deps=[
-        dg.AssetDep(daily_events, partition_mapping=dg.TimeWindowPartitionMapping()),
-        dg.AssetDep("walk_forward", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
-    ],
-    check_specs=[dg.AssetCheckSpec(LEAKAGE_CHECK, asset="walk_forward", blocking=True)],
-    kinds={"pytorch", "mlflow"},
-)
-def walk_forward(
+def walk_forward_asset(windows: dg.TimeWindowPartitionsDefinition) -> dg.AssetsDefinition:
+    """``walk_forward`` with one partition per window of ``windows``, over the ``daily_events`` of its days."""
+
+    @dg.asset(
+        group_name=GROUP,
+        partitions_def=windows,
+        deps=[
+            dg.AssetDep("daily_events", partition_mapping=dg.TimeWindowPartitionMapping()),
+            dg.AssetDep(
+                "walk_forward", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+            ),
+        ],
+        check_specs=[dg.AssetCheckSpec(LEAKAGE_CHECK, asset="walk_forward", blocking=True)],
+        kinds={"pytorch", "mlflow"},
+    )
+    def walk_forward(
+        context: dg.AssetExecutionContext,
+        config: WalkForwardConfig,
+        warehouse: Warehouse,
+        mlflow_tracking: MlflowTracking,
+    ) -> dg.MaterializeResult:
+        """Each model and strategy tested on the window's events by full ranking, then updated; MLflow series
+        per strategy (step: the window's first day), and the drift plot and table."""
+        return walk_window(context, config, warehouse, mlflow_tracking)
+
+    return walk_forward
+
+
+def walk_window(
     context: dg.AssetExecutionContext, config: WalkForwardConfig, warehouse: Warehouse, mlflow_tracking: MlflowTracking
 ) -> dg.MaterializeResult:
-    """Each model and strategy tested on the window's events by full ranking, then updated; MLflow series
-    per strategy (window = step), and the drift plot and table."""
     window = context.partition_time_window
     start_ms, end_ms = int(window.start.timestamp() * 1000), int(window.end.timestamp() * 1000)
     with warehouse.connect(config.dataset, read_only=True) as con:
@@ -56,14 +72,14 @@ def walk_forward(
             f"window {context.partition_key} of dataset {config.dataset!r} has no events: ingest its days first"
         )
     counts = window_counts(log, start_ms)
-    step = start_ms // DAY_MS
+    start_day = start_ms // DAY_MS  # the MLflow step: the window's first day, counted from 1970-01-01
     leaks: dict[str, int] = {}
     rows, models = [], {}
     root = ProjectPaths.from_env().walk_forward_states(config.dataset)
     for name in config.models:
         for strategy in config.strategies:
-            store = StateStore(root, name, strategy)
-            prepared = prepare(strategy, name, config, log, start_ms, log.num_items, store, context.partition_key)
+            checkpoints = StrategyCheckpoints(root, name, strategy)
+            prepared = prepare(strategy, name, config, log, start_ms, log.num_items, checkpoints, context.partition_key)
             target_times = targets.timestamps[targets.split == 2]
             leaks[f"{name}/{strategy}"] = int((target_times <= prepared.trained_until_ms).sum())
             if leaks[f"{name}/{strategy}"]:
@@ -72,10 +88,10 @@ def walk_forward(
             result = evaluate(prepared.model, targets, "test", ks=(10,))  # on the model's training device
             if strategy == "fine_tune":
                 prepared = fine_tune(prepared, config, log, start_ms)
-                store.save(context.partition_key, prepared.model, prepared.trained_until_ms)
+                checkpoints.save(context.partition_key, prepared.model, prepared.trained_until_ms)
             metrics = {**result.overall, "train_seconds": prepared.train_seconds, **counts}
             run_id = tracking.series_run(mlflow_tracking, config.dataset, name, strategy)
-            tracking.log_window(mlflow_tracking, run_id, step, metrics)
+            tracking.log_window(mlflow_tracking, run_id, start_day, metrics)
             rows.append({"model": name, "strategy": strategy, **metrics})
             models[name, strategy] = prepared.model
             context.log.info(f"{name}/{strategy} on {context.partition_key}: {metrics}")

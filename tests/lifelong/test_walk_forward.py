@@ -5,18 +5,19 @@ import dagster as dg
 import mlflow
 import pytest
 
-from pipelines.data.daily import DRIFT_FOLDER
-from pipelines.data.daily_assets import daily_events
 from pipelines.data.resources import Warehouse
 from pipelines.data.sources import drift
+from pipelines.lifelong.definitions import lifelong_assets
+from pipelines.lifelong.settings import LifelongSettings
+from pipelines.lifelong.tracking import KIND_WALK_FORWARD, TAG_STRATEGY
+from pipelines.lifelong.walk_forward import LEAKAGE_CHECK
 from pipelines.paths import ProjectPaths
 from pipelines.registry import ITEM_TABLE, load_champion
 from pipelines.resources import MlflowTracking
-from pipelines.walkforward.assets import LEAKAGE_CHECK, walk_forward
-from pipelines.walkforward.tracking import KIND_WALK_FORWARD, TAG_STRATEGY
 
 SPEC = drift.SCALES["tiny"]
 DAYS = [drift.day_key(day) for day in range(SPEC.days)]
+daily_events, walk_forward = lifelong_assets(LifelongSettings().partitions())  # day windows from 2022-01-01
 TINY = {
     "models": ["gru4rec"],
     "gru4rec": {"model": {"max_len": 16, "d_model": 16}, "train": {"epochs": 1, "batch_size": 32}},
@@ -27,7 +28,7 @@ TINY = {
 @pytest.fixture
 def ingested(project_home):
     paths = ProjectPaths.from_env()
-    drift.land_days(drift.generate(SPEC), paths.landing / DRIFT_FOLDER, "kuairand", range(SPEC.days))
+    drift.land_days(drift.generate(SPEC), paths.landing / drift.DRIFT_FOLDER, "kuairand", range(SPEC.days))
     run(
         daily_events,
         None,

@@ -13,13 +13,11 @@ model trained on a smaller catalogue grows new, untrained item rows and keeps ev
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import torch
-
+from pipelines.lifelong.checkpoints import StrategyCheckpoints
+from pipelines.lifelong.config import WalkForwardOptions
+from pipelines.lifelong.histories import EventLog, recent_events, training_split
 from pipelines.registry import ITEM_TABLE
-from pipelines.walkforward.config import WalkForwardOptions
-from pipelines.walkforward.histories import EventLog, recent_events, training_split
 from recmodels import SequentialRecommender
 from recmodels.train import build_run_model, resolve_device, train_run
 
@@ -36,30 +34,6 @@ class Prepared:
     train_seconds: float
 
 
-class StateStore:
-    """Weights per (model, strategy) and window under ``checkpoints/<dataset>/walk_forward/``; written to
-    a temporary file and renamed, so a failed run never leaves half a state."""
-
-    def __init__(self, root: Path, model: str, strategy: str) -> None:
-        self.folder = root / model / strategy
-
-    def save(self, key: str, model: SequentialRecommender, trained_until_ms: int) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        payload = {"state_dict": model.state_dict(), "trained_until_ms": torch.tensor(trained_until_ms)}
-        tmp = self.folder / f".{key}.pt.tmp"
-        torch.save(payload, tmp)
-        tmp.replace(self.folder / f"{key}.pt")
-
-    def load(self, key: str) -> dict | None:
-        path = self.folder / f"{key}.pt"
-        return torch.load(path, weights_only=True) if path.exists() else None
-
-    def latest_before(self, key: str) -> str | None:
-        """The newest window key saved before ``key`` (keys are ISO dates, so they sort by time)."""
-        keys = sorted(p.stem for p in self.folder.glob("*.pt") if p.stem < key)
-        return keys[-1] if keys else None
-
-
 def prepare(
     strategy: str,
     name: str,
@@ -67,7 +41,7 @@ def prepare(
     log: EventLog,
     start_ms: int,
     num_items: int,
-    store: StateStore,
+    checkpoints: StrategyCheckpoints,
     key: str,
 ) -> Prepared:
     """The model ``strategy`` evaluates on the window starting at ``start_ms``."""
@@ -75,16 +49,16 @@ def prepare(
     if strategy == "retrain":
         return _from_scratch(name, config, before, num_items)
     if strategy == "frozen":
-        saved = store.load(INITIAL)
+        saved = checkpoints.load(INITIAL)
         if saved is not None:
             return Prepared(name, _restore(name, config, saved, num_items), int(saved["trained_until_ms"]), 0.0)
         prepared = _from_scratch(name, config, before, num_items)
-        store.save(INITIAL, prepared.model, prepared.trained_until_ms)
+        checkpoints.save(INITIAL, prepared.model, prepared.trained_until_ms)
         return prepared
-    previous = store.latest_before(key)
+    previous = checkpoints.latest_before(key)
     if previous is None:
         return _from_scratch(name, config, before, num_items)
-    saved = store.load(previous)
+    saved = checkpoints.load(previous)
     prepared = Prepared(name, _restore(name, config, saved, num_items), int(saved["trained_until_ms"]), 0.0)
     missed = before.timestamps > prepared.trained_until_ms
     if missed.any():  # windows skipped since that state: catch up on them first

@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from mlflow.exceptions import MlflowException
 
+from pipelines.lifelong.tracking import TAG_STRATEGY
 from pipelines.metric_names import TAG_DATASET, TAG_KIND, TAG_MODEL, TAG_MODEL_URI
-from pipelines.registry import CHAMPION, ITEM_MAP_ARTIFACT, log_model_files, register_champion, registered_name
+from pipelines.registry import CHAMPION, ITEM_MAP_ARTIFACT, log_model_files, register_version, registered_name
 from pipelines.resources import MlflowTracking
-from pipelines.walkforward.tracking import TAG_STRATEGY
 from recmodels import SequentialRecommender
 
 KIND_CHAMPION = "walk_forward_champion"
@@ -77,7 +77,7 @@ def promote(
         f"{winner.model_name} updated by {winner.strategy}, as it stands after window {context.partition_key}: "
         f"mean NDCG@10 {winner.mean_ndcg_10:.4f} over the latest {last_windows} walk-forward windows."
     )
-    return register_champion(client, name, run_id, CHAMPION, description, identity)
+    return register_version(client, name, run_id, CHAMPION, description, identity)
 
 
 def _champion_tags(client: mlflow.MlflowClient, name: str) -> tuple[str, dict[str, str]] | None:

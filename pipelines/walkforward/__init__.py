@@ -1,1 +1,0 @@
-"""Walk-forward (test-then-train) evaluation of models as the day-partitioned log grows and drifts."""

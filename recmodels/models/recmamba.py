@@ -20,8 +20,9 @@ class RecMambaConfig:
     max_len: int = 512
     dropout: float = 0.1
     d_state: int = 16
-    d_conv: int = 4
+    d_conv: int = 4  # 0: no causal convolution (the ablation of its share)
     expand: int = 2
+    selective: bool = True  # False: delta, B and C independent of the input (the ablation of selection)
 
 
 class ResidualMambaBlock(MambaBlockBase):
@@ -30,7 +31,9 @@ class ResidualMambaBlock(MambaBlockBase):
     def __init__(self, config: RecMambaConfig) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(config.d_model)
-        self.mixer = MambaMixer(config.d_model, config.d_state, config.d_conv, config.expand)
+        self.mixer = MambaMixer(
+            config.d_model, config.d_state, config.d_conv, config.expand, selective=config.selective
+        )
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor, mask: Tensor, state: MixerState | None = None) -> tuple[Tensor, MixerState]:

@@ -32,10 +32,11 @@ try:
     import numba
 
     from recmodels.ops import cpu_kernels as kernels
+    from recmodels.ops import step_kernels
     from recmodels.ops.cpu_kernels import ConvOperands, ScanGradients, ScanOperands
 except ImportError:  # numba missing or broken: the dispatcher falls back to ``chunked``
     numba = None
-    kernels = None
+    kernels = step_kernels = None
 
 CHUNK = 64  # steps between saved states: saved memory is channels * d_state / CHUNK floats per token
 SEGMENT_TOKENS = 4096  # batch x steps per mixer segment: ~10 MB of float32 temporaries at d_inner 128
@@ -293,7 +294,7 @@ class _FusedMixer(torch.autograd.Function):
         x, mask, conv_state, states, *weight_tensors = ctx.saved_tensors
         weights = MixerWeights(*weight_tensors)
         x_in, kw, mask_np, has_mask = _prepare_pass(x, weights, mask, conv_state)
-        dtype, inner, n_state, rank = kw.dtype, kw.inner, kw.n_state, kw.rank
+        dtype, inner, n_state = kw.dtype, kw.inner, kw.n_state
         batch, length, _ = x.shape
         grad_out = grad_out.to(dtype)  # (batch, length, d_model)
         width, blocks = _blocking(batch, 1, inner, n_state)
@@ -315,16 +316,13 @@ class _FusedMixer(torch.autograd.Function):
             kernels.scan_backward(operands, start, _np(states), _np(grad_y), scan_grads)
             y, grad_delta = grad_y.reshape(tokens, inner), seg.delta.reshape(tokens, inner)  # overwritten
             grads.out_w.addmm_(grad_seg.t(), y)
-            grads.dt_w.addmm_(grad_delta.t(), seg.x_dbl[..., :rank].reshape(tokens, rank))
-            grad_x_dbl = torch.cat([grad_delta @ kw.dt_proj_w, grad_bc.sum(0).reshape(tokens, -1)], dim=-1)
-            grads.x_proj_w.addmm_(grad_x_dbl.t(), seg.xc.reshape(tokens, inner))
-            grad_u.reshape(tokens, inner).addmm_(grad_x_dbl, kw.x_proj_w)
+            grads.add_projections(kw, seg, grad_delta, grad_bc.sum(0).reshape(tokens, -1), grad_u.view(tokens, inner))
             kernels.conv_silu_backward(
                 kw.conv_operands(seg, mask_np, has_mask), start, _np(grad_u), _np(grad_xz), 0,
                 _np(grads.conv_w), _np(grads.conv_b),
             )  # fmt: skip
             grads.add_in_proj(grad_xz, x_in, kw.in_w, seg.first, end)
-            del seg, grad_seg, grad_y, grad_u, grad_bc, grad_xz, y, grad_delta, grad_x_dbl  # as in forward
+            del seg, grad_seg, grad_y, grad_u, grad_bc, grad_xz, y, grad_delta  # as in forward
 
         def cast(grad: Tensor | None, like: Tensor | None) -> Tensor | None:
             return None if like is None or grad is None else grad.to(like.dtype)
@@ -343,6 +341,8 @@ class _FusedMixer(torch.autograd.Function):
             out_proj_bias=None
             if weights.out_proj_bias is None
             else grad_out.sum((0, 1)).to(weights.out_proj_bias.dtype),
+            B=cast(grads.bc[:n_state], weights.B),
+            C=cast(grads.bc[n_state:], weights.C),
         )
         return grads.x.to(x.dtype), None, None, None, *weight_grads
 
@@ -377,8 +377,10 @@ class _KernelWeights:
         self.in_b = None if w.in_proj_bias is None else w.in_proj_bias.detach().to(dtype)
         self.conv_w_t = w.conv_weight.detach().reshape(self.inner, -1).t().to(dtype).contiguous()  # (taps, inner)
         self.conv_b = _vector_or_zeros(w.conv_bias, self.inner, dtype)
-        self.x_proj_w = w.x_proj_weight.detach().to(dtype)
-        self.dt_proj_w = w.dt_proj_weight.detach().to(dtype)
+        self.selective = w.selective
+        self.x_proj_w = w.x_proj_weight.detach().to(dtype) if w.selective else None
+        self.dt_proj_w = w.dt_proj_weight.detach().to(dtype) if w.selective else None
+        self.bc = None if w.selective else torch.cat([w.B, w.C]).detach().to(dtype)  # constant B, C
         self.out_w = w.out_proj_weight.detach().to(dtype)
         self.out_b = None if w.out_proj_bias is None else w.out_proj_bias.detach().to(dtype)
         self.A_t = w.A.detach().to(dtype).t().contiguous()
@@ -399,6 +401,9 @@ class _KernelWeights:
         xz = F.linear(x[:, first:end], self.in_w, self.in_b)
         seg = _Segment(first, xz, torch.empty(x.shape[0], end - start, self.inner, dtype=self.dtype), None, None)
         kernels.conv_silu_forward(self.conv_operands(seg, mask_np, has_mask), start, _np(seg.xc))
+        if not self.selective:  # delta is the bias alone (the kernel adds it), B and C the constants
+            bc = self.bc.expand(x.shape[0], end - start, -1).contiguous()
+            return seg._replace(x_dbl=bc, delta=torch.zeros(x.shape[0], end - start, self.inner, dtype=self.dtype))
         x_dbl = F.linear(seg.xc, self.x_proj_w)
         return seg._replace(x_dbl=x_dbl, delta=F.linear(x_dbl[..., : self.rank], self.dt_proj_w))
 
@@ -431,6 +436,19 @@ class _MixerGradients:
         self.out_w = torch.zeros_like(weights.out_w)
         self.dt_w = torch.zeros(inner, rank, dtype=dtype)
         self.x_proj_w = torch.zeros(rank + 2 * n_state, inner, dtype=dtype)
+        self.bc = torch.zeros(2 * n_state, dtype=dtype)
+
+    def add_projections(self, kw: _KernelWeights, seg: _Segment, grad_delta: Tensor, grad_bc: Tensor, grad_u: Tensor):
+        """Back through what feeds the scan delta, B and C: x_proj and dt_proj from u when selective (adding
+        to grad u), the constants otherwise. grad_delta (tokens, inner), grad_bc (tokens, 2 * d_state)."""
+        if not kw.selective:
+            self.bc += grad_bc.sum(0)
+            return
+        tokens, rank = grad_delta.shape[0], kw.rank
+        self.dt_w.addmm_(grad_delta.t(), seg.x_dbl[..., :rank].reshape(tokens, rank))
+        grad_x_dbl = torch.cat([grad_delta @ kw.dt_proj_w, grad_bc], dim=-1)
+        self.x_proj_w.addmm_(grad_x_dbl.t(), seg.xc.reshape(tokens, kw.inner))
+        grad_u.addmm_(grad_x_dbl, kw.x_proj_w)
 
     def add_in_proj(self, grad_xz: Tensor, x: Tensor, in_w: Tensor, first: int, end: int) -> None:
         """Back through in_proj (weight ``in_w``) for steps [first, end); the first K - 1 rows only hold this
@@ -451,7 +469,8 @@ def mix(
     ``mask`` (batch, length) is True on real events: padded positions feed zeros to the conv and leave
     the state unchanged (dt = 0, u = 0), so real positions see exactly the unpadded sequence.
     """
-    if state is not None and x.shape[1] == 1 and not _needs_grad(x, weights) and x.dtype == torch.float32:
+    one_step = state is not None and x.shape[1] == 1 and weights.selective
+    if one_step and not _needs_grad(x, weights) and x.dtype == torch.float32:
         return _single_step(x, weights, mask, state)
     conv_state, ssm_state = (None, None) if state is None else (state.conv, state.ssm)
     out, ssm = _FusedMixer.apply(x, mask, conv_state, ssm_state, *weights)
@@ -475,7 +494,7 @@ def _needs_grad(x: Tensor, weights: MixerWeights) -> bool:
 
 @torch.no_grad()
 def _single_step(x: Tensor, weights: MixerWeights, mask: Tensor | None, state: MixerState) -> tuple[Tensor, MixerState]:
-    """``mix`` of length 1 from a carried state, the serving kernels' step (``cpu_kernels.state_step``):
+    """``mix`` of length 1 from a carried state, the serving kernels' step (``step_kernels``):
     projections as matrix products, the conv window and the SSM state advanced in compiled loops, only for
     the rows with an event; the others keep their state, and their output is out_proj's bias (no event)."""
     w = weights
@@ -492,11 +511,13 @@ def _single_step(x: Tensor, weights: MixerWeights, mask: Tensor | None, state: M
         conv_w = w.conv_weight[:, 0, :].float().contiguous()
         conv_b = _vector_or_zeros(w.conv_bias, w.d_inner, torch.float32)
         _sync_threads()
-        kernels.conv_silu_step_rows(_np(xz), _np(conv_w), _np(conv_b), _np(conv_part.view(len(rows), -1)), 0, _np(u))
+        step_kernels.conv_silu_step_rows(
+            _np(xz), _np(conv_w), _np(conv_b), _np(conv_part.view(len(rows), -1)), 0, _np(u)
+        )
         x_dbl = F.linear(u, w.x_proj_weight.float())  # (rows, rank + 2N)
         dt = F.linear(x_dbl[:, : w.dt_rank], w.dt_proj_weight.float(), w.dt_bias.float())  # before softplus
         y = torch.empty_like(u)
-        kernels.state_step_rows(
+        step_kernels.state_step_rows(
             _np(ssm_part.view(len(rows), -1)), 0, _np(u), _np(dt), _np(x_dbl), w.dt_rank,
             _np(w.A.float().contiguous()), _np(w.D.float().contiguous()), _np(xz), _np(y),
         )  # fmt: skip

@@ -19,7 +19,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from recmodels.ops.mixer import mix_with, scan_from_zero_state
+from recmodels.ops.mixer import causal_depthwise_conv, mix_with, scan_from_zero_state
 
 
 @cache
@@ -60,6 +60,8 @@ def selective_scan_fn(
 
 
 def _causal_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    if weight.shape[-1] < 2:  # causal-conv1d takes widths 2 to 4; width 1 (no convolution) is elementwise
+        return causal_depthwise_conv(x, weight, bias)
     conv = _loaded()["conv"].causal_conv1d_fn
     return conv(x.contiguous(), weight.squeeze(1), bias, activation="silu")
 

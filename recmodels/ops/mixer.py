@@ -35,13 +35,20 @@ class MixerWeights(NamedTuple):
     in_proj_bias: Tensor | None  # (2 * d_inner,)
     conv_weight: Tensor  # (d_inner, 1, d_conv), as nn.Conv1d holds it
     conv_bias: Tensor | None  # (d_inner,)
-    x_proj_weight: Tensor  # (dt_rank + 2 * d_state, d_inner)
-    dt_proj_weight: Tensor  # (d_inner, dt_rank)
+    x_proj_weight: Tensor | None  # (dt_rank + 2 * d_state, d_inner); None: not selective
+    dt_proj_weight: Tensor | None  # (d_inner, dt_rank); None: not selective
     dt_bias: Tensor  # (d_inner,): softplus(dt_proj(dt) + dt_bias) is the step size
     A: Tensor  # (d_inner, d_state), negative
     D: Tensor  # (d_inner,)
     out_proj_weight: Tensor  # (d_model, d_inner)
     out_proj_bias: Tensor | None  # (d_model,)
+    B: Tensor | None = None  # (d_state,): the constant B when not selective, shared by the channels
+    C: Tensor | None = None  # (d_state,): the constant C when not selective
+
+    @property
+    def selective(self) -> bool:
+        """Whether delta, B and C depend on the input (Mamba) or are constants (a time-invariant SSM)."""
+        return self.x_proj_weight is not None
 
     @property
     def d_inner(self) -> int:
@@ -53,7 +60,7 @@ class MixerWeights(NamedTuple):
 
     @property
     def dt_rank(self) -> int:
-        return self.dt_proj_weight.shape[1]
+        return self.dt_proj_weight.shape[1] if self.selective else 0
 
     @property
     def d_conv(self) -> int:
@@ -135,18 +142,29 @@ def mix_with(
         u = conv(torch.cat([carried, xs], dim=-1), w.conv_weight, w.conv_bias)[..., carried.shape[-1] :]
     if keep is not None:
         u = u * keep
-    x_dbl = F.linear(u.transpose(1, 2), w.x_proj_weight)  # (batch, length, dt_rank + 2 * d_state)
-    dt, B, C = x_dbl.split([w.dt_rank, w.d_state, w.d_state], dim=-1)
-    delta = F.softplus(F.linear(dt, w.dt_proj_weight).transpose(1, 2).float() + w.dt_bias.float()[:, None])
+    delta, B, C = _step_and_projections(u, w)
     if keep is not None:
         delta = delta * keep
     # Kernels such as mamba-ssm's want delta in u's dtype (bf16 under autocast).
     y, ssm = scan(
-        u, delta.to(u.dtype), w.A, B.transpose(1, 2), C.transpose(1, 2), D=w.D, z=z,
-        initial_state=None if state is None else state.ssm,
+        u, delta.to(u.dtype), w.A, B, C, D=w.D, z=z, initial_state=None if state is None else state.ssm
     )  # fmt: skip
     out = F.linear(y.transpose(1, 2).to(w.out_proj_weight.dtype), w.out_proj_weight, w.out_proj_bias)
     return out, MixerState(next_conv_state(state, w, xs, mask), ssm_dtype(ssm))
+
+
+def _step_and_projections(u: Tensor, w: MixerWeights) -> tuple[Tensor, Tensor, Tensor]:
+    """delta (batch, d_inner, length) in float32 and B, C (batch, d_state, length): from u through x_proj
+    and dt_proj when selective, the learned constants broadcast over batch and time otherwise."""
+    batch, _, length = u.shape
+    if w.selective:
+        x_dbl = F.linear(u.transpose(1, 2), w.x_proj_weight)  # (batch, length, dt_rank + 2 * d_state)
+        dt, B, C = x_dbl.split([w.dt_rank, w.d_state, w.d_state], dim=-1)
+        delta = F.softplus(F.linear(dt, w.dt_proj_weight).transpose(1, 2).float() + w.dt_bias.float()[:, None])
+        return delta, B.transpose(1, 2), C.transpose(1, 2)
+    delta = F.softplus(w.dt_bias.float())[None, :, None].expand(batch, w.d_inner, length)
+    B, C = (m.to(u.dtype)[None, :, None].expand(batch, w.d_state, length) for m in (w.B, w.C))
+    return delta, B, C
 
 
 def scan_with_state(scan_fn: Callable[..., tuple[Tensor, Tensor]]) -> Scan:

@@ -79,12 +79,13 @@ class MambaEngine(Engine):
 
     def __init__(self, model: MambaRecommender) -> None:
         super().__init__(model)
-        mixer = model.blocks[0].mixer
+        weights = model.blocks[0].mixer.weights()
         self.n_layers = len(model.blocks)
-        self.conv_shape = (mixer.d_inner, mixer.d_conv - 1)
-        self.ssm_shape = (mixer.d_inner, mixer.d_state)
+        self.conv_shape = (weights.d_inner, weights.d_conv - 1)
+        self.ssm_shape = (weights.d_inner, weights.d_state)
         self.fused = None
-        if isinstance(model, RecMamba) and model.item_embedding.weight.device.type == "cpu":
+        on_cpu = model.item_embedding.weight.device.type == "cpu"
+        if isinstance(model, RecMamba) and on_cpu and weights.selective:
             from recmodels.serving import fused_step  # compiles on first use; only CPU RecMamba needs it
 
             self.fused = fused_step.mamba_weights(model)

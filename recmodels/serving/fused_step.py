@@ -1,7 +1,7 @@
 """RecMamba's single-step update over all layers in one compiled call, so a new event costs arithmetic only.
 
 ``MambaRecommender.step`` runs about forty PyTorch operators per event; at batch 1 their dispatch, not the
-~70k multiply-adds, is the cost. This kernel walks every layer of a ``RecMamba`` (pre-norm residual block:
+~70k multiply-adds, is the cost. The kernel (``ops.step_kernels.step_users``) walks every layer of a ``RecMamba`` (pre-norm residual block:
 LayerNorm, in_proj, causal conv + SiLU, x_proj, dt_proj, selective state update, gate, out_proj) and the
 output norm for each user, and a user's several new events one after another, reading and writing the
 user's packed state row in place (layout: ``engines.MambaEngine``). A large batch goes layer by layer
@@ -12,19 +12,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
 import torch
 
 from recmodels.models.recmamba import RecMamba
-from recmodels.ops.cpu_kernels import (
-    FASTMATH,
-    compiled,
-    conv_silu_step,
-    conv_silu_step_rows,
-    state_step,
-    state_step_rows,
-)
+from recmodels.ops.step_kernels import conv_silu_step_rows, layer_norm_rows, state_step_rows, step_users
 
 
 class MambaWeights(NamedTuple):
@@ -82,77 +74,7 @@ def mamba_weights(model: RecMamba) -> MambaWeights:
     )
 
 
-@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-def _layer_norm(x, weight, bias, eps, out):
-    size = x.shape[0]
-    mean = np.float32(0.0)
-    for i in range(size):
-        mean += x[i]
-    mean /= size
-    var = np.float32(0.0)
-    for i in range(size):
-        d = x[i] - mean
-        var += d * d
-    inv = np.float32(1.0) / np.sqrt(var / size + eps)
-    for i in range(size):
-        out[i] = (x[i] - mean) * inv * weight[i] + bias[i]
-
-
-@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-def _matvec(w, x, bias, out):
-    """out = w @ x + bias; w (rows, cols) row-major, so the inner loop is contiguous (SIMD)."""
-    rows, cols = w.shape
-    for r in range(rows):
-        acc = bias[r]
-        for c in range(cols):
-            acc += w[r, c] * x[c]
-        out[r] = acc
-
-
-@compiled()
-def _step_users(w, items, states, hidden):
-    """items (B, T) int64, 0 = no event (left padding); states (B, S); hidden (B, D); one user at a time."""
-    n_layers, e2, d_model = w.in_w.shape
-    e, taps, n_state, rank = e2 // 2, w.conv_w.shape[2], w.A.shape[2], w.dtproj_w.shape[2]
-    conv_size = e * (taps - 1)
-    layer_size = conv_size + e * n_state
-    x = np.empty(d_model, np.float32)
-    normed = np.empty(d_model, np.float32)
-    xz = np.empty(e2, np.float32)
-    u = np.empty(e, np.float32)
-    x_dbl = np.empty(rank + 2 * n_state, np.float32)
-    no_bias = np.zeros(rank + 2 * n_state, np.float32)
-    dt = np.empty(e, np.float32)
-    y = np.empty(e, np.float32)
-    out = np.empty(d_model, np.float32)
-    for b in range(items.shape[0]):
-        for t in range(items.shape[1]):
-            item = items[b, t]
-            if item == 0:
-                continue
-            x[:] = w.embedding[item]
-            for layer in range(n_layers):
-                base = layer * layer_size
-                conv = states[b, base : base + conv_size].reshape(e, taps - 1)
-                ssm = states[b, base + conv_size : base + layer_size].reshape(e, n_state)
-                _layer_norm(x, w.norm_w[layer], w.norm_b[layer], w.eps[layer], normed)
-                _matvec(w.in_w[layer], normed, w.in_b[layer], xz)
-                conv_silu_step(conv, w.conv_w[layer], w.conv_b[layer], xz[:e], u)
-                _matvec(w.xproj_w[layer], u, no_bias, x_dbl)
-                _matvec(w.dtproj_w[layer], x_dbl[:rank], w.dt_bias[layer], dt)
-                state_step(ssm, u, dt, x_dbl, rank, w.A[layer], w.D[layer], xz[e:], y)
-                _matvec(w.out_w[layer], y, w.out_b[layer], out)
-                x += out
-            _layer_norm(x, w.final_w, w.final_b, w.eps[n_layers], hidden[b])
-
-
 # ---------------------------------------------------------------- large batches: layer by layer, BLAS
-
-
-@compiled()
-def _layer_norm_rows(x, weight, bias, eps, out):
-    for b in range(x.shape[0]):
-        _layer_norm(x[b], weight, bias, eps, out[b])
 
 
 def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
@@ -181,7 +103,7 @@ def _step_layerwise(w: MambaWeights, items: np.ndarray, states: np.ndarray, hidd
         y = np.empty((len(rows), e), np.float32)
         for layer in range(n_layers):
             base = layer * layer_size
-            _layer_norm_rows(x, w.norm_w[layer], w.norm_b[layer], w.eps[layer], normed)
+            layer_norm_rows(x, w.norm_w[layer], w.norm_b[layer], w.eps[layer], normed)
             xz = _linear(normed, w.in_w[layer], w.in_b[layer])  # (b, 2E)
             conv_silu_step_rows(xz, w.conv_w[layer], w.conv_b[layer], part, base, u)
             x_dbl = _linear(u, w.xproj_w[layer])  # (b, R + 2N)
@@ -189,7 +111,7 @@ def _step_layerwise(w: MambaWeights, items: np.ndarray, states: np.ndarray, hidd
             state_step_rows(part, base + e * (taps - 1), u, dt, x_dbl, rank, w.A[layer], w.D[layer], xz, y)
             x = x + _linear(y, w.out_w[layer], w.out_b[layer])
         last = np.empty_like(x)
-        _layer_norm_rows(x, w.final_w, w.final_b, w.eps[n_layers], last)
+        layer_norm_rows(x, w.final_w, w.final_b, w.eps[n_layers], last)
         hidden[rows] = last
         if not every_row:
             states[rows] = part
@@ -205,4 +127,4 @@ def fused_step(weights: MambaWeights, items: np.ndarray, states: np.ndarray, hid
     if len(items) >= LAYERWISE_MIN_BATCH:
         _step_layerwise(weights, items, states, hidden)
     else:
-        _step_users(weights, items, states, hidden)
+        step_users(weights, items, states, hidden)

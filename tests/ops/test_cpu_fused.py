@@ -38,6 +38,9 @@ def scan_inputs(batch, channels, d_state, length, groups=0, *, seed=0):
 def assert_close_scaled(actual, expected, rtol=1e-5, name=""):
     """Relative to the tensor's scale: float32 rounding of a sum is relative to its terms, not its value."""
     expected = expected.double()
+    assert actual.shape == expected.shape, f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    if expected.numel() == 0:
+        return
     scale = expected.abs().max().clamp_min(1e-12)
     error = (actual.double() - expected).abs().max() / scale
     assert error <= rtol, f"{name}: max error {error:.2e} of scale {scale:.2e} exceeds {rtol:.0e}"
@@ -188,14 +191,15 @@ def test_scan_continues_from_an_initial_state():
 # ---------------------------------------------------------------- mix (the whole mixer)
 
 
-def mixer_inputs(batch, length, d_model=12, inner=24, d_state=8, rank=3, taps=4, seed=0):
-    """x and every ``MixerWeights`` field, float64, in mamba's typical ranges."""
+def mixer_inputs(batch, length, d_model=12, inner=24, d_state=8, rank=3, taps=4, seed=0, variant="selective"):
+    """x and every ``MixerWeights`` field, float64, in mamba's typical ranges; ``variant`` drops the input
+    dependence of delta, B and C (constants instead of x_proj and dt_proj) or the conv (width-1 identity)."""
     g = torch.Generator().manual_seed(seed)
 
     def rand(*shape, scale=1.0):
         return scale * torch.randn(*shape, generator=g, dtype=torch.float64)
 
-    return {
+    inputs = {
         "x": rand(batch, length, d_model),
         "in_proj_weight": rand(2 * inner, d_model, scale=d_model**-0.5),
         "in_proj_bias": rand(2 * inner, scale=0.1),
@@ -209,12 +213,25 @@ def mixer_inputs(batch, length, d_model=12, inner=24, d_state=8, rank=3, taps=4,
         "out_proj_weight": rand(d_model, inner, scale=inner**-0.5),
         "out_proj_bias": rand(d_model, scale=0.1),
     }
+    if variant == "time-invariant":
+        del inputs["x_proj_weight"], inputs["dt_proj_weight"]
+        inputs |= {"B": rand(d_state), "C": rand(d_state, scale=d_state**-0.5)}
+    elif variant == "no-conv":
+        del inputs["conv_bias"]
+        inputs["conv_weight"] = torch.ones(inner, 1, 1, dtype=torch.float64)
+    return inputs
 
 
 def mix_by_name(mix_fn, mask=None, state=None, **tensors):
     """``mix_fn(x, MixerWeights(...), mask, state)`` from named tensors; returns the output only."""
     x = tensors.pop("x")
-    return mix_fn(x, MixerWeights(**tensors), mask, state)[0]
+    return mix_fn(x, weights_of(tensors), mask, state)[0]
+
+
+def weights_of(tensors):
+    """``MixerWeights`` from named tensors; the fields a variant lacks are None."""
+    fields = {name: None for name in MixerWeights._fields}
+    return MixerWeights(**(fields | {k: v for k, v in tensors.items() if k != "x"}))
 
 
 def run_mix(mix_fn, inputs, dtype, mask):
@@ -233,10 +250,13 @@ def segmented(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("masked", [False, True])
-@pytest.mark.parametrize("length", [1, 3, 150])
-def test_mix_matches_the_reference_composition(masked, length, segmented):
-    inputs = mixer_inputs(2, length, seed=length)
+@pytest.mark.parametrize(
+    ("masked", "length", "variant"),
+    [(masked, length, "selective") for masked in (False, True) for length in (1, 3, 150)]
+    + [(True, 150, "time-invariant"), (True, 150, "no-conv"), (True, 1, "time-invariant")],
+)
+def test_mix_matches_the_reference_composition(masked, length, variant, segmented):
+    inputs = mixer_inputs(2, length, seed=length, variant=variant)
     mask = None
     if masked:
         mask = torch.ones(2, length, dtype=torch.bool)
@@ -258,9 +278,10 @@ def test_mixer_segments_cover_the_sequence_in_whole_chunks(monkeypatch):
     assert cpu_fused._segments(1, 0) == [(0, 0)]
 
 
-@pytest.mark.parametrize("padding", ["left", "holes"])
-def test_mix_gradcheck_in_float64(padding, segmented):
-    inputs = mixer_inputs(1, 70, d_model=4, inner=6, d_state=3, rank=2, seed=21)
+@pytest.mark.parametrize(("padding", "variant"), [("left", "selective"), ("holes", "selective"),
+                                                  ("left", "time-invariant"), ("holes", "no-conv")])  # fmt: skip
+def test_mix_gradcheck_in_float64(padding, variant, segmented):
+    inputs = mixer_inputs(1, 70, d_model=4, inner=6, d_state=3, rank=2, seed=21, variant=variant)
     mask = torch.ones(1, 70, dtype=torch.bool)
     if padding == "left":
         mask[0, :5] = False
@@ -300,16 +321,20 @@ def test_mix_matches_the_plain_pytorch_backend():
         assert_close_scaled(grad, plain_grads[name], rtol=2e-5, name=f"grad {name}")
 
 
-@pytest.mark.parametrize("pieces", [[150], [70, 80], [1] * 150, [64, 1, 1, 84]])
-def test_mix_in_pieces_continues_the_state(pieces, segmented):
+@pytest.mark.parametrize(
+    ("pieces", "variant"),
+    [(pieces, "selective") for pieces in ([150], [70, 80], [1] * 150, [64, 1, 1, 84])]
+    + [([64, 1, 1, 84], "time-invariant"), ([64, 1, 1, 84], "no-conv")],
+)
+def test_mix_in_pieces_continues_the_state(pieces, variant, segmented):
     """Chunks and single steps, each from the state the previous call returned, equal one whole call;
     a row whose events are all padding in a call keeps its state."""
-    inputs = mixer_inputs(2, 150, seed=31)
+    inputs = mixer_inputs(2, 150, seed=31, variant=variant)
     mask = torch.ones(2, 150, dtype=torch.bool)
     mask[0, :50] = False
-    weights = MixerWeights(**{k: v for k, v in inputs.items() if k != "x"})
+    weights = weights_of(inputs)
     ref_out, ref_state = reference.mix(inputs["x"], weights, mask)
-    f32 = MixerWeights(*(t.float() for t in weights))
+    f32 = MixerWeights(*(None if t is None else t.float() for t in weights))
     state, outs, start = MixerState.zeros(f32, 2), [], 0
     with torch.no_grad():
         for size in pieces:
@@ -320,6 +345,25 @@ def test_mix_in_pieces_continues_the_state(pieces, segmented):
     assert_close_scaled(torch.cat(outs, dim=1)[mask], ref_out[mask], name="out")
     assert_close_scaled(state.ssm, ref_state.ssm, name="ssm state")
     assert_close_scaled(state.conv, ref_state.conv, name="conv state")
+
+
+@pytest.mark.parametrize("mix_fn", [reference.mix, cpu_fused.mix] if cpu_fused else [reference.mix])
+def test_time_invariant_mix_is_a_convolution_with_the_closed_form_ssm_kernel(mix_fn):
+    """Without selection, delta, B and C do not depend on the input: the scan is the convolution of u with
+    K_e(k) = sum_n C_n exp(k delta_e A_en) delta_e B_n, plus D u, gated by SiLU(z), all in closed form."""
+    inputs = mixer_inputs(2, 40, seed=17, variant="time-invariant")
+    w = weights_of(inputs)
+    out = mix_fn(inputs["x"], w)[0]
+    xs, z = torch.nn.functional.linear(inputs["x"], w.in_proj_weight, w.in_proj_bias).transpose(1, 2).chunk(2, dim=1)
+    u = reference.causal_depthwise_conv(xs, w.conv_weight, w.conv_bias)  # (batch, inner, length)
+    delta = torch.nn.functional.softplus(w.dt_bias)  # (inner,)
+    lags = torch.arange(40, dtype=torch.float64)
+    kernel = torch.einsum("n,ekn->ek", w.C * w.B, torch.exp(lags[None, :, None] * (delta[:, None] * w.A)[:, None]))
+    kernel = kernel * delta[:, None]  # (inner, lag)
+    y = torch.stack([(kernel[:, : t + 1].flip(-1) * u[..., : t + 1]).sum(-1) for t in range(40)], dim=-1)
+    y = (y + w.D[:, None] * u) * torch.nn.functional.silu(z)
+    expected = torch.nn.functional.linear(y.transpose(1, 2), w.out_proj_weight, w.out_proj_bias)
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_backend_reports_unavailable_without_numba():

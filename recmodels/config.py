@@ -25,7 +25,9 @@ MODEL_FIELD_HELP = {
     "cut into windows (recurrent models also carry state across them at evaluation).",
     "dropout": "Dropout rate on embeddings and inside blocks during training.",
     "d_state": "Mamba: size of the selective state space per channel.",
-    "d_conv": "Mamba: width of the causal depthwise convolution.",
+    "d_conv": "Mamba: width of the causal depthwise convolution; 0: none (the ablation of the convolution).",
+    "selective": "RecMamba: delta, B and C computed from each input (Mamba); false: learned constants, a "
+    "time-invariant SSM with everything else equal (the ablation of selection).",
     "expand": "Mamba: inner width as a multiple of d_model.",
     "n_heads": "Attention heads (d_model must be divisible by it).",
     "ffn_multiplier": "Inner width of the feed-forward block as a multiple of d_model.",

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from pipelines.model_names import MODEL_NAMES, check_names
 from pipelines.paths import check_dataset_name
-from pipelines.training.config import run_sections_class
+from pipelines.training.config import refuse_moved_or_unknown, run_sections_class
 
 Strategy = Literal["frozen", "fine_tune", "retrain"]
 STRATEGIES: tuple[Strategy, ...] = ("frozen", "fine_tune", "retrain")
@@ -64,16 +64,10 @@ class WalkForwardOptions(dg.Config):
     @model_validator(mode="before")
     @classmethod
     def _no_flat_fields(cls, values: Any) -> Any:
-        if isinstance(values, dict):
-            for name in values:
-                if name in MOVED_FIELDS:
-                    raise ValueError(
-                        f"config field {name!r} has moved into each model's run section: "
-                        f"<model>.{MOVED_FIELDS[name]}, e.g. gru4rec.{MOVED_FIELDS[name]}"
-                    )
-                if name not in cls.model_fields:
-                    raise ValueError(f"unknown config field {name!r}; the fields are {sorted(cls.model_fields)}")
-        return values
+        moved = {
+            name: f"into each model's run section: <model>.{to}, e.g. gru4rec.{to}" for name, to in MOVED_FIELDS.items()
+        }
+        return refuse_moved_or_unknown(values, cls.model_fields, moved)
 
     @field_validator("dataset")
     @classmethod

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -100,13 +101,7 @@ class TrainingAssetConfig(RunSections):
     @model_validator(mode="before")
     @classmethod
     def _no_moved_fields(cls, values: Any) -> Any:
-        if isinstance(values, dict):
-            for name in values:
-                if name in MOVED_FIELDS:
-                    raise ValueError(f"config field {name!r} has moved to {MOVED_FIELDS[name]!r}")
-                if name not in cls.model_fields:
-                    raise ValueError(f"unknown config field {name!r}; the fields are {sorted(cls.model_fields)}")
-        return values
+        return refuse_moved_or_unknown(values, cls.model_fields, {k: f"to {v!r}" for k, v in MOVED_FIELDS.items()})
 
     @model_validator(mode="after")
     def _distinct_seeds(self) -> TrainingAssetConfig:
@@ -136,3 +131,15 @@ def training_config_class(model_name: str) -> type[TrainingAssetConfig]:
         __doc__=f"Run config of {model_name}: architecture (model), optimisation (train) and launch.",
         **_section_fields(model_name),
     )
+
+
+def refuse_moved_or_unknown(values: Any, known: Mapping[str, Any], moved: Mapping[str, str]) -> Any:
+    """A ``mode="before"`` validator's body: a field that moved fails naming where it went (``moved``: old
+    name -> "to <where>"), any other unknown field naming the known ones; the values pass unchanged otherwise."""
+    if isinstance(values, dict):
+        for name in values:
+            if name in moved:
+                raise ValueError(f"config field {name!r} has moved {moved[name]}")
+            if name not in known:
+                raise ValueError(f"unknown config field {name!r}; the fields are {sorted(known)}")
+    return values

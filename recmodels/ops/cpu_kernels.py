@@ -425,7 +425,7 @@ def scan_backward(ops, t_base, chunk_states, grad_out, grads):
 @numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def _conv_preactivation(conv, b, t, acc):
     """acc = bias + sum_k weight_t[k] * xm[t - K + 1 + k], xm = x * mask; before the sequence start xm is
-    the carried prefix, or zero."""
+    the carried prefix, or zero. Returns the mask at t (1 on a real event, 0 on padding)."""
     x, x_off, x_base = conv.x, conv.x_off, conv.x_base
     weight_t, mask, has_mask = conv.weight_t, conv.mask, conv.has_mask
     channels = acc.shape[0]
@@ -442,6 +442,7 @@ def _conv_preactivation(conv, b, t, acc):
             p_row = conv.prefix[b, s + taps - 1]
             for c in range(channels):
                 acc[c] += weight_t[k, c] * p_row[c]
+    return _keep(mask, has_mask, b, t)
 
 
 @compiled(parallel=True)
@@ -455,15 +456,11 @@ def conv_silu_forward(conv, t_base, out):
     ``conv`` is a ``ConvOperands``; its x covers at least the K - 1 steps before the segment (or the
     sequence start) and the segment; out: (batch, steps, channels).
     """
-    mask, has_mask = conv.mask, conv.has_mask
     batch, steps, channels = out.shape
-    for task in prange(batch):
-        b = task
+    for b in prange(batch):
         acc = np.empty(channels, out.dtype)
         for i in range(steps):
-            t = t_base + i
-            _conv_preactivation(conv, b, t, acc)
-            m = _keep(mask, has_mask, b, t)
+            m = _conv_preactivation(conv, b, t_base + i, acc)
             out_row = out[b, i]
             for c in range(channels):
                 out_row[c] = acc[c] * sigmoid(acc[c]) * m
@@ -478,16 +475,14 @@ def conv_silu_backward(conv, t_base, grad_out, grad_x, grad_x_off, grad_w, grad_
     weight_t, mask, has_mask = conv.weight_t, conv.mask, conv.has_mask
     batch, steps, channels = grad_out.shape
     taps = weight_t.shape[0]
-    for task in prange(batch):
-        b = task
+    for b in prange(batch):
         acc = np.empty(channels, grad_out.dtype)
         gpre = np.empty(channels, grad_out.dtype)  # d(pre-activation) at step t
         gw = np.ascontiguousarray(grad_w[b])
         gb = grad_bias[b].copy()
         for i in range(steps):
             t = t_base + i
-            _conv_preactivation(conv, b, t, acc)
-            m = _keep(mask, has_mask, b, t)
+            m = _conv_preactivation(conv, b, t, acc)
             go_row = grad_out[b, i]
             for c in range(channels):
                 sg = sigmoid(acc[c])

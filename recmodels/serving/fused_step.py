@@ -1,11 +1,12 @@
 """RecMamba's single-step update over all layers in one compiled call, so a new event costs arithmetic only.
 
 ``MambaRecommender.step`` runs about forty PyTorch operators per event; at batch 1 their dispatch, not the
-~70k multiply-adds, is the cost. The kernel (``ops.step_kernels.step_users``) walks every layer of a ``RecMamba`` (pre-norm residual block:
-LayerNorm, in_proj, causal conv + SiLU, x_proj, dt_proj, selective state update, gate, out_proj) and the
-output norm for each user, and a user's several new events one after another, reading and writing the
-user's packed state row in place (layout: ``engines.MambaEngine``). A large batch goes layer by layer
-instead: its projections become matrix products, the conv and the state update compiled loops over users.
+~70k multiply-adds, is the cost. The kernel (``ops.step_kernels.step_users``) walks every layer of a
+``RecMamba`` (pre-norm residual block: LayerNorm, in_proj, causal conv + SiLU, x_proj, dt_proj, selective
+state update, gate, out_proj) and the output norm for each user, and a user's several new events one after
+another, reading and writing the user's packed state row in place (layout: ``engines.MambaEngine``). A
+large batch goes layer by layer instead: its projections become matrix products, the conv and the state
+update compiled loops over users.
 """
 
 from __future__ import annotations

@@ -10,14 +10,19 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
+import numpy as np
 import pytest
 
-from pipelines.metric_names import TAG_KIND
+from pipelines.metric_names import TAG_KIND, TARGET_RANKS_ARTIFACT, baseline_ranks_artifact
 from pipelines.paths import ProjectPaths
 from pipelines.resources import MlflowTracking
+from pipelines.sweep.ablation import VariantPoints, fold, markdown_table, summary_text, variant_columns
 from pipelines.sweep.assets import KIND_ABLATION, KIND_ABLATION_POINT, TAG_SEED, TAG_VARIANT, ablation
-from pipelines.sweep.config import AblationConfig
-from pipelines.sweep.points import TAG_STATUS
+from pipelines.sweep.config import AblationConfig, Variant
+from pipelines.sweep.points import OK, OUT_OF_MEMORY, TAG_STATUS, TIMED_OUT, Point, PointResult
+from pipelines.training.per_target import BASELINE_SEED, log_table, ranks_table
+from recmodels.baselines import BASELINES
+from recmodels.evaluate import TargetRanks
 from tests.data.conftest import TINY, materialize
 
 TINY_TRAIN = {"epochs": 1, "batch_size": 64, "eval_max_targets": 50}
@@ -104,3 +109,49 @@ def test_a_bad_ablation_config_names_what_is_wrong():
         AblationConfig(variants={"most_popular": {"model": "sasrec"}})
     with pytest.raises(ValueError, match=r"variant 'narrow' \(sasrec with \{'n_heads': 3\}\): d_model 64 is not"):
         AblationConfig(variants={"narrow": {"model": "sasrec", "overrides": {"n_heads": 3}}})
+
+
+def ranks(seed: int) -> TargetRanks:
+    """Three test targets for each of six users, at history lengths of two buckets, ranked at random."""
+    users, positions = np.repeat(np.arange(1, 7), 3), np.tile([100, 200, 300], 6)
+    rank = np.random.default_rng(seed).integers(1, 30, len(users))
+    return TargetRanks(users, positions, np.ones_like(users), positions * 1000, rank)
+
+
+def logged_point(client: mlflow.MlflowClient, experiment: str, variant: str, seed: int, status: str) -> PointResult:
+    """A point's run as the worker leaves it: metrics and per-target ranks when it trained, nothing otherwise."""
+    run_id = client.create_run(experiment, run_name=f"{variant}-seed{seed}").info.run_id
+    if status == OK:
+        with mlflow.start_run(run_id=run_id):
+            ranked = ranks(seed + len(variant))
+            mlflow.log_metrics({"test/ndcg_10": 0.1, "cost/train_seconds_per_epoch": 2.0, "cost/num_parameters": 99})
+            log_table(ranks_table(ranked, seed), TARGET_RANKS_ARTIFACT)
+            for name in BASELINES:
+                log_table(ranks_table(ranks(0), BASELINE_SEED), baseline_ranks_artifact(name))
+    point = Point(f"{variant}-seed{seed}", "gru4rec", {"train": {"seed": seed}}, {TAG_VARIANT: variant})
+    return PointResult(point, status, client.get_run(run_id))
+
+
+def test_a_variant_that_trained_in_no_seed_stays_a_row_and_only_the_reference_is_paired(project_home: Path):
+    mlflow.set_tracking_uri(ProjectPaths.from_env().mlflow_tracking_uri)
+    client = mlflow.MlflowClient()
+    experiment = client.create_experiment("folded", artifact_location=(project_home / "artifacts").as_uri())
+    outcomes = {"lti": (OUT_OF_MEMORY, TIMED_OUT), "full": (OK, OK), "noconv": (OK, "failed")}
+    variants = []
+    for name, ended in outcomes.items():
+        points = [logged_point(client, experiment, name, seed, end) for seed, end in zip((1, 2), ended, strict=True)]
+        variants.append(VariantPoints(name, Variant(model="gru4rec"), points))
+    result = fold(client, variants, project_home / "downloads")
+
+    assert [s.model for s in result.comparison.models] == ["full", "noconv"]  # trained variants only
+    assert result.comparison.pairings == []  # the reference lti did not train: full is not paired in its place
+    assert "The reference lti trained in no seed" in summary_text(result)
+    assert "- lti: 0 of 2 seeds trained (seed 1 out_of_memory, seed 2 timed_out)." in summary_text(result)
+    table = markdown_table(result)
+    assert "| lti | gru4rec | – | 0 of 2 | – | – |" in table and "| noconv | gru4rec | – | 1 of 2 | 0." in table
+    columns = variant_columns(result)
+    assert columns["variant"][:3] == ["lti", "full", "noconv"]
+    assert columns["status"][2] == "1 of 2 seeds trained (seed 2 failed)" and columns["test_ndcg_10"][0] == ""
+    both = [ranks(seed + len("full")).rank for seed in (1, 2)]
+    ndcg = np.mean([np.where(r <= 10, 1 / np.log2(r + 1), 0.0) for r in both], axis=0).mean()
+    assert columns["test_ndcg_10"][1] == pytest.approx(ndcg)  # each target averaged over seeds, then over targets

@@ -83,7 +83,12 @@ class ModelSummary:
 
     @classmethod
     def from_run(cls, run: Run) -> ModelSummary:
-        metrics = run.data.metrics
+        tags = run.data.tags
+        return cls.from_metrics(tags[TAG_MODEL], run.info.run_id, run.data.metrics, tags.get(TAG_CONVERGENCE, ""))
+
+    @classmethod
+    def from_metrics(cls, model: str, run_id: str, metrics: dict[str, float], convergence: str = "") -> ModelSummary:
+        """A model's row from a run's metrics (or metrics averaged over several runs)."""
         buckets = buckets_in(metrics)
         bucket_ci = {}
         for bucket in buckets:
@@ -91,11 +96,11 @@ class ModelSummary:
             if None not in bounds:
                 bucket_ci[bucket] = bounds
         return cls(
-            model=run.data.tags[TAG_MODEL],
-            run_id=run.info.run_id,
+            model=model,
+            run_id=run_id,
             values={column: metrics.get(key, math.nan) for column, (key, _) in COLUMNS.items()},
             bucket_ndcg_10={bucket: metrics[final_metric("test", HEADLINE_METRIC, bucket)] for bucket in buckets},
-            convergence=run.data.tags.get(TAG_CONVERGENCE, ""),
+            convergence=convergence,
             bucket_ci=bucket_ci,
         )
 
@@ -176,11 +181,12 @@ def compare(runs: list[Run], per_target: PerTargetResults | None = None) -> Comp
     models = sorted(
         (ModelSummary.from_run(run) for run in newest.values()), key=lambda s: -_finite(s.values["valid_ndcg_10"])
     )
-    baselines = _baselines(next(iter(newest.values()))) if newest else []
+    baselines = baseline_summaries(next(iter(newest.values()))) if newest else []
     return with_per_target(Comparison(models, baselines), per_target or PerTargetResults())
 
 
-def _baselines(run: Run) -> list[ModelSummary]:
+def baseline_summaries(run: Run) -> list[ModelSummary]:
+    """The popularity baselines a training run ranked on its test targets (quality only)."""
     metrics = run.data.metrics
     found = []
     for name in BASELINES:

@@ -67,7 +67,7 @@ def plot_bucket_ndcg(comparison: Comparison, path: Path) -> Path:
             label=s.model,
             hatch="//" if s.is_baseline else None,
         )
-    labels = [_bucket_label(bucket) for bucket in buckets]
+    labels = [bucket_label(bucket) for bucket in buckets]
     axes.set_xticks([b + 0.4 - width / 2 for b in range(len(buckets))], labels)
     axes.set(xlabel="events before the target", ylabel="test NDCG@10 (95% interval)", title="NDCG@10 by history length")
     axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -99,7 +99,7 @@ def _bucket_errors(summary: ModelSummary, buckets: list[str]) -> np.ndarray:
     return errors
 
 
-def _bucket_label(bucket: str) -> str:
+def bucket_label(bucket: str) -> str:
     """``len_02048_03072`` -> ``2048-3071``; ``len_32768_up`` -> ``32768+``."""
     _, low, high = bucket.split("_")
     return f"{int(low)}+" if high == "up" else f"{int(low)}-{int(high) - 1}"

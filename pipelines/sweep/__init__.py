@@ -1,1 +1,2 @@
-"""The length sweep: quality and cost of each model as its training window grows (the paper's Table 3)."""
+"""The sweeps: quality and cost of each model as its training window grows (the paper's Table 3), and the
+ablation of named model variants over seeds."""

@@ -1,4 +1,4 @@
-"""The length sweep's code location.
+"""The sweeps' code location: ``length_sweep`` and ``ablation``.
 
 A code location of its own, beside the main one, because the main job materializes the whole graph
 (``--select '*'``) and the refresh job every asset: neither should train every model five times over.
@@ -9,9 +9,9 @@ main location's ``splits`` asset exported (same Dagster instance).
 import dagster as dg
 
 from pipelines.resources import MlflowTracking
-from pipelines.sweep.assets import length_sweep
+from pipelines.sweep.assets import ablation, length_sweep
 
 defs = dg.Definitions(
-    assets=[length_sweep],
+    assets=[length_sweep, ablation],
     resources={"mlflow_tracking": MlflowTracking(), "pipes_subprocess_client": dg.PipesSubprocessClient()},
 )

@@ -1,4 +1,4 @@
-"""One row per (model, max_len) of a length sweep, how it ended, and the table and plots made from the rows.
+"""One row per (model, max_len) of a length sweep, and the table and plots made from the rows.
 
 Rows of points that ran out of memory or time stay in the table and on the plots (a cross at the bottom of
 the axis with the reason), so that "RecMamba trains at 8192 where SASRec runs out of memory" is visible
@@ -18,11 +18,8 @@ matplotlib.use("Agg")  # files only: the pipeline never opens a window
 import matplotlib.pyplot as plt
 
 from pipelines.metric_names import cost_metric, final_metric
+from pipelines.sweep.points import OK, PointResult
 
-OK, OUT_OF_MEMORY, TIMED_OUT, FAILED = "ok", "out_of_memory", "timed_out", "failed"
-# Words of a traceback that mean the process ran out of memory (CPU allocator, CUDA, Python).
-MEMORY_ERRORS = ("out of memory", "MemoryError", "can't allocate memory", "Cannot allocate memory")
-KILLED = (-9, 137)  # SIGKILL: on Linux, the kernel's OOM killer
 VALUES = {
     "test_ndcg_10": final_metric("test", "ndcg_10"),
     "test_hr_10": final_metric("test", "hr_10"),
@@ -31,17 +28,6 @@ VALUES = {
     "peak_memory_mb": cost_metric("peak_memory_mb"),
     "events_per_s": cost_metric("train_events_per_second"),
 }
-
-
-def outcome(returncode: int, timed_out: bool, error: str) -> str:
-    """How a point's training process ended, from its exit code, the time limit and its traceback."""
-    if timed_out:
-        return TIMED_OUT
-    if returncode == 0:
-        return OK
-    if returncode in KILLED or any(words in error for words in MEMORY_ERRORS):
-        return OUT_OF_MEMORY
-    return FAILED
 
 
 @dataclass(frozen=True)
@@ -63,6 +49,14 @@ class SweepRow:
             if key.startswith("test/len_") and key.endswith("/ndcg_10")
         }
         return cls(model, max_len, OK, run_id, values, dict(sorted(buckets.items())))
+
+    @classmethod
+    def of(cls, result: PointResult) -> SweepRow:
+        """The row of one point of the length sweep (its window is its run config's ``model.max_len``)."""
+        model, max_len = result.point.model_name, int(result.point.run_config["model"]["max_len"])
+        if result.ok:
+            return cls.from_metrics(model, max_len, result.run_id, result.metrics)
+        return cls(model, max_len, result.status, result.run_id, error=result.error)
 
 
 def markdown_table(rows: list[SweepRow]) -> str:

@@ -18,8 +18,8 @@ from pipelines.lifelong.checkpoints import StrategyCheckpoints
 from pipelines.lifelong.config import WalkForwardConfig
 from pipelines.lifelong.histories import EventLog, training_split
 from pipelines.lifelong.strategies import prepare
-from pipelines.sweep.assets import Point
 from pipelines.sweep.config import LengthSweepConfig
+from pipelines.sweep.points import Point
 from pipelines.training.config import training_config_class
 from pipelines.training.worker import TrainingJob, train
 from recmodels.checkpoint import CHECKPOINT_FILE, load_checkpoint
@@ -116,8 +116,8 @@ def test_every_way_to_train_gives_the_same_model_from_the_same_run_config(tmp_pa
     worker = worker_trains(worker_extras(launchpad.model_dump(), export, tmp_path / "worker"))
 
     sweep_config = LengthSweepConfig(models=[MODEL], max_lens=[SIZES["max_len"]], d_model=8, n_layers=1, train=TRAIN)
-    point = Point(MODEL, SIZES["max_len"], sweep_config.run_config(MODEL, SIZES["max_len"]).model_dump(), tmp_path)
-    sweep = worker_trains(point.worker_job(export, tmp_path / "sweep", tracking_uri="", run_id=""))
+    point = Point(f"{MODEL}-L{SIZES['max_len']}", MODEL, sweep_config.run_config(MODEL, SIZES["max_len"]).model_dump())
+    sweep = worker_trains(point.worker_job(export, tmp_path / "sweep", tmp_path / "errors", tracking_uri="", run_id=""))
 
     for other in (printed["config"], launchpad.model_dump(), point.run_config):
         assert other == run_config.model_dump()

@@ -14,10 +14,11 @@ import pytest
 from pipelines.metric_names import TAG_KIND
 from pipelines.paths import ProjectPaths
 from pipelines.resources import MlflowTracking
-from pipelines.sweep.assets import KIND_POINT, KIND_SWEEP, TAG_MAX_LEN, TAG_STATUS, length_sweep
+from pipelines.sweep.assets import KIND_POINT, KIND_SWEEP, TAG_MAX_LEN, length_sweep
 from pipelines.sweep.config import LengthSweepConfig
 from pipelines.sweep.launcher import main as launcher_main
-from pipelines.sweep.results import OUT_OF_MEMORY, TIMED_OUT, SweepRow, markdown_table, outcome, plot_against_length
+from pipelines.sweep.points import OUT_OF_MEMORY, TAG_STATUS, TIMED_OUT, outcome
+from pipelines.sweep.results import SweepRow, markdown_table, plot_against_length
 from tests.data.conftest import TINY, materialize
 
 TINY_TRAIN = {"epochs": 1, "batch_size": 16, "eval_max_targets": 50}

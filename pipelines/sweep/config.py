@@ -104,7 +104,12 @@ class AblationConfig(SweepBudget):
     """Every variant trains once per seed on the same split, with the same training budget and seeds."""
 
     variants: dict[str, Variant] = Field(
-        default_factory=lambda: {"recmamba": Variant(model="recmamba"), "sasrec": Variant(model="sasrec")},
+        default_factory=lambda: {
+            "recmamba": Variant(model="recmamba"),
+            "recmamba_lti": Variant(model="recmamba", overrides={"selective": False}),
+            "recmamba_noconv": Variant(model="recmamba", overrides={"d_conv": 0}),
+            "sasrec": Variant(model="sasrec"),
+        },
         description="Named variants, e.g. recmamba_lti: {model: recmamba, overrides: {selective: false}}. A name "
         "(1-64 letters, digits, '_', '.', '-') heads its row of the results and its runs.",
     )

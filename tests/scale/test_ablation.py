@@ -27,7 +27,7 @@ from tests.data.conftest import TINY, materialize
 
 TINY_TRAIN = {"epochs": 1, "batch_size": 64, "eval_max_targets": 50}
 # Any field of the model config can be changed; RecMamba's state size stands in for selective / d_conv here.
-VARIANTS = {"recmamba": {"model": "recmamba"}, "recmamba_d_state_4": {"model": "recmamba", "overrides": {"d_state": 4}}}
+VARIANTS = {"recmamba": {"model": "recmamba"}, "recmamba_lti": {"model": "recmamba", "overrides": {"selective": False}}}
 
 
 def run_ablation(config: dict) -> dg.ExecuteInProcessResult:
@@ -52,20 +52,22 @@ def test_ablation_pools_each_variants_seeds_and_pairs_them_with_the_reference(pr
     table = metadata["ablation"].value
     assert (
         "| recmamba | recmamba | – | 2 | 0." in table
-        and "| recmamba_d_state_4 | recmamba | d_state=4 | 2 | 0." in table
+        and "| recmamba_lti | recmamba | selective=false | 2 | 0." in table
     )
-    assert "recmamba_d_state_4: recmamba minus recmamba_d_state_4 on NDCG@10" in metadata["summary"].value
+    assert "recmamba_lti: recmamba minus recmamba_lti on NDCG@10" in metadata["summary"].value
 
     client = mlflow.MlflowClient(ProjectPaths.from_env().mlflow_tracking_uri)
     experiment = client.get_experiment_by_name("synthetic").experiment_id
     [parent] = client.search_runs([experiment], filter_string=f"tags.`{TAG_KIND}` = '{KIND_ABLATION}'")
     points = client.search_runs([experiment], filter_string=f"tags.`{TAG_KIND}` = '{KIND_ABLATION_POINT}'")
     assert sorted((run.data.tags[TAG_VARIANT], run.data.tags[TAG_SEED]) for run in points) == [
-        ("recmamba", "1"), ("recmamba", "2"), ("recmamba_d_state_4", "1"), ("recmamba_d_state_4", "2"),
+        ("recmamba", "1"), ("recmamba", "2"), ("recmamba_lti", "1"), ("recmamba_lti", "2"),
     ]  # fmt: skip
     assert all(run.data.tags["mlflow.parentRunId"] == parent.info.run_id for run in points)
     assert all(run.info.status == "FINISHED" and run.data.tags[TAG_STATUS] == "ok" for run in points)
-    assert {run.data.params["model.d_state"] for run in points if run.data.tags[TAG_VARIANT] != "recmamba"} == {"4"}
+    assert {run.data.params["model.selective"] for run in points if run.data.tags[TAG_VARIANT] != "recmamba"} == {
+        "False"
+    }
     assert {run.data.params["train.epochs"] for run in points} == {"1"}  # one budget for all
 
     metrics = parent.data.metrics
@@ -75,7 +77,7 @@ def test_ablation_pools_each_variants_seeds_and_pairs_them_with_the_reference(pr
         assert metrics[f"{variant}/test_ndcg_10_ci_low"] <= metrics[f"{variant}/test_ndcg_10"]
         assert metrics[f"{variant}/test_hr_10_ci_high"] >= metrics[f"{variant}/test_hr_10"]
         assert metrics[f"{variant}/train_s_per_epoch"] > 0 and metrics[f"{variant}/parameters"] > 0
-    assert "paired/recmamba_d_state_4/ndcg_10_diff_ci_low" in metrics
+    assert "paired/recmamba_lti/ndcg_10_diff_ci_low" in metrics
 
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"ablation.csv", "ablation.json", "ablation_by_history_length.csv", "paired_vs_reference.csv"} <= artifacts

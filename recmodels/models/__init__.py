@@ -35,9 +35,9 @@ def build_model(name: str, num_items: int, **overrides) -> SequentialRecommender
 
 
 __all__ = [
+    "HSTU",
     "MODELS",
     "GRU4Rec",
-    "HSTU",
     "LinRec",
     "Mamba4Rec",
     "RecMamba",

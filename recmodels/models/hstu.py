@@ -171,4 +171,3 @@ class HSTU(SequentialRecommender):
     def item_vectors(self, items: Tensor | None = None) -> Tensor:
         vectors = super().item_vectors(items)
         return F.normalize(vectors, dim=-1, eps=EPS) if self.config.l2_normalize else vectors
-

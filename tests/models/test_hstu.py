@@ -127,7 +127,8 @@ def hand_computed(model, items: list[int], times_ms: list[int]) -> np.ndarray:
     d, heads = config.d_model, config.n_heads
     width = d // heads
     weights = {name: value.detach().double().numpy() for name, value in model.state_dict().items()}
-    x = [weights["item_embedding.weight"][item] + weights["position_embedding.weight"][i] for i, item in enumerate(items)]
+    items_table, positions_table = weights["item_embedding.weight"], weights["position_embedding.weight"]
+    x = [items_table[item] + positions_table[i] for i, item in enumerate(items)]
     for layer in range(config.n_layers):
         p = {name.split(".", 2)[2]: value for name, value in weights.items() if name.startswith(f"layers.{layer}.")}
         projected = [np.array([silu(z) for z in p["uvqk.weight"] @ layer_norm(x_i, 1e-6)]) for x_i in x]

@@ -10,9 +10,12 @@ attention and feed-forward with one gated, pointwise-normalised attention (per h
 ``LN`` has no learned scale or shift. ``n`` is ``max_len``: the public code divides by its padded length,
 a constant there; dividing by a batch's width would let left padding change the outputs. A relative bias
 (per layer, shared by the heads) is learned per position distance and per bucket of time gap, with
-``bucket(gap) = floor(ln(max(|gap| in s, 1)) / 0.301)`` capped at ``num_time_buckets``, as in the public
-code. There, a query's time is the *next* event's (the request's); here it is the query event's own, so
-that a user's hidden state, computed when the event arrives, is the one served and evaluated.
+``bucket(gap) = floor(ln(max(gap in s, 1)) / 0.301)`` capped at ``num_time_buckets``, as in the public
+code (events are in time order, so a gap to an earlier event is >= 0). There, a query's time is the *next*
+event's (the request's); here it is the query event's own, so that a user's hidden state, computed when the
+event arrives, is the one served and evaluated. Everything a layer needs besides its weights (which pairs
+attend, their distances and time buckets) is built once per forward (``Layout``); each layer reads its whole
+bias, masking included, with one gather.
 
 With ``l2_normalize`` hidden states and item vectors are unit vectors and every logit is their cosine over
 ``temperature`` (the published recipe, trained with sampled softmax); by default the output is layer
@@ -33,6 +36,9 @@ from recmodels.models.transformer import merge_heads, split_heads
 EPS = 1e-6
 LOG_BUCKET_WIDTH = 0.301  # a time bucket spans a factor e^0.301 = 1.35 of the gap in seconds
 MS_PER_SECOND = 1000
+# The bias of a pair that may not attend: SiLU of it is exactly 0 (and so is its gradient), which masks a
+# pair in the same gather that reads its bias, instead of one more pass over (B, H, L, L).
+MASKED = -1e9
 
 
 @dataclass(frozen=True)
@@ -50,37 +56,41 @@ class HSTUConfig:
 
 
 def time_buckets(timestamps: Tensor, num_buckets: int) -> Tensor:
-    """(B, L, L) bucket of the gap between events i and j, from ms times (B, L):
-    ``floor(ln(max(|t_i - t_j| / 1000, 1)) / 0.301)``, at most ``num_buckets``."""
-    gap_ms = (timestamps[:, :, None] - timestamps[:, None, :]).abs()
-    seconds = gap_ms.clamp_min(MS_PER_SECOND).float() / MS_PER_SECOND
-    return (seconds.log() / LOG_BUCKET_WIDTH).long().clamp_max(num_buckets)
+    """(B, L, L) int32 bucket of the gap between events i and j, from ms times (B, L):
+    ``floor(ln(max((t_i - t_j) / 1000, 1)) / 0.301)``, at most ``num_buckets``.
+
+    Read as the number of bucket starts ``ceil(1000 e^(0.301 k))`` ms, k = 1..num_buckets, that the gap
+    reaches: one binary search per pair instead of a logarithm."""
+    bucket = torch.arange(1, num_buckets + 1, dtype=torch.float64, device=timestamps.device)
+    starts = (MS_PER_SECOND * torch.exp(LOG_BUCKET_WIDTH * bucket)).ceil().long()
+    gap_ms = timestamps[:, :, None] - timestamps[:, None, :]
+    return torch.bucketize(gap_ms, starts, right=True, out_int32=True)
 
 
 @dataclass(frozen=True)
 class Layout:
-    """What every layer of one forward shares, built once: which (query, key) pairs attend, scaled by 1/n,
-    their position distances and their time buckets. Queries are the last Lq of the L positions."""
+    """What every layer of one forward shares, built once: per (query i, key j) pair the row of the layers'
+    bias tables it reads (``RelativeBias.table``): position distance i - j, with its time bucket when there
+    are timestamps, or the masked row when j is later than i or padding. Queries are the last Lq positions."""
 
-    weights: Tensor  # (B, 1, Lq, L) float: 1/n where key j is real and j <= i, else 0
-    distance: Tensor  # (Lq, L) long: i - j, clamped to 0..max_len - 1
-    time_bucket: Tensor | None  # (B, Lq, L) long, None without timestamps (no time bias)
+    bias_row: Tensor  # (B, Lq, L) int32
+    timed: bool
 
     @classmethod
-    def of(cls, mask: Tensor, timestamps: Tensor | None, config: HSTUConfig, dtype: torch.dtype) -> Layout:
+    def of(cls, mask: Tensor, timestamps: Tensor | None, config: HSTUConfig) -> Layout:
         length = mask.shape[1]
         index = torch.arange(length, device=mask.device)
         offset = index[:, None] - index[None, :]  # (L, L): i - j
         allowed = (offset >= 0) & mask[:, None, :]  # (B, L, L): earlier or same, real keys only
-        weights = allowed[:, None].to(dtype) / config.max_len
-        distance = offset.clamp(0, config.max_len - 1)
-        buckets = None if timestamps is None else time_buckets(timestamps, config.num_time_buckets)
-        return cls(weights, distance, buckets)
+        row = offset.clamp(0, config.max_len - 1).int()
+        if timestamps is not None:
+            row = row * (config.num_time_buckets + 1) + time_buckets(timestamps, config.num_time_buckets)
+        masked_row = config.max_len * (config.num_time_buckets + 1 if timestamps is not None else 1)
+        return cls(torch.where(allowed, row, masked_row).int(), timestamps is not None)
 
     def last_query(self) -> Layout:
         """The same layout for the last position's query only."""
-        buckets = None if self.time_bucket is None else self.time_bucket[:, -1:]
-        return Layout(self.weights[:, :, -1:], self.distance[-1:], buckets)
+        return Layout(self.bias_row[:, -1:], self.timed)
 
 
 class RelativeBias(nn.Module):
@@ -91,12 +101,15 @@ class RelativeBias(nn.Module):
         self.position = nn.Parameter(torch.empty(max_len).normal_(std=0.02))
         self.time = nn.Parameter(torch.empty(num_buckets + 1).normal_(std=0.02))
 
+    def table(self, timed: bool) -> Tensor:
+        """Every bias a pair can have, one row per (distance, bucket) (or per distance), then MASKED."""
+        values = (self.position[:, None] + self.time[None, :]).flatten() if timed else self.position
+        return torch.cat([values, values.new_full((1,), MASKED)])
+
     def forward(self, layout: Layout) -> Tensor:
-        """(B or 1, 1, Lq, L), added to every head's q . k."""
-        bias = self.position[layout.distance]  # (Lq, L)
-        if layout.time_bucket is not None:
-            bias = bias + self.time[layout.time_bucket]  # (B, Lq, L)
-        return bias.unsqueeze(1) if bias.dim() == 3 else bias
+        """(B, 1, Lq, L), added to every head's q . k: one gather per layer."""
+        rows = layout.bias_row
+        return self.table(layout.timed).index_select(0, rows.flatten()).view(rows.shape).unsqueeze(1)
 
 
 class HSTULayer(nn.Module):
@@ -106,7 +119,7 @@ class HSTULayer(nn.Module):
         super().__init__()
         if config.d_model % config.n_heads:
             raise ValueError(f"d_model {config.d_model} is not divisible by n_heads {config.n_heads}")
-        self.d_model, self.n_heads = config.d_model, config.n_heads
+        self.d_model, self.n_heads, self.max_len = config.d_model, config.n_heads, config.max_len
         self.uvqk = nn.Linear(config.d_model, 4 * config.d_model, bias=False)
         self.out = nn.Linear(config.d_model, config.d_model)
         self.relative_bias = RelativeBias(config.max_len, config.num_time_buckets)
@@ -115,11 +128,11 @@ class HSTULayer(nn.Module):
     def forward(self, x: Tensor, layout: Layout) -> Tensor:
         """(B, L, D) -> (B, Lq, D): the outputs of the layout's Lq queries (the last Lq positions)."""
         u, v, q, k = F.silu(self.uvqk(F.layer_norm(x, (self.d_model,), eps=EPS))).chunk(4, dim=-1)
-        queries = layout.weights.shape[-2]
+        queries = layout.bias_row.shape[-2]
         u, q, residual = u[:, -queries:], q[:, -queries:], x[:, -queries:]
         q, k, v = split_heads(q, self.n_heads), split_heads(k, self.n_heads), split_heads(v, self.n_heads)
         scores = q @ k.transpose(-1, -2) + self.relative_bias(layout)  # (B, H, Lq, L)
-        attended = merge_heads((F.silu(scores) * layout.weights) @ v)  # (B, Lq, D)
+        attended = merge_heads(F.silu(scores) @ (v / self.max_len))  # (B, Lq, D); masked pairs are 0
         gated = F.layer_norm(attended, (self.d_model,), eps=EPS) * u
         return residual + self.out(self.dropout(gated))
 
@@ -161,7 +174,7 @@ class HSTU(SequentialRecommender):
             timestamps = timestamps[:, -self.config.max_len :]
         mask = real_events(items)  # (B, L)
         x = self.item_embedding(items) + self.position_embedding(positions_from_first_event(mask))
-        return self.embedding_dropout(x) * mask[..., None], Layout.of(mask, timestamps, self.config, x.dtype)
+        return self.embedding_dropout(x) * mask[..., None], Layout.of(mask, timestamps, self.config)
 
     def output(self, x: Tensor) -> Tensor:
         """The hidden state every logit is read from: its dot product with an item vector is the logit."""

@@ -36,9 +36,10 @@ from recmodels.models.transformer import merge_heads, split_heads
 EPS = 1e-6
 LOG_BUCKET_WIDTH = 0.301  # a time bucket spans a factor e^0.301 = 1.35 of the gap in seconds
 MS_PER_SECOND = 1000
-# The bias of a pair that may not attend: SiLU of it is exactly 0 (and so is its gradient), which masks a
-# pair in the same gather that reads its bias, instead of one more pass over (B, H, L, L).
-MASKED = -1e9
+# The bias of a pair that may not attend: SiLU of it (plus any q . k) is exactly 0, and so is its gradient,
+# so the gather that reads a pair's bias also masks it, with no extra pass over (B, H, L, L). Finite in half
+# precision, where SiLU(-inf) would be NaN.
+MASKED = -3e4
 
 
 @dataclass(frozen=True)

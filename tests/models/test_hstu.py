@@ -62,6 +62,15 @@ def test_left_padding_does_not_change_outputs_whatever_the_padded_times():
     torch.testing.assert_close(plain[0, 6:], alone[0])
 
 
+def test_masked_pairs_give_finite_gradients_to_every_weight():
+    model = small_hstu().train()
+    items, times = random_history(3, 15)
+    items[0, :6] = 0
+    (model(items, times) * torch.randn(3, 15, 16)).sum().backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+
+
 def test_the_relative_bias_sees_time_gaps_and_only_gaps():
     model = small_hstu()
     items = torch.tensor([[4, 9, 2, 7]])

@@ -32,6 +32,11 @@ MODEL_FIELD_HELP = {
     "n_heads": "Attention heads (d_model must be divisible by it).",
     "ffn_multiplier": "Inner width of the feed-forward block as a multiple of d_model.",
     "chunk_size": "LinRec: chunk length of the causal linear attention's prefix sums.",
+    "num_time_buckets": "HSTU: buckets of the time gap between two events (log-spaced seconds) in the relative "
+    "attention bias.",
+    "l2_normalize": "HSTU: unit-length hidden states and item vectors, logits = cosine / temperature (the "
+    "published recipe, with sampled_softmax).",
+    "temperature": "HSTU: every logit is divided by it (e.g. 0.05 with l2_normalize); 1: unchanged.",
 }
 
 

@@ -92,6 +92,10 @@ class SplitData:
         seen_train = np.concatenate([[0], np.cumsum(is_train)])
         return self.items[is_train], seen_train[self.offsets]
 
+    def train_timestamps(self) -> np.ndarray:
+        """The training events' timestamps (ms), aligned with ``train_histories()``'s items."""
+        return self.timestamps[self.split == TRAIN]
+
     def train_item_counts(self) -> np.ndarray:
         """(num_items + 1,) how often each item occurs among training events (for log-Q correction)."""
         return np.bincount(self.items[self.split == TRAIN], minlength=self.num_items + 1)

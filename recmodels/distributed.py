@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+BatchT = TypeVar("BatchT", bound=tuple)  # a NamedTuple of (B, ...) tensors
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,9 @@ def all_sum(value: float, device: torch.device) -> float:
     return float(total.item())
 
 
-def shard_rows(inputs: torch.Tensor, targets: torch.Tensor, ranks: Ranks) -> tuple[torch.Tensor, torch.Tensor]:
-    """This process's rows of a global batch: every ``world_size``-th row from ``rank`` on."""
+def shard_rows(batch: BatchT, ranks: Ranks) -> BatchT:
+    """This process's rows of a global batch (a NamedTuple of tensors; None fields stay None): every
+    ``world_size``-th row from ``rank`` on."""
     if not ranks.distributed:
-        return inputs, targets
-    return inputs[ranks.rank :: ranks.world_size], targets[ranks.rank :: ranks.world_size]
+        return batch
+    return type(batch)(*(None if part is None else part[ranks.rank :: ranks.world_size] for part in batch))

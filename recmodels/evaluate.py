@@ -178,15 +178,22 @@ def _length(window: Window) -> int:
     return window.end - window.start
 
 
-def _padded_batch(data: SplitData, windows: Sequence[Window], device: torch.device) -> tuple[Tensor, np.ndarray]:
+def _padded_batch(
+    data: SplitData, windows: Sequence[Window], device: torch.device, timestamps: bool
+) -> tuple[Tensor, Tensor | None, np.ndarray]:
+    """(items (B, W), their timestamps (B, W) or None unless ``timestamps``, left padding per row)."""
     width = max(w.end - w.start for w in windows)
     batch = np.zeros((len(windows), width), dtype=np.int64)
+    times = np.zeros_like(batch) if timestamps else None
     pad = np.empty(len(windows), dtype=np.int64)
     for i, w in enumerate(windows):
         history = data.history(w.row)[w.start : w.end]
         pad[i] = width - len(history)
         batch[i, pad[i] :] = history
-    return torch.from_numpy(batch).to(device), pad
+        if times is not None:
+            first = data.offsets[w.row]
+            times[i, pad[i] :] = data.timestamps[first + w.start : first + w.end]
+    return torch.from_numpy(batch).to(device), None if times is None else torch.from_numpy(times).to(device), pad
 
 
 @torch.no_grad()
@@ -199,7 +206,8 @@ def encode_targets(
     what: str = "encoding histories",
 ) -> Tensor:
     """(T, D) hidden state from which each target is predicted; progress is logged as ``what``, in events
-    encoded (windows go shortest first, so targets would make a poor clock)."""
+    encoded (windows go shortest first, so targets would make a poor clock). A model that
+    ``uses_timestamps`` also gets the events' timestamps."""
     streaming = model.supports_streaming
     windows = plan_windows(targets, streaming, model.config.max_len)
     windows.sort(key=_length)
@@ -212,7 +220,8 @@ def encode_targets(
             size += 1
         batch_windows = windows[index : index + size]
         index += size
-        items, pad = _padded_batch(data, batch_windows, device)
+        items, times, pad = _padded_batch(data, batch_windows, device, model.uses_timestamps)
+        timed = (times,) if model.uses_timestamps else ()
         rows = np.concatenate([np.full(len(w.target_ids), i) for i, w in enumerate(batch_windows)])
         cols = np.concatenate([w.read_at + pad[i] for i, w in enumerate(batch_windows)])
         ids = torch.from_numpy(np.concatenate([w.target_ids for w in batch_windows])).to(device)
@@ -225,9 +234,9 @@ def encode_targets(
                 picked = chunk_hidden[torch.from_numpy(rows[inside]), torch.from_numpy(cols[inside] - start)]
                 hidden[ids[torch.from_numpy(inside).to(device)]] = picked.float()
         elif all(len(w.read_at) == 1 and w.read_at[0] == _length(w) - 1 for w in batch_windows):
-            hidden[ids] = model.forward_last(items).float()  # one target per window, at its end
+            hidden[ids] = model.forward_last(items, *timed).float()  # one target per window, at its end
         else:
-            encoded = model(items)
+            encoded = model(items, *timed)
             hidden[ids] = encoded[torch.from_numpy(rows), torch.from_numpy(cols)].float()
     return hidden
 
@@ -256,7 +265,7 @@ def full_ranks(
     catalogue; a NaN score counts as the worst possible, never as a hit."""
     ranks = np.empty(len(targets.items), dtype=np.int64)
     target_items = torch.from_numpy(targets.items).to(hidden.device)
-    weight = model.item_embedding.weight
+    weight = model.item_vectors()
     for start in range(0, len(ranks), SCORE_ROWS):
         part = slice(start, min(start + SCORE_ROWS, len(ranks)))
         seen = SeenItems(_seen_items(data, targets, part), hidden.device) if exclude_seen else None
@@ -273,7 +282,7 @@ def sampled_ranks(
     """Rank among 1 positive + ``num_negatives`` uniform negatives (the seed's protocol; comparison only)."""
     generator = torch.Generator().manual_seed(0)
     ranks = np.empty(len(targets.items), dtype=np.int64)
-    weights = model.item_embedding.weight
+    weights = model.item_vectors()
     for start in range(0, len(ranks), SCORE_ROWS):
         part = slice(start, min(start + SCORE_ROWS, len(ranks)))
         positives = torch.from_numpy(targets.items[part])

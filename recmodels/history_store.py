@@ -7,7 +7,8 @@ batch of users at a time, memory bounded by that batch) into raw little-endian a
 ``items[offsets[u]:offsets[u + 1]]``), plus the training events alone and their item counts, which the
 trainer would otherwise derive with whole-export temporaries. Pages are read from the file as batches
 touch them and are the kernel's to drop again. A store is written to a temporary folder and renamed into
-place when complete, so a killed conversion leaves nothing a later run would read.
+place when complete, so a killed conversion leaves nothing a later run would read. The folder's name
+carries the layout's version (``STORE_LAYOUT``), so a store of an older layout is converted again, not read.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ ARRAYS = {
     "offsets": np.int64,
     "train_items": np.int32,
     "train_offsets": np.int64,
+    "train_timestamps": np.int64,
     "train_item_counts": np.int64,
 }
 COMPLETE_FILE = "store.json"
+STORE_LAYOUT = 2  # 2: with train_timestamps
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,14 @@ class StoredSplitData(SplitData):
 
     train_items: np.ndarray  # (E_train,) int32
     train_offsets: np.ndarray  # (U + 1,) int64
+    train_times: np.ndarray  # (E_train,) int64 ms, aligned with train_items
     item_counts: np.ndarray  # (num_items + 1,) int64
 
     def train_histories(self) -> tuple[np.ndarray, np.ndarray]:
         return self.train_items, self.train_offsets
+
+    def train_timestamps(self) -> np.ndarray:
+        return self.train_times
 
     def train_item_counts(self) -> np.ndarray:
         return self.item_counts
@@ -77,6 +84,7 @@ def open_split(export_dir: str | os.PathLike, store_dir: str | os.PathLike) -> S
         metadata=metadata,
         train_items=arrays["train_items"],
         train_offsets=arrays["train_offsets"],
+        train_times=arrays["train_timestamps"],
         item_counts=arrays["train_item_counts"],
     )
 
@@ -91,7 +99,7 @@ def _store_name(metadata: dict) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in fingerprint)[:80]
     if not safe:
         raise ValueError("the export's metadata.json has no fingerprint: the history store is keyed by it")
-    return safe
+    return f"{safe}-layout{STORE_LAYOUT}"
 
 
 class _Writer:
@@ -136,6 +144,7 @@ def _convert(export_dir: Path, metadata: dict, folder: Path) -> None:
             writer.write("split", split)
             writer.write("offsets", events + offsets[1:])
             writer.write("train_items", items[is_train])
+            writer.write("train_timestamps", timestamps[is_train])
             writer.write("train_offsets", train_events + np.cumsum(train_lengths))
             counts += np.bincount(items[is_train], minlength=num_items + 1)
             events, train_events = events + len(items), train_events + int(is_train.sum())

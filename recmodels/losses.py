@@ -6,20 +6,23 @@ position against its target and a few shared candidates only, so one step touche
 distribution the candidates were drawn from, removes the bias that sampling popular items more often
 would put on the softmax (Bengio & Senecal 2008; Yi et al. 2019 for in-batch negatives).
 
-Item rows are read through the ``nn.Embedding`` module, so with ``sparse=True`` their gradient is sparse
-and a row-wise optimizer (``recmodels.sparse_optim``) updates only the rows a step touched.
+Item rows are read through the model's ``item_vectors(ids)``, which reads the ``nn.Embedding`` module, so with
+``sparse=True`` their gradient is sparse and a row-wise optimizer (``recmodels.sparse_optim``) updates only
+the rows a step touched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 NegativeSampler = Literal["uniform", "popularity", "in_batch"]
+ItemRows = Callable[[Tensor], Tensor]  # item ids (R,) -> their vectors (R, D): a model's item_vectors, an nn.Embedding
 SMALLEST_LOG = -27.6  # log(1e-12): an item no proposal ever draws keeps a finite correction
 
 
@@ -52,13 +55,13 @@ class SampledSoftmax:
         drawn = torch.multinomial(self.proposal, self.num_negatives, replacement=True, generator=self.generator)
         return drawn.to(targets.device)
 
-    def __call__(self, item_embedding: nn.Embedding, hidden: Tensor, targets: Tensor) -> Tensor:
+    def __call__(self, item_rows: ItemRows, hidden: Tensor, targets: Tensor) -> Tensor:
         negatives = self.negatives(targets)
-        return sampled_softmax_loss(item_embedding, hidden, targets, negatives, self.log_q.to(hidden.device))
+        return sampled_softmax_loss(item_rows, hidden, targets, negatives, self.log_q.to(hidden.device))
 
 
 def sampled_softmax_loss(
-    item_embedding: nn.Embedding, hidden: Tensor, targets: Tensor, negatives: Tensor, log_q: Tensor
+    item_rows: ItemRows, hidden: Tensor, targets: Tensor, negatives: Tensor, log_q: Tensor
 ) -> Tensor:
     """Mean over positions of -log softmax of the target among itself and ``negatives``, logits - log Q.
 
@@ -67,7 +70,7 @@ def sampled_softmax_loss(
     never pushed down as its own negative. Repeated negatives (sampling with replacement) each count.
     """
     rows, inverse = torch.cat([targets, negatives]).unique(return_inverse=True)
-    embedded = item_embedding(rows)  # (R, D): the only item rows this step reads or writes
+    embedded = item_rows(rows)  # (R, D): the only item rows this step reads or writes
     target_rows, negative_rows = inverse[: len(targets)], inverse[len(targets) :]
     positive = (hidden * embedded[target_rows]).sum(-1) - log_q[targets]  # (n,)
     negative = hidden @ embedded[negative_rows].T - log_q[negatives]  # (n, K)

@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    parser.add_argument("--model", default="recmamba", help="recmamba, gru4rec, sasrec or linrec (default: recmamba)")
+    parser.add_argument(
+        "--model", default="recmamba", help="recmamba, gru4rec, sasrec, linrec or hstu (default: recmamba)"
+    )
     parser.add_argument("--dataset", help="dataset to serve (default: the only one served)")
     parser.add_argument("--home", type=Path, help="RECMAMBA_HOME (default: the environment's, else the project)")
     args = parser.parse_args(argv)

@@ -53,7 +53,7 @@ from recmodels.progress import ProgressLog
 from recmodels.sparse_optim import build_sparse_optimizer, clip_grad_norm
 from recmodels.threads import apply_thread_budget
 from recmodels.warmup import kernels_compiled_here, warm_kernel_cache, warm_up
-from recmodels.windows import WindowIndex
+from recmodels.windows import Batch, WindowIndex
 
 # Full-catalogue logits of the ce loss exist a block of rows at a time, about this many bytes, at least
 # CE_MIN_BLOCK_ROWS rows. Small enough to stay under glibc's mmap threshold (32 MB), so a block's memory
@@ -145,7 +145,7 @@ class NextItemLoss:
         if self.kind == "ce":
             return self.cross_entropy(model, hidden, targets)
         if self.kind == "sampled_softmax":
-            return self.sampled(model.item_embedding, hidden, targets)
+            return self.sampled(model.item_vectors, hidden, targets)
         return self.binary_cross_entropy(model, hidden, targets)
 
     @staticmethod
@@ -168,8 +168,8 @@ class NextItemLoss:
         """One uniform negative per position (the seed's setting); rows read through the module, so that
         with sparse item gradients only they are updated."""
         negatives = torch.randint(1, model.num_items + 1, targets.shape, generator=self.generator)
-        positive = (hidden * model.item_embedding(targets)).sum(-1).float()
-        negative = (hidden * model.item_embedding(negatives.to(hidden.device))).sum(-1).float()
+        positive = (hidden * model.item_vectors(targets)).sum(-1).float()
+        negative = (hidden * model.item_vectors(negatives.to(hidden.device))).sum(-1).float()
         return (F.softplus(-positive) + F.softplus(negative)).mean()
 
 
@@ -218,20 +218,20 @@ def _train_epoch(
 
     ``network`` is ``model`` or its DistributedDataParallel wrapper; each process trains its rows of every
     global batch, and its loss is scaled so that the averaged gradient is exactly that of one process's
-    mean loss over the whole global batch.
+    mean loss over the whole global batch. A model that ``uses_timestamps`` gets the inputs' timestamps.
     """
     model.train()
     total_loss, total_targets = 0.0, 0
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    for global_inputs, global_targets in batches:
-        inputs, targets = shard_rows(global_inputs, global_targets, ranks)
-        if len(inputs) == 0:  # a last batch smaller than the world: take part in the all-reduce with no weight
-            inputs, targets = torch.zeros_like(global_inputs[:1]), torch.zeros_like(global_targets[:1])
-        inputs, targets = inputs.to(device), targets.to(device)
+    for global_batch in batches:
+        batch = shard_rows(global_batch, ranks)
+        if len(batch.inputs) == 0:  # a last batch smaller than the world: take part in the all-reduce with no weight
+            batch = Batch(*(None if part is None else torch.zeros_like(part[:1]) for part in global_batch))
+        inputs, targets = batch.inputs.to(device), batch.targets.to(device)
         count = int((targets != 0).sum())
         global_count = all_sum(count, device)
         with autocast:
-            hidden = network(inputs)
+            hidden = network(inputs, batch.timestamps.to(device)) if model.uses_timestamps else network(inputs)
             loss = loss_fn(model, hidden, targets) if count else hidden.sum() * 0.0
         optimizer.zero_grad(set_to_none=True)
         (loss * (count * ranks.world_size / global_count)).backward()
@@ -274,7 +274,8 @@ def fit(
     model.to(device)
     optimizer = build_optimizer(model, config)
     generator = torch.Generator().manual_seed(config.seed)
-    windows = WindowIndex.of(data, model.config.max_len)  # batches are cut from it as they are needed
+    # Batches are cut from it as they are needed, with the inputs' times for a model that reads them.
+    windows = WindowIndex.of(data, model.config.max_len, timestamps=model.uses_timestamps)
     if len(windows) == 0:
         raise ValueError(
             f"nothing to train on: the split has {int((data.split == TRAIN).sum())} training events and no user "

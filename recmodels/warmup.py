@@ -58,7 +58,8 @@ def warm_up(model: SequentialRecommender, device: torch.device, batch_size: int 
         with torch.random.fork_rng(devices=cuda_devices):
             model.train()
             with autocast:
-                logits = model.scores(model(items))  # (B, L, num_items + 1)
+                timed = (torch.arange(length, device=device).expand_as(items) * 1000,) if model.uses_timestamps else ()
+                logits = model.scores(model(items, *timed))  # (B, L, num_items + 1)
                 loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
             loss.backward()
         _rank_once(model, device, generator)

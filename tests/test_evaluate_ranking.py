@@ -90,19 +90,25 @@ def cyclic_export(tmp_path, num_users=6, num_items=25, seed=0):
         for position in rng.choice(np.arange(length // 2, length), size=6, replace=False):
             split[position] = int(rng.integers(1, 3))
         splits.append(split)
-    return SplitData.load(write_split_export(tmp_path / "export", histories, splits, num_items=num_items))
+    gaps = np.random.default_rng(seed + 1)  # ms between events, a second to a few days
+    times = [1_700_000_000_000 + (10 ** gaps.uniform(3, 8.5, len(h))).astype(np.int64).cumsum() for h in histories]
+    export = write_split_export(tmp_path / "export", histories, splits, times, num_items=num_items)
+    return SplitData.load(export)
 
 
 def brute_force_ranks(model, data, split, max_len=None):
-    """Each target encoded on its own: its prior history, cut to the last max_len events if given."""
+    """Each target encoded on its own: its prior history (with its times, for a model that reads them), cut
+    to the last max_len events if given."""
     targets = select_targets(data, split)
     ranks = []
     for row, position, item in zip(targets.rows, targets.positions, targets.items, strict=True):
-        history = data.history(int(row))[:position]
+        history = torch.from_numpy(data.history(int(row))[:position].astype(np.int64))[None]
+        times = torch.tensor(data.timestamps[data.offsets[row] :][:position])[None]
         if max_len is not None:
-            history = history[-max_len:]
+            history, times = history[:, -max_len:], times[:, -max_len:]
         with torch.no_grad():
-            scores = model.scores(model(torch.from_numpy(history.astype(np.int64))[None])[0, -1])[1:]
+            hidden = model(history, times) if model.uses_timestamps else model(history)
+            scores = model.scores(hidden[0, -1])[1:]
         target_score = scores[item - 1]
         ranks.append(int((scores > target_score).sum() + (scores == target_score).sum()))
     return np.array(ranks)
@@ -110,7 +116,15 @@ def brute_force_ranks(model, data, split, max_len=None):
 
 @pytest.mark.parametrize(
     ("name", "stream_chunk"),
-    [("sasrec", None), ("linrec", None), ("recmamba", 8192), ("recmamba", 7), ("gru4rec", 8192), ("gru4rec", 7)],
+    [
+        ("sasrec", None),
+        ("linrec", None),
+        ("hstu", None),
+        ("recmamba", 8192),
+        ("recmamba", 7),
+        ("gru4rec", 8192),
+        ("gru4rec", 7),
+    ],
 )
 def test_evaluation_equals_scoring_each_target_alone(tmp_path, name, stream_chunk):
     data = cyclic_export(tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from recmodels.data import SplitData, write_split_export
 from recmodels.windows import WindowIndex
@@ -46,5 +47,17 @@ def test_batches_are_shuffled_reproducibly_and_cropped(tmp_path):
     again = [b[0].tolist() for b in windows.batches(2, np.random.default_rng(3))]
     assert first == again
     assert sorted(row for batch in first for row in batch) != []
-    for inputs, _ in windows.batches(1, np.random.default_rng(0)):
-        assert inputs[0, 0] != 0  # a batch of one window carries no padding column
+    for batch in windows.batches(1, np.random.default_rng(0)):
+        assert batch.inputs[0, 0] != 0  # a batch of one window carries no padding column
+        assert batch.timestamps is None  # only a model that reads times gets them
+
+
+def test_windows_carry_the_inputs_timestamps_when_asked(tmp_path):
+    times = [[10, 20, 30, 40, 50, 60, 70, 80], [5, 6]]
+    export = write_split_export(tmp_path / "e", [[1, 2, 3, 4, 5, 6, 7, 8], [9, 10]], [[0] * 7 + [1], [0, 0]], times)
+    windows = WindowIndex.of(SplitData.load(export), max_len=4, timestamps=True)
+    expected = [[30, 40, 50, 60], [0, 0, 10, 20], [0, 0, 0, 5]]  # aligned with the inputs of the window test above
+    assert windows.input_timestamps(np.arange(len(windows))).tolist() == expected
+    for batch in windows.batches(2, np.random.default_rng(0)):
+        assert batch.timestamps.shape == batch.inputs.shape
+        assert torch.equal(batch.timestamps == 0, batch.inputs == 0)  # a time for every input, 0 on padding

@@ -6,6 +6,7 @@ import dataclasses
 
 from recmodels.models.base import SequentialRecommender
 from recmodels.models.gru4rec import GRU4Rec, GRU4RecConfig
+from recmodels.models.hstu import HSTU, HSTUConfig
 from recmodels.models.linrec import LinRec, LinRecConfig
 from recmodels.models.mamba4rec import Mamba4Rec, Mamba4RecConfig
 from recmodels.models.recmamba import RecMamba, RecMambaConfig
@@ -17,6 +18,7 @@ MODELS: dict[str, tuple[type[SequentialRecommender], type]] = {
     "gru4rec": (GRU4Rec, GRU4RecConfig),
     "linrec": (LinRec, LinRecConfig),
     "mamba4rec": (Mamba4Rec, Mamba4RecConfig),
+    "hstu": (HSTU, HSTUConfig),
 }
 
 
@@ -33,6 +35,7 @@ def build_model(name: str, num_items: int, **overrides) -> SequentialRecommender
 
 
 __all__ = [
+    "HSTU",
     "MODELS",
     "GRU4Rec",
     "LinRec",

@@ -14,10 +14,13 @@ class SequentialRecommender(nn.Module):
     """Contract 2: ``forward(items (B, L)) -> hidden (B, L, D)``, ``scores(hidden) -> (..., num_items + 1)``.
 
     Items are left padded with 0. Streaming models (``supports_streaming``) also implement
-    ``init_state(batch)`` and ``forward_with_state(items, state) -> (hidden, state)``.
+    ``init_state(batch)`` and ``forward_with_state(items, state) -> (hidden, state)``. Models that read the
+    events' times (``uses_timestamps``) take ``forward(items, timestamps)`` with timestamps (B, L) int64 in
+    milliseconds, aligned with the items; every caller passes them to such a model and only to it.
     """
 
     supports_streaming: ClassVar[bool] = False
+    uses_timestamps: ClassVar[bool] = False
     config: Any
 
     def __init__(self, num_items: int, d_model: int) -> None:
@@ -31,9 +34,15 @@ class SequentialRecommender(nn.Module):
         with torch.no_grad():
             self.item_embedding.weight[PADDING_ITEM].zero_()
 
+    def item_vectors(self, items: Tensor | None = None) -> Tensor:
+        """The vectors hidden states are scored against (tied to the item embeddings): the rows of ``items``,
+        read through the embedding module so that sparse item gradients stay sparse, or the whole table
+        (num_items + 1, D). A model that normalises its item vectors does it here, for every caller."""
+        return self.item_embedding.weight if items is None else self.item_embedding(items)
+
     def scores(self, hidden: Tensor) -> Tensor:
         """Logits over the catalogue (tied embeddings); column 0 (padding) is -inf so it is never ranked."""
-        logits = hidden @ self.item_embedding.weight.T  # (..., num_items + 1)
+        logits = hidden @ self.item_vectors().T  # (..., num_items + 1)
         column = torch.arange(logits.shape[-1], device=logits.device)
         return logits.masked_fill(column == PADDING_ITEM, float("-inf"))
 

@@ -80,7 +80,7 @@ def build_folder(
     seen_bytes = 0
     try:
         for batch in length_batches(lengths):
-            states, hidden = engine.encode([kept[i][0] for i in batch])
+            states, hidden = engine.encode([kept[i][0] for i in batch], [kept[i][1] for i in batch])
             rows = [user_row(users[i], states[b], hidden[b], *kept[i]) for b, i in enumerate(batch)]
             seen_bytes += sum(row.seen.nbytes for row in rows)
             with store.write():

@@ -3,11 +3,13 @@
 An engine packs a model's per-user state into a flat numpy row (what the store keeps), encodes whole
 histories of any length into rows, and advances rows by new events. Recurrent models (RecMamba, Mamba4Rec,
 GRU4Rec) keep their recurrent state: O(1) per event, whatever the history length. Attention models (SASRec,
-LinRec) keep their last ``max_len`` items and re-encode that window, so the service is like for like.
+LinRec, HSTU) keep their last ``max_len`` items and re-encode that window, so the service is like for like;
+HSTU, which reads event times, keeps their timestamps beside them.
 Every engine also keeps each user's last hidden vector, so a recommendation is one product with the catalogue.
 
 Event batches are (B, T) item ids, left padded with 0 like every model input: row b holds user b's new
-events in order; a row of zeros leaves that user as it was.
+events in order; a row of zeros leaves that user as it was. Their timestamps (B, T) ms come alongside;
+only the engine of a model that ``uses_timestamps`` reads them.
 """
 
 from __future__ import annotations
@@ -62,12 +64,17 @@ class Engine(ABC):
         return np.zeros((batch, self.state_width), self.state_dtype), np.zeros((batch, self.hidden_width), np.float32)
 
     @abstractmethod
-    def encode(self, histories: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Rows for whole histories (any lengths), as if every event had been streamed in order."""
+    def encode(
+        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows for whole histories (any lengths) and their timestamps, as if every event had been streamed
+        in order."""
 
     @abstractmethod
-    def advance(self, items: np.ndarray, states: np.ndarray, hidden: np.ndarray) -> None:
-        """Advance rows in place by new events (B, T), left padded with 0."""
+    def advance(
+        self, items: np.ndarray, states: np.ndarray, hidden: np.ndarray, timestamps: np.ndarray | None = None
+    ) -> None:
+        """Advance rows in place by new events (B, T), left padded with 0, at ``timestamps`` (B, T) ms."""
 
 
 class MambaEngine(Engine):
@@ -116,7 +123,9 @@ class MambaEngine(Engine):
         return out
 
     @torch.no_grad()
-    def encode(self, histories: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def encode(
+        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         states, hidden = self.initial(len(histories))
         if not len(histories):
             return states, hidden
@@ -129,7 +138,9 @@ class MambaEngine(Engine):
         return self.pack(state), out.numpy()
 
     @torch.no_grad()
-    def advance(self, items: np.ndarray, states: np.ndarray, hidden: np.ndarray) -> None:
+    def advance(
+        self, items: np.ndarray, states: np.ndarray, hidden: np.ndarray, timestamps: np.ndarray | None = None
+    ) -> None:
         if self.fused is not None:
             self.check_items(items)
             self._fused_step(self.fused, np.ascontiguousarray(items, dtype=np.int64), states, hidden)
@@ -169,44 +180,80 @@ class GRUEngine(Engine):
         states[:] = state.transpose(0, 1).reshape(batch, -1).float().cpu().numpy()
 
     @torch.no_grad()
-    def encode(self, histories: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def encode(
+        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         states, hidden = self.initial(len(histories))
         self._run(left_padded(histories), states, hidden)
         return states, hidden
 
     @torch.no_grad()
-    def advance(self, items: np.ndarray, states: np.ndarray, hidden: np.ndarray) -> None:
+    def advance(
+        self, items: np.ndarray, states: np.ndarray, hidden: np.ndarray, timestamps: np.ndarray | None = None
+    ) -> None:
         self._run(items, states, hidden)
 
 
 class WindowEngine(Engine):
-    """Attention models: the last ``max_len`` items (int32, left padded), re-encoded on every update."""
+    """Attention models: the last ``max_len`` items (int32, left padded), re-encoded on every update. A model
+    that reads event times (HSTU) keeps the items' timestamps after them: [items | ms], int64, 0 on padding."""
 
-    state_dtype = np.dtype(np.int32)
+    def __init__(self, model: SequentialRecommender) -> None:
+        super().__init__(model)
+        self.width = int(model.config.max_len)
+        self.timed = model.uses_timestamps
+        self.state_dtype = np.dtype(np.int64 if self.timed else np.int32)
 
     @property
     def state_width(self) -> int:
-        return int(self.model.config.max_len)
+        return 2 * self.width if self.timed else self.width
 
     def _hidden(self, windows: np.ndarray) -> Tensor:
         device = self.model.item_embedding.weight.device
-        return self.model.forward_last(torch.from_numpy(windows.astype(np.int64)).to(device)).float().cpu()
+        tensor = torch.from_numpy(windows.astype(np.int64)).to(device)
+        if self.timed:
+            return self.model.forward_last(tensor[:, : self.width], tensor[:, self.width :]).float().cpu()
+        return self.model.forward_last(tensor).float().cpu()
+
+    def _check_times(self, timestamps: object) -> None:
+        if self.timed and timestamps is None:
+            raise ValueError(f"{type(self.model).__name__} reads event times: pass the events' timestamps")
 
     @torch.no_grad()
-    def encode(self, histories: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def encode(
+        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        self._check_times(timestamps)
         states, hidden = self.initial(len(histories))
         if len(histories):
-            states[:] = left_padded(histories, self.state_width)
+            states[:, : self.width] = left_padded(histories, self.width)
+            if self.timed:
+                states[:, self.width :] = left_padded(timestamps, self.width)
             hidden[:] = self._hidden(states).numpy()
         return states, hidden
 
     @torch.no_grad()
-    def advance(self, items: np.ndarray, states: np.ndarray, hidden: np.ndarray) -> None:
+    def advance(
+        self, items: np.ndarray, states: np.ndarray, hidden: np.ndarray, timestamps: np.ndarray | None = None
+    ) -> None:
+        self._check_times(timestamps)
         changed = (items != 0).any(axis=1)
         if not changed.any():
             return
-        rows = [np.concatenate([states[b][states[b] != 0], items[b][items[b] != 0]]) for b in np.flatnonzero(changed)]
-        windows = left_padded(rows, self.state_width).astype(np.int32)
+        users = np.flatnonzero(changed)
+        kept = [states[b, : self.width] != 0 for b in users]
+        new = [items[b] != 0 for b in users]
+        rows = [
+            np.concatenate([states[b, : self.width][k], items[b][n]]) for b, k, n in zip(users, kept, new, strict=True)
+        ]
+        windows = left_padded(rows, self.width)
+        if self.timed:
+            times = [
+                np.concatenate([states[b, self.width :][k], timestamps[b][n]])
+                for b, k, n in zip(users, kept, new, strict=True)
+            ]
+            windows = np.concatenate([windows, left_padded(times, self.width)], axis=1)
+        windows = windows.astype(self.state_dtype)
         states[changed] = windows
         hidden[changed] = self._hidden(windows).numpy()
 

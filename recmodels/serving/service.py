@@ -47,7 +47,7 @@ class RecommendationService:
         self.dense_ids = self.catalogue.dense_ids()
         self.store = StateStore(self.folder / STORE_FILE, self.engine.state_dtype)
         self.meta = self.store.meta()
-        self.embedding = np.ascontiguousarray(self.model.item_embedding.weight.detach().float().numpy())
+        self.embedding = np.ascontiguousarray(self.model.item_vectors().detach().float().numpy())
         self.popular = self.catalogue.popular()
 
     def health(self) -> dict[str, object]:

@@ -80,9 +80,10 @@ def apply_events(store: StateStore, engine: Engine, events: Sequence[Event]) -> 
         if not changed:
             return report
         items = left_padded([np.array([e.item for e in accepted], np.int64) for _, accepted in changed])
+        times = left_padded([np.array([e.ts for e in accepted], np.int64) for _, accepted in changed])
         states = np.stack([row.state for row, _ in changed])
         hidden = np.stack([row.hidden for row, _ in changed])
-        engine.advance(items, states, hidden)
+        engine.advance(items, states, hidden, times)
         for b, (row, accepted) in enumerate(changed):
             row.state, row.hidden = states[b], hidden[b]
             row.seen = np.union1d(row.seen, items[b][items[b] != 0]).astype(np.int32)

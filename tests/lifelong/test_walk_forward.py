@@ -37,8 +37,8 @@ def ingested(project_home):
     return paths
 
 
-def run(asset, day, tags=None, raise_on_error=True):
-    config = {"walk_forward": {"config": TINY}} if asset is walk_forward else {}
+def run(asset, day, tags=None, raise_on_error=True, walk=TINY):
+    config = {"walk_forward": {"config": walk}} if asset is walk_forward else {}
     with dg.DagsterInstance.get() as instance:
         return dg.materialize(
             [daily_events, walk_forward],
@@ -97,6 +97,20 @@ def assert_champion_is_the_best_series(client, runs, metadata):
     assert len(champion.item_raw_ids) == champion.state_dict[ITEM_TABLE].shape[0] - 1
     run(walk_forward, DAYS[3])
     assert client.get_model_version_by_alias("lifelong-best", "champion").version == version.version
+
+
+def test_hstu_walks_forward_like_every_model(ingested):
+    """Trained, fine-tuned and retrained on windows cut from daily_events, with the events' times."""
+    walk = {**TINY, "models": ["hstu"], "hstu": TINY["gru4rec"]}
+    for day in DAYS[3:5]:
+        assert check_passed(run(walk_forward, day, walk=walk))
+    client = mlflow.MlflowClient(ingested.mlflow_tracking_uri)
+    [experiment] = [e for e in client.search_experiments() if e.name == "lifelong"]
+    runs = client.search_runs([experiment.experiment_id], f"tags.`recmamba.run_kind` = '{KIND_WALK_FORWARD}'")
+    assert sorted(r.data.tags[TAG_STRATEGY] for r in runs) == ["fine_tune", "frozen", "retrain"]
+    for series in runs:
+        scores = [m.value for m in client.get_metric_history(series.info.run_id, "ndcg_10")]
+        assert len(scores) == 2 and all(0.0 <= score <= 1.0 for score in scores)
 
 
 def test_a_window_before_the_frozen_models_training_is_blocked_as_leakage(ingested):

@@ -106,7 +106,7 @@ def test_step_equals_the_full_forward(name):
             torch.testing.assert_close(hidden[real], whole[real, t], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["sasrec", "linrec"])
+@pytest.mark.parametrize("name", ["sasrec", "linrec", "hstu"])
 def test_attention_models_truncate_to_max_len(name):
     model = small_model(name, max_len=8)
     items = random_items(2, 20)
@@ -174,7 +174,7 @@ def test_gru4rec_state_ignores_padding_with_one_or_more_layers(n_layers):
     assert torch.equal(state[:, 2], start[:, 2])
 
 
-@pytest.mark.parametrize("name", ["sasrec", "linrec"])
+@pytest.mark.parametrize("name", ["sasrec", "linrec", "hstu"])
 def test_last_position_shortcut_equals_the_full_forward(name):
     model = small_model(name, max_len=16)
     items = random_items(3, 16)

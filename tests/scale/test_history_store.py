@@ -37,21 +37,24 @@ def test_stored_split_equals_the_loaded_one(tmp_path, monkeypatch):
         assert np.array_equal(getattr(stored, name), getattr(loaded, name)), name
     for ours, theirs in zip(stored.train_histories(), loaded.train_histories(), strict=True):
         assert np.array_equal(ours, theirs)
+    assert np.array_equal(stored.train_timestamps(), loaded.train_timestamps())
     assert np.array_equal(stored.train_item_counts(), loaded.train_item_counts())
     assert isinstance(stored.items, np.memmap)
 
 
-@pytest.mark.parametrize(("max_len", "batch_size"), [(4, 3), (16, 5), (128, 8)])
-def test_out_of_core_batches_equal_in_memory_batches_for_the_same_seed(tmp_path, max_len, batch_size):
+@pytest.mark.parametrize(("max_len", "batch_size", "timestamps"), [(4, 3, False), (16, 5, True), (128, 8, False)])
+def test_out_of_core_batches_equal_in_memory_batches_for_the_same_seed(tmp_path, max_len, batch_size, timestamps):
     export = random_export(tmp_path)
-    in_memory = WindowIndex.of(SplitData.load(export), max_len)
-    index = WindowIndex.of(open_split(export, tmp_path / "store"), max_len)
+    in_memory = WindowIndex.of(SplitData.load(export), max_len, timestamps)
+    index = WindowIndex.of(open_split(export, tmp_path / "store"), max_len, timestamps)
     assert len(index) == len(in_memory) and index.num_targets == in_memory.num_targets
     expected = list(in_memory.batches(batch_size, np.random.default_rng([3, 1])))
     got = list(index.batches(batch_size, np.random.default_rng([3, 1])))
     assert len(got) == len(expected)
-    for (inputs, targets), (want_inputs, want_targets) in zip(got, expected, strict=True):
-        assert torch.equal(inputs, want_inputs) and torch.equal(targets, want_targets)
+    for batch, want in zip(got, expected, strict=True):
+        assert torch.equal(batch.inputs, want.inputs) and torch.equal(batch.targets, want.targets)
+        assert (batch.timestamps is None) == (not timestamps)
+        assert not timestamps or torch.equal(batch.timestamps, want.timestamps)
 
 
 def test_training_from_the_store_equals_training_in_memory(tmp_path):

@@ -64,6 +64,18 @@ def test_a_new_user_starts_from_an_empty_history(served_folder):
     np.testing.assert_allclose(store.get("newcomer").state, replay(engine, [(3, 10), (9, 11)]), rtol=1e-5, atol=1e-7)
 
 
+def test_posted_events_advance_hstu_with_their_times_as_a_whole_history_encode_would(served_folder):
+    store, engine = open_store(served_folder("hstu"))
+    _, items, stamps = user_histories()
+    report = apply_events(store, engine, [Event("user-4", 7, 5000), Event("user-4", 8, 90_000_000)])
+    assert report.applied == 2
+    row = store.get("user-4")
+    states, hidden = engine.encode([np.r_[items[4], 7, 8]], [np.r_[stamps[4], 5000, 90_000_000]])
+    np.testing.assert_array_equal(row.state, states[0])  # the last max_len items, then their times
+    np.testing.assert_allclose(row.hidden, hidden[0], rtol=1e-5, atol=1e-6)
+    assert engine.state_dtype == np.int64 and row.state[-1] == 90_000_000
+
+
 def test_a_failed_batch_changes_nothing(served_folder):
     store, engine = open_store(served_folder("recmamba"))
     before = store.get("user-2")

@@ -33,11 +33,21 @@ def model(name: str) -> torch.nn.Module:
     return build_model(name, NUM_ITEMS, d_model=16, n_layers=2, max_len=16)
 
 
-def stream(engine: engines.Engine, rows: list[np.ndarray], per_call: int) -> tuple[np.ndarray, np.ndarray]:
-    """Advance fresh users by ``per_call`` events per call until every history is in."""
+def timestamps(rows: list[np.ndarray], seed: int = 0) -> list[np.ndarray]:
+    """Increasing ms times for each history, a second to ten days apart."""
+    rng = np.random.default_rng(seed + 100)
+    return [1_700_000_000_000 + np.cumsum(rng.integers(1_000, 10 * 86_400_000, size=len(r))) for r in rows]
+
+
+def stream(
+    engine: engines.Engine, rows: list[np.ndarray], per_call: int, times: list[np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Advance fresh users by ``per_call`` events per call (at their ``times``) until every history is in."""
     states, hidden = engine.initial(len(rows))
     for start in range(0, max(map(len, rows)), per_call):
-        engine.advance(engines.left_padded([r[start : start + per_call] for r in rows]), states, hidden)
+        items = engines.left_padded([r[start : start + per_call] for r in rows])
+        batch_times = None if times is None else engines.left_padded([t[start : start + per_call] for t in times])
+        engine.advance(items, states, hidden, batch_times)
     return states, hidden
 
 
@@ -100,3 +110,26 @@ def test_window_models_keep_the_last_max_len_items():
     np.testing.assert_array_equal(states, whole_states)
     assert relative_error(hidden, whole_hidden) <= 1e-5
     np.testing.assert_array_equal(states[-1], rows[-1][-16:])
+
+
+@pytest.mark.parametrize("per_call", [1, 6])
+def test_hstu_keeps_its_last_max_len_items_with_their_times(per_call: int):
+    recommender = model("hstu").eval()
+    engine = engine_for(recommender)
+    rows = histories()
+    times = timestamps(rows)
+    whole_states, whole_hidden = engine.encode(rows, times)
+    states, hidden = stream(engine, rows, per_call, times)
+    np.testing.assert_array_equal(states, whole_states)
+    assert relative_error(hidden, whole_hidden) <= 1e-5
+    np.testing.assert_array_equal(states[-1], np.concatenate([rows[-1][-16:], times[-1][-16:]]))
+    for row, row_times, vector in zip(rows, times, hidden, strict=True):  # the state re-encodes the whole history
+        with torch.no_grad():
+            expected = recommender(torch.from_numpy(row)[None], torch.from_numpy(row_times)[None])[0, -1].numpy()
+        assert relative_error(vector, expected) <= 1e-5
+
+
+def test_hstu_state_refuses_events_without_times():
+    engine = engine_for(model("hstu"))
+    with pytest.raises(ValueError, match="reads event times"):
+        engine.encode(histories())

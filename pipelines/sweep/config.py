@@ -109,6 +109,7 @@ class AblationConfig(SweepBudget):
             "recmamba_lti": Variant(model="recmamba", overrides={"selective": False}),
             "recmamba_noconv": Variant(model="recmamba", overrides={"d_conv": 0}),
             "sasrec": Variant(model="sasrec"),
+            "hstu": Variant(model="hstu"),
         },
         description="Named variants, e.g. recmamba_lti: {model: recmamba, overrides: {selective: false}}. A name "
         "(1-64 letters, digits, '_', '.', '-') heads its row of the results and its runs.",

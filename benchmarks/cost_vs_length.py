@@ -36,7 +36,7 @@ from recmodels.models.sasrec import CausalSelfAttention, SASRecConfig  # noqa: E
 from recmodels.models.transformer import TransformerRecommender, merge_heads, split_heads  # noqa: E402
 from recmodels.ops.dispatch import backend_for  # noqa: E402
 
-ROWS = ("recmamba", "mamba4rec", "sasrec", "naive_attention", "linrec", "gru4rec")
+ROWS = ("recmamba", "recmamba_lti", "mamba4rec", "sasrec", "hstu", "naive_attention", "linrec", "gru4rec")
 SCOPES = ("layer", "model")
 NUM_ITEMS = 1000
 LIMIT_GB = 8.0  # skip a configuration whose L x L score tensors alone would exceed this (RAM is finite)
@@ -66,9 +66,15 @@ def build(row: str, scope: str, length: int, d_model: int) -> nn.Module:
             config = SASRecConfig(d_model=d_model, max_len=length, dropout=0.0)
             heads = [NaiveCausalAttention(d_model, config.n_heads) for _ in range(config.n_layers)]
             return TransformerRecommender(NUM_ITEMS, config, heads)
+        if row == "recmamba_lti":
+            return build_model("recmamba", NUM_ITEMS, d_model=d_model, max_len=length, dropout=0.0, selective=False)
         return build_model(row, NUM_ITEMS, d_model=d_model, max_len=length, dropout=0.0)
     if row == "recmamba":
         return MambaMixer(d_model)
+    if row == "recmamba_lti":
+        return MambaMixer(d_model, selective=False)
+    if row == "hstu":  # its layer needs the model's bias layout: one layer with the (small) embedding around it
+        return build_model("hstu", NUM_ITEMS, d_model=d_model, max_len=length, dropout=0.0, n_layers=1)
     if row == "mamba4rec":
         return Mamba4RecBlock(Mamba4RecConfig(d_model=d_model, dropout=0.0))
     if row == "sasrec":
@@ -83,7 +89,10 @@ def build(row: str, scope: str, length: int, d_model: int) -> nn.Module:
 
 
 def forward_backward(module: nn.Module, row: str, scope: str, inputs: Tensor, mask: Tensor) -> None:
-    if scope == "model":
+    if row == "hstu":  # events a minute apart: the time bias is computed as in training
+        gaps = torch.full(inputs.shape[:2], 60_000, dtype=torch.long, device=inputs.device)
+        out = module(inputs, gaps.cumsum(dim=1))
+    elif scope == "model":
         out = module(inputs)
     elif row == "gru4rec":
         out = module(inputs)[0]
@@ -98,7 +107,7 @@ def measure_one(row: str, scope: str, length: int, batch: int, d_model: int, dev
     """Runs inside the subprocess: warm up once, then time forward + backward."""
     torch.manual_seed(0)
     module = build(row, scope, length, d_model).to(device)
-    if scope == "model":
+    if scope == "model" or row == "hstu":
         inputs = torch.randint(1, NUM_ITEMS + 1, (batch, length), device=device)
     else:
         inputs = torch.randn(batch, length, d_model, device=device, requires_grad=True)
@@ -124,7 +133,7 @@ def measure_one(row: str, scope: str, length: int, batch: int, d_model: int, dev
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kib) / 1024
-    uses_scan = row in ("recmamba", "mamba4rec")
+    uses_scan = row in ("recmamba", "recmamba_lti", "mamba4rec")
     return {
         "row": row,
         "scope": scope,

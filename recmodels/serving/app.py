@@ -6,8 +6,6 @@ asset publishes a rebuilt folder (a new champion), the next request switches to 
 
 from __future__ import annotations
 
-import os
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from recmodels.serving.service import RecommendationService, UnknownItem
+from recmodels.serving.service import ServedFolder, UnknownItem
 
 MAX_EVENTS_PER_REQUEST = 10_000
 
@@ -50,28 +48,6 @@ def field_name(location: tuple) -> str:
     return name or "body"
 
 
-class ServedFolder:
-    """The service of the folder a link points at, reopened when the link moves."""
-
-    def __init__(self, link: Path) -> None:
-        self.link = link
-        self._lock = threading.Lock()
-        self._service = RecommendationService(self._target())
-
-    def _target(self) -> Path:
-        if not self.link.exists():
-            raise FileNotFoundError(f"{self.link} does not exist: materialize the user_states asset first")
-        return Path(os.path.realpath(self.link))
-
-    def get(self) -> RecommendationService:
-        target = self._target()
-        if target != self._service.folder:
-            with self._lock:
-                if target != self._service.folder:
-                    self._service = RecommendationService(target)
-        return self._service
-
-
 def create_app(link: Path) -> FastAPI:
     served = ServedFolder(link)
     app = FastAPI(title="recmamba recommendations", version="1")
@@ -100,9 +76,8 @@ def create_app(link: Path) -> FastAPI:
 
     @app.post("/events")
     def post_events(body: EventsIn) -> dict:
-        service = served.get()
         try:
-            report = service.post_events([(e.user, e.item, e.timestamp) for e in body.events])
+            report = served.post_events([(e.user, e.item, e.timestamp) for e in body.events])
         except UnknownItem as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
         return {"applied": report.applied, "duplicates": report.duplicates, "stale": report.stale,

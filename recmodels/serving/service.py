@@ -6,6 +6,8 @@ request time, whatever the model); an unknown user gets the most trained-on item
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +17,10 @@ import torch
 
 from recmodels.serving.bundle import STORE_FILE, Catalogue, load_model
 from recmodels.serving.engines import engine_for
-from recmodels.serving.store import StateStore
+from recmodels.serving.store import StateStore, StoreRetired
 from recmodels.serving.updates import ApplyReport, Event, apply_events
+
+RETIRED_RETRIES = 5  # a retired store means the link already moved: one retry normally suffices
 
 
 def top_items(scores: np.ndarray, k: int) -> np.ndarray:
@@ -82,3 +86,38 @@ class RecommendationService:
 
     def close(self) -> None:
         self.store.close()
+
+
+class ServedFolder:
+    """The service of the folder a link points at, reopened when the link moves (a rebuild published).
+
+    A rebuild retires the old store once it holds everything the old one applied and the link has moved,
+    so a batch that finds its store retired was not applied there: it is posted again to the new folder.
+    """
+
+    def __init__(self, link: Path) -> None:
+        self.link = link
+        self._lock = threading.Lock()
+        self._service = RecommendationService(self._target())
+
+    def _target(self) -> Path:
+        if not self.link.exists():
+            raise FileNotFoundError(f"{self.link} does not exist: materialize the user_states asset first")
+        return Path(os.path.realpath(self.link))
+
+    def get(self) -> RecommendationService:
+        target = self._target()
+        if target != self._service.folder:
+            with self._lock:
+                if target != self._service.folder:
+                    self._service = RecommendationService(target)
+        return self._service
+
+    def post_events(self, events: Sequence[tuple[str, str, int]]) -> ApplyReport:
+        """Apply raw events to the served folder's store, following the link if a rebuild retires it."""
+        for _ in range(RETIRED_RETRIES):
+            try:
+                return self.get().post_events(events)
+            except StoreRetired:
+                continue
+        raise StoreRetired(f"{self.link}: the store stayed retired after {RETIRED_RETRIES} tries (link not moved?)")

@@ -37,6 +37,11 @@ SELECT_USER = "SELECT user, state, hidden, seen, last_ts, last_items, events FRO
 UPSERT_USER = "INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, ?, ?, ?)"
 APPEND_JOURNAL = "INSERT INTO journal (user, item, ts) VALUES (?, ?, ?)"
 BUSY_TIMEOUT_MS = 60_000  # a writer waits this long for another writer's transaction before failing
+RETIRED_KEY = "retired_at"  # meta key set when a rebuilt store replaces this one
+
+
+class StoreRetired(RuntimeError):
+    """This store was replaced by a rebuilt one: nothing more may be written to it (write to the new one)."""
 
 
 @dataclass
@@ -102,15 +107,24 @@ class StateStore:
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One atomic write transaction; ``BEGIN IMMEDIATE`` takes the write lock before reading, so a
-        read-modify-write of a user can never interleave with another writer's."""
+        read-modify-write of a user can never interleave with another writer's. Raises ``StoreRetired``
+        once a rebuilt store has replaced this one."""
         con = self.connection
         con.execute("BEGIN IMMEDIATE")
+        if con.execute("SELECT 1 FROM meta WHERE key = ?", (RETIRED_KEY,)).fetchone() is not None:
+            con.execute("ROLLBACK")
+            raise StoreRetired(f"{self.path} was replaced by a rebuilt store")
         try:
             yield con
         except BaseException:
             con.execute("ROLLBACK")
             raise
         con.execute("COMMIT")
+
+    def retire(self, when: str) -> None:
+        """Refuse every later ``write()`` (call inside ``write()``, once the rebuilt store has what this one
+        applied): a writer that finds its store retired writes to the new one instead."""
+        self.connection.execute("INSERT INTO meta VALUES (?, ?)", (RETIRED_KEY, when))
 
     def get(self, user: str) -> UserRow | None:
         row = self.connection.execute(SELECT_USER, (user,)).fetchone()

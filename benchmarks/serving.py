@@ -159,9 +159,9 @@ def store_rows(users: int, repeats: int) -> list[dict]:
     hidden = rng.standard_normal(D_MODEL).astype(np.float32)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        store = StateStore.create(Path(folder) / "s.sqlite", np.float32, {"model": "recmamba"})
+        store = StateStore.create(Path(folder) / "s.sqlite", np.float32, served.state_width, {"model": "recmamba"})
         records = [
-            UserRow(f"u{i}", states[i], hidden, np.arange(100, dtype=np.int32), 0, np.zeros(1, np.int32), 100)
+            UserRow(f"u{i}", states[i], hidden, 0, np.zeros(1, np.int32), 100)
             for i in range(users)
         ]
         start = time.perf_counter()

@@ -88,7 +88,7 @@ def user_states(
         context.log.info(f"{model_name}: {summary.users} users encoded in {time.perf_counter() - started:.1f} s")
         metadata[f"{model_name}/version"] = f"{current.registered_model} v{current.version}"
         metadata[f"{model_name}/bytes_per_user"] = summary.state_bytes_per_user
-        metadata[f"{model_name}/seen_bytes_per_user"] = round(summary.seen_bytes_per_user, 1)
+        metadata[f"{model_name}/seen_items_per_user"] = round(summary.seen_items_per_user, 1)
         metadata[f"{model_name}/events_carried_over"] = carried.applied if carried else 0
         metadata[f"{model_name}/path"] = dg.MetadataValue.path(str(root / model_name))
     if not any(key.endswith("/version") for key in metadata):

@@ -16,7 +16,7 @@ import numpy as np
 from recmodels.models import SequentialRecommender
 from recmodels.serving.bundle import MODEL_FOLDER, STORE_FILE, Catalogue
 from recmodels.serving.engines import engine_for
-from recmodels.serving.store import StateStore, UserRow
+from recmodels.serving.store import NO_TIMESTAMP, StateStore, UserRow
 
 BATCH_TOKENS = 1 << 18  # padded events per encoding batch
 
@@ -26,7 +26,7 @@ class BuildSummary:
     users: int
     events: int
     state_bytes_per_user: int  # state + hidden vector: fixed for a model, whatever the history length
-    seen_bytes_per_user: float  # mean bytes of the seen-items list (grows with distinct items)
+    seen_items_per_user: float  # mean distinct items seen (rows of the store's seen table)
 
 
 def length_batches(lengths: np.ndarray, batch_tokens: int = BATCH_TOKENS) -> list[np.ndarray]:
@@ -45,11 +45,10 @@ def length_batches(lengths: np.ndarray, batch_tokens: int = BATCH_TOKENS) -> lis
 
 def user_row(user: str, state: np.ndarray, hidden: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> UserRow:
     if not len(items):
-        empty = np.zeros(0, np.int32)
-        return UserRow(user, state, hidden, empty, np.iinfo(np.int64).min, empty, 0)
+        return UserRow(user, state, hidden, NO_TIMESTAMP, np.zeros(0, np.int32), 0)
     last_ts = int(timestamps[-1])
     last_items = np.unique(items[timestamps == last_ts]).astype(np.int32)
-    return UserRow(user, state, hidden, np.unique(items).astype(np.int32), last_ts, last_items, len(items))
+    return UserRow(user, state, hidden, last_ts, last_items, len(items))
 
 
 def build_folder(
@@ -71,21 +70,23 @@ def build_folder(
     shutil.copytree(model_files, folder / MODEL_FOLDER)
     catalogue.write(folder)
     engine = engine_for(model)
-    store = StateStore.create(folder / STORE_FILE, engine.state_dtype, meta)
+    store = StateStore.create(folder / STORE_FILE, engine.state_dtype, engine.state_width, meta)
     kept = [
         (np.asarray(h)[np.asarray(h) != 0], np.asarray(t)[np.asarray(h) != 0])
         for h, t in zip(histories, timestamps, strict=True)
     ]
     lengths = np.array([len(h) for h, _ in kept], dtype=np.int64)
-    seen_bytes = 0
+    seen_items = 0
     try:
         for batch in length_batches(lengths):
             states, hidden = engine.encode([kept[i][0] for i in batch], [kept[i][1] for i in batch])
             rows = [user_row(users[i], states[b], hidden[b], *kept[i]) for b, i in enumerate(batch)]
-            seen_bytes += sum(row.seen.nbytes for row in rows)
+            seen = [np.unique(kept[i][0]).tolist() for i in batch]
             with store.write():
-                store.put_many(rows)
+                store.put_many(rows)  # gives each row its slot
+                store.add_seen((row.slot, item) for row, items in zip(rows, seen, strict=True) for item in items)
+            seen_items += sum(len(items) for items in seen)
     finally:
         store.close()
     state_bytes = engine.state_width * engine.state_dtype.itemsize + engine.hidden_width * 4
-    return BuildSummary(len(users), int(lengths.sum()), state_bytes, seen_bytes / max(len(users), 1))
+    return BuildSummary(len(users), int(lengths.sum()), state_bytes, seen_items / max(len(users), 1))

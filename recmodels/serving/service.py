@@ -20,6 +20,7 @@ from recmodels.serving.engines import engine_for
 from recmodels.serving.store import StateStore, StoreRetired
 from recmodels.serving.updates import ApplyReport, Event, apply_events
 
+SEEN_MARGIN = 16  # candidates checked beyond 2k at first, for users who saw many of the best items
 RETIRED_RETRIES = 5  # a retired store means the link already moved: one retry normally suffices
 
 
@@ -59,17 +60,27 @@ class RecommendationService:
         return {"status": "ok", **{key: self.meta.get(key) for key in keys}, "users": self.store.num_users()}
 
     def recommend(self, user: str, k: int, exclude_seen: bool) -> Recommendation:
-        row = self.store.get(user)
-        if row is None:
+        found = self.store.hidden(user)
+        if found is None:
             top = self.popular[:k]
             counts = self.catalogue.train_count[top].astype(float)
             return Recommendation([self.catalogue.item_raw[i - 1] for i in top], counts.tolist(), fallback=True)
-        scores = self.embedding @ row.hidden  # (num_items + 1,)
+        slot, hidden = found
+        scores = self.embedding @ hidden  # (num_items + 1,)
         scores[0] = -np.inf
-        if exclude_seen:
-            scores[row.seen] = -np.inf
-        top = top_items(scores, min(k, int(np.isfinite(scores).sum())))
+        top = self.top_unseen(slot, scores, k) if exclude_seen else top_items(scores, min(k, len(scores) - 1))
         return Recommendation([self.catalogue.item_raw[i - 1] for i in top], scores[top].tolist(), fallback=False)
+
+    def top_unseen(self, slot: int, scores: np.ndarray, k: int) -> np.ndarray:
+        """The k best items the user has not seen: the best few candidates are checked against the seen table,
+        widening until k are left, so the cost follows k, not the length of the user's history."""
+        candidates = 2 * k + SEEN_MARGIN
+        while True:
+            top = top_items(scores, min(candidates, len(scores) - 1))
+            unseen = top[~np.isin(top, self.store.seen_among(slot, top))]
+            if len(unseen) >= k or len(top) == len(scores) - 1:
+                return unseen[:k]
+            candidates *= 4
 
     def dense_events(self, events: Sequence[tuple[str, str, int]]) -> list[Event]:
         """(user, raw item, ts) as the model's events; UnknownItem names the first item it does not know."""

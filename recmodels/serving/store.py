@@ -1,21 +1,31 @@
-"""The per-user state store: one SQLite file in WAL mode, one row per user with binary (BLOB) columns.
+"""The per-user state store: a SQLite file in WAL mode for what is small or searched, and a file of fixed-width
+state rows beside it for the model states, which are big (RecMamba's 2 layers: 19 KB a user).
 
 Why SQLite WAL (measured in ``benchmarks/serving.py``): readers never block and never see a half-written row
 (they read the last committed snapshot), a writer's ``BEGIN IMMEDIATE`` transaction makes each batch's
 read-modify-write of a user atomic across threads and processes, a killed process leaves every row as it
-was before or after its last commit, and a point read of a 20 KB BLOB row costs microseconds. DuckDB is
-columnar: point reads and single-row updates of wide rows are an order of magnitude slower, and only one
-process may open a file for writing.
+was before or after its last commit, and a point read costs microseconds. DuckDB is columnar: point reads
+and single-row updates of wide rows are an order of magnitude slower, and only one process may open a file
+for writing.
 
-Rows: ``state`` (the engine's flat row), ``hidden`` (float32, the last hidden vector), ``seen`` (sorted
-distinct int32 item ids, for ``exclude_seen``), ``last_ts`` and ``last_items`` (the items at ``last_ts``:
-with timestamp order, these are all an O(1) duplicate check needs), ``events`` (events applied). Every
-applied event is also appended to ``journal``, the order in which the store applied them.
+Why the states live outside SQLite: a batch of 1,000 users rewrote 19 MB of BLOBs through SQLite's
+overflow pages and then checkpointed them (about 100 ms a batch); positional reads and writes of the same
+bytes in a plain file take about 20 ms. Each user owns a slot of two copies in ``<store>.rows``; a write
+fills the copy that is not current and the same SQLite transaction flips ``users.copy`` to it, so a killed
+process leaves every user's state as of its last commit, like the rest of the row. Only writers (inside
+``write()``, one at a time) read states; recommendations read ``hidden`` from SQLite.
+
+Tables: ``users`` (``slot``, ``copy``, ``hidden`` (float32, the last hidden vector), ``last_ts`` and
+``last_items`` (the items at ``last_ts``: with timestamp order, all an O(1) duplicate check needs),
+``events`` applied); ``seen`` (slot, item): one row per distinct item a user has seen, appended as events
+arrive, so an update costs the same whatever the history length; ``journal``: every applied event, in the
+order applied; ``meta``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -24,20 +34,33 @@ from pathlib import Path
 
 import numpy as np
 
+from recmodels.serving.state_rows import StateRows
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
-    user TEXT PRIMARY KEY, state BLOB NOT NULL, hidden BLOB NOT NULL, seen BLOB NOT NULL,
+    user TEXT PRIMARY KEY, slot INTEGER NOT NULL UNIQUE, copy INTEGER NOT NULL, hidden BLOB NOT NULL,
     last_ts INTEGER NOT NULL, last_items BLOB NOT NULL, events INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS seen (slot INTEGER NOT NULL, item INTEGER NOT NULL, PRIMARY KEY (slot, item))
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, user TEXT NOT NULL, item INTEGER NOT NULL,
     ts INTEGER NOT NULL);
 """
-SELECT_USER = "SELECT user, state, hidden, seen, last_ts, last_items, events FROM users WHERE user = ?"
-UPSERT_USER = "INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, ?, ?, ?)"
+USER_COLUMNS = "user, slot, copy, hidden, last_ts, last_items, events"
+SELECT_USERS = "SELECT {columns} FROM users WHERE user IN ({marks})"
+USERS_PER_SELECT = 4_096  # bound parameters per statement stay far below SQLite's limit (32,766)
+INSERT_USER = f"INSERT INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+UPDATE_USER = "UPDATE users SET copy = ?, hidden = ?, last_ts = ?, last_items = ?, events = ? WHERE slot = ?"
+SEEN_AMONG = "SELECT item FROM seen WHERE slot = ? AND item IN (SELECT value FROM json_each(?))"
 APPEND_JOURNAL = "INSERT INTO journal (user, item, ts) VALUES (?, ?, ?)"
 BUSY_TIMEOUT_MS = 60_000  # a writer waits this long for another writer's transaction before failing
+# Checkpoint the WAL into the file every ~40 MB rather than SQLite's 4 MB: pages a stream of batches keeps
+# rewriting (users, seen) are copied back once per checkpoint, not once per batch (~7% of a 1,000-event batch).
+WAL_CHECKPOINT_PAGES = 10_000
 RETIRED_KEY = "retired_at"  # meta key set when a rebuilt store replaces this one
+STATE_BYTES_KEY = "state_bytes"  # meta key: the width of one state copy in the rows file
+NO_TIMESTAMP = int(np.iinfo(np.int64).min)  # last_ts of a user with no event yet
 
 
 class StoreRetired(RuntimeError):
@@ -46,19 +69,25 @@ class StoreRetired(RuntimeError):
 
 @dataclass
 class UserRow:
-    """One user's stored summary (numpy arrays decoded from the BLOBs)."""
+    """One user's stored summary (numpy arrays decoded from the BLOBs and the rows file)."""
 
     user: str
     state: np.ndarray
     hidden: np.ndarray  # (D,) float32
-    seen: np.ndarray  # sorted distinct item ids, int32
     last_ts: int
     last_items: np.ndarray  # int32 items applied at last_ts
     events: int
+    slot: int = -1  # the user's place in the rows file; -1 until first written
+    copy: int = 1  # which of the slot's two copies holds the committed state
+
+
+def rows_path(path: Path) -> Path:
+    """The states file beside a store file: ``states.sqlite`` -> ``states.rows``."""
+    return Path(path).with_suffix(".rows")
 
 
 class StateStore:
-    """A store file opened by one process; every thread gets its own connection (SQLite's rule)."""
+    """A store opened by one process; every thread gets its own SQLite connection (SQLite's rule)."""
 
     def __init__(self, path: Path, state_dtype: np.dtype) -> None:
         if not Path(path).is_file():
@@ -66,17 +95,25 @@ class StateStore:
         self.path = Path(path)
         self.state_dtype = np.dtype(state_dtype)
         self._local = threading.local()
+        self.state_bytes = int(self.meta()[STATE_BYTES_KEY])
+        if self.state_bytes % self.state_dtype.itemsize:
+            raise ValueError(f"{path}: states of {self.state_bytes} bytes are not rows of {self.state_dtype}")
+        self.rows = StateRows(rows_path(self.path), self.state_dtype, self.state_bytes // self.state_dtype.itemsize)
 
     @classmethod
-    def create(cls, path: Path, state_dtype: np.dtype, meta: dict[str, str]) -> StateStore:
-        """A new, empty store at ``path`` (which must not exist) stamped with ``meta``."""
+    def create(cls, path: Path, state_dtype: np.dtype, state_width: int, meta: dict[str, str]) -> StateStore:
+        """A new, empty store at ``path`` (which must not exist) for states of ``state_width`` values."""
         path = Path(path)
-        if path.exists():
+        if path.exists() or rows_path(path).exists():
             raise FileExistsError(f"{path} already exists: a new store is always built in a fresh file")
+        StateRows.create(rows_path(path), state_dtype, state_width)
+        state_bytes = int(state_width) * np.dtype(state_dtype).itemsize
         with contextlib.closing(sqlite3.connect(path)) as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(SCHEMA)
-            con.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
+            con.executemany(
+                "INSERT INTO meta VALUES (?, ?)", sorted({**meta, STATE_BYTES_KEY: str(state_bytes)}.items())
+            )
             con.commit()
         return cls(path, state_dtype)
 
@@ -89,6 +126,7 @@ class StateStore:
             # NORMAL in WAL mode: a commit is atomic and durable against a killed process; only a power cut
             # may lose the last commits (never corrupt the file).
             con.execute("PRAGMA synchronous=NORMAL")
+            con.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             self._local.connection = con
         return con
 
@@ -114,6 +152,7 @@ class StateStore:
         if con.execute("SELECT 1 FROM meta WHERE key = ?", (RETIRED_KEY,)).fetchone() is not None:
             con.execute("ROLLBACK")
             raise StoreRetired(f"{self.path} was replaced by a rebuilt store")
+        self._local.written = set()
         try:
             yield con
         except BaseException:
@@ -126,22 +165,67 @@ class StateStore:
         applied): a writer that finds its store retired writes to the new one instead."""
         self.connection.execute("INSERT INTO meta VALUES (?, ?)", (RETIRED_KEY, when))
 
+    def hidden(self, user: str) -> tuple[int, np.ndarray] | None:
+        """(slot, last hidden vector) of a user, or None: all a recommendation reads."""
+        row = self.connection.execute("SELECT slot, hidden FROM users WHERE user = ?", (user,)).fetchone()
+        return None if row is None else (int(row[0]), np.frombuffer(row[1], np.float32))
+
     def get(self, user: str) -> UserRow | None:
-        row = self.connection.execute(SELECT_USER, (user,)).fetchone()
-        return None if row is None else self._decode(row)
+        return self.get_many([user]).get(user)
 
     def get_many(self, users: Iterable[str]) -> dict[str, UserRow]:
-        con = self.connection
-        found = {}
-        for user in users:
-            row = con.execute(SELECT_USER, (user,)).fetchone()
-            if row is not None:
-                found[user] = self._decode(row)
-        return found
+        """The stored users among ``users``, in one statement (call inside ``write()`` when the states are
+        to be advanced: outside it, a concurrent writer may be filling the copy read next)."""
+        users = list(users)
+        found = []
+        for start in range(0, len(users), USERS_PER_SELECT):
+            chunk = users[start : start + USERS_PER_SELECT]
+            query = SELECT_USERS.format(columns=USER_COLUMNS, marks=", ".join("?" * len(chunk)))
+            found += self.connection.execute(query, chunk).fetchall()
+        slots = np.array([row[1] for row in found], np.int64)
+        states = self.rows.read(slots, np.array([row[2] for row in found], np.int64))
+        rows = {}
+        for b, (user, slot, copy, hidden, last_ts, last_items, events) in enumerate(found):
+            rows[user] = UserRow(
+                user=user,
+                state=states[b],
+                hidden=np.frombuffer(hidden, np.float32).copy(),
+                last_ts=int(last_ts),
+                last_items=np.frombuffer(last_items, np.int32),
+                events=int(events),
+                slot=int(slot),
+                copy=int(copy),
+            )
+        return rows
 
-    def put_many(self, rows: Iterable[UserRow]) -> None:
-        """Write rows (call inside ``write()``)."""
-        self.connection.executemany(UPSERT_USER, (self._encode(row) for row in rows))
+    def put_many(self, rows: Iterable[UserRow], states: np.ndarray | None = None) -> None:
+        """Write rows (call inside ``write()``): each state into its slot's other copy, new users into new
+        slots; ``row.slot`` and ``row.copy`` then name what the commit makes current. ``states`` (B, S), when
+        the caller holds the rows' states as one array, saves copying them into one."""
+        rows = list(rows)
+        stored = [row for row in rows if row.slot >= 0]
+        new = [row for row in rows if row.slot < 0]
+        if new:
+            first = int(self.connection.execute("SELECT coalesce(max(slot) + 1, 0) FROM users").fetchone()[0])
+            for slot, row in enumerate(new, start=first):
+                row.slot, row.copy = slot, 1
+        self._write_states(rows, states)
+        self.connection.executemany(UPDATE_USER, ((*self._encode(row)[2:], row.slot) for row in stored))
+        self.connection.executemany(INSERT_USER, (self._encode(row) for row in new))
+
+    def add_seen(self, pairs: Iterable[tuple[int, int]]) -> None:
+        """Record (slot, item) pairs as seen (call inside ``write()``); pairs already there are kept once."""
+        self.connection.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", pairs)
+
+    def seen_among(self, slot: int, items: np.ndarray) -> np.ndarray:
+        """The ones of ``items`` the user of ``slot`` has seen: a lookup per item, whatever the history."""
+        query = self.connection.execute(SEEN_AMONG, (slot, json.dumps(items.tolist())))
+        return np.array([item for (item,) in query], dtype=np.int64)
+
+    def seen(self, user: str) -> np.ndarray:
+        """Every distinct item ``user`` has seen, sorted."""
+        query = "SELECT item FROM seen JOIN users USING (slot) WHERE user = ? ORDER BY item"
+        return np.array([item for (item,) in self.connection.execute(query, (user,))], dtype=np.int32)
 
     def append_journal(self, events: Iterable[tuple[str, int, int]]) -> None:
         """Record applied (user, item, ts) in application order (call inside ``write()``)."""
@@ -152,25 +236,32 @@ class StateStore:
         query = "SELECT item, ts FROM journal WHERE user = ? ORDER BY seq"
         return [(int(i), int(t)) for i, t in self.connection.execute(query, (user,))]
 
+    def _write_states(self, rows: list[UserRow], states: np.ndarray | None) -> None:
+        """Fill each row's copy that is not current. A second write of a user in one transaction would
+        overwrite its committed copy, which a rollback must still find, so it is refused."""
+        if not rows:
+            return
+        slots = np.array([row.slot for row in rows], np.int64)
+        if self._local.written.intersection(slots.tolist()) or len(np.unique(slots)) < len(slots):
+            raise RuntimeError("a user was written twice in one transaction")
+        self._local.written.update(slots.tolist())
+        if states is None:
+            states = np.stack([np.asarray(row.state, self.state_dtype) for row in rows])
+        if states.dtype != self.state_dtype or states.shape[1] * states.itemsize != self.state_bytes:
+            raise ValueError(
+                f"states of {states.dtype} x {states.shape[1]}; the store holds {self.state_bytes} bytes of {self.state_dtype}"
+            )
+        for row in rows:
+            row.copy = 1 - row.copy
+        self.rows.write(slots, np.array([row.copy for row in rows]), states)
+
     def _encode(self, row: UserRow) -> tuple:
         return (
             row.user,
-            np.ascontiguousarray(row.state, self.state_dtype).tobytes(),
+            row.slot,
+            row.copy,
             np.ascontiguousarray(row.hidden, np.float32).tobytes(),
-            np.ascontiguousarray(row.seen, np.int32).tobytes(),
             int(row.last_ts),
             np.ascontiguousarray(row.last_items, np.int32).tobytes(),
             int(row.events),
-        )
-
-    def _decode(self, row: tuple) -> UserRow:
-        user, state, hidden, seen, last_ts, last_items, events = row
-        return UserRow(
-            user=user,
-            state=np.frombuffer(state, self.state_dtype).copy(),
-            hidden=np.frombuffer(hidden, np.float32).copy(),
-            seen=np.frombuffer(seen, np.int32),
-            last_ts=int(last_ts),
-            last_items=np.frombuffer(last_items, np.int32),
-            events=int(events),
         )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recmodels.serving.engines import Engine, left_padded
-from recmodels.serving.store import StateStore, UserRow
+from recmodels.serving.store import NO_TIMESTAMP, StateStore, UserRow
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,7 @@ class ApplyReport:
 
 def fresh_row(engine: Engine, user: str) -> UserRow:
     states, hidden = engine.initial(1)
-    empty = np.zeros(0, np.int32)
-    return UserRow(user, states[0], hidden[0], empty, np.iinfo(np.int64).min, empty, 0)
+    return UserRow(user, states[0], hidden[0], NO_TIMESTAMP, np.zeros(0, np.int32), 0)
 
 
 def accepted_events(row: UserRow, events: list[Event], report: ApplyReport) -> list[Event]:
@@ -86,9 +85,9 @@ def apply_events(store: StateStore, engine: Engine, events: Sequence[Event]) -> 
         engine.advance(items, states, hidden, times)
         for b, (row, accepted) in enumerate(changed):
             row.state, row.hidden = states[b], hidden[b]
-            row.seen = np.union1d(row.seen, items[b][items[b] != 0]).astype(np.int32)
             row.events += len(accepted)
             report.applied += len(accepted)
-        store.put_many(row for row, _ in changed)
+        store.put_many([row for row, _ in changed], states)
+        store.add_seen((row.slot, e.item) for row, accepted in changed for e in accepted)
         store.append_journal((e.user, e.item, e.ts) for _, accepted in changed for e in accepted)
     return report

@@ -39,7 +39,7 @@ def test_build_stores_every_user_with_its_last_events(served_folder):
     assert store.num_users() == len(users)
     row = store.get(users[0])
     assert row.events == len(items[0]) and row.last_ts == stamps[0][-1]
-    np.testing.assert_array_equal(row.seen, np.unique(items[0]))
+    np.testing.assert_array_equal(store.seen(users[0]), np.unique(items[0]))
     assert store.meta()["version"] == "3"
 
 

@@ -248,9 +248,8 @@ class StateStore:
         if states is None:
             states = np.stack([np.asarray(row.state, self.state_dtype) for row in rows])
         if states.dtype != self.state_dtype or states.shape[1] * states.itemsize != self.state_bytes:
-            raise ValueError(
-                f"states of {states.dtype} x {states.shape[1]}; the store holds {self.state_bytes} bytes of {self.state_dtype}"
-            )
+            held = f"{self.state_bytes} bytes of {self.state_dtype}"
+            raise ValueError(f"states of {states.dtype} x {states.shape[1]}; the store holds {held}")
         for row in rows:
             row.copy = 1 - row.copy
         self.rows.write(slots, np.array([row.copy for row in rows]), states)

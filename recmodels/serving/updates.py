@@ -26,12 +26,22 @@ class Event:
     ts: int  # milliseconds since the epoch
 
 
+# Stale events timed in [1e9, 1e11) ms (January 1970 to March 1973) against a user whose last event is later
+# than 1e11 ms were most likely sent in seconds (2001 to 5138 in seconds): the report counts them apart.
+SECONDS_LIKE = (10**9, 10**11)
+
+
 @dataclass
 class ApplyReport:
     applied: int = 0
     duplicates: int = 0
     stale: int = 0
     new_users: int = 0
+    seconds_like: int = 0  # of the stale ones: timestamps that look like seconds, not milliseconds
+
+
+def looks_like_seconds(ts: int, last_ts: int) -> bool:
+    return SECONDS_LIKE[0] <= ts < SECONDS_LIKE[1] <= last_ts
 
 
 def fresh_row(engine: Engine, user: str) -> UserRow:
@@ -46,6 +56,7 @@ def accepted_events(row: UserRow, events: list[Event], report: ApplyReport) -> l
     for event in sorted(events, key=lambda e: e.ts):
         if event.ts < row.last_ts:
             report.stale += 1
+            report.seconds_like += looks_like_seconds(event.ts, row.last_ts)
             continue
         if event.ts > row.last_ts:
             row.last_ts, at_last = event.ts, set()

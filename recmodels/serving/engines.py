@@ -30,12 +30,16 @@ ENCODE_CHUNK = 512  # events per forward_with_state call while encoding a long h
 
 def left_padded(rows: Sequence[np.ndarray], width: int | None = None) -> np.ndarray:
     """(B, width) int64 with each row's last ``width`` items at the right, 0 before them."""
-    width = max((len(r) for r in rows), default=0) if width is None else width
+    lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
+    width = int(lengths.max(initial=0)) if width is None else width
     out = np.zeros((len(rows), width), dtype=np.int64)
-    for b, row in enumerate(rows):
-        kept = row[len(row) - min(len(row), width) :]
-        if len(kept):
-            out[b, width - len(kept) :] = kept
+    if lengths.sum() == 0 or width == 0:
+        return out
+    values = np.concatenate([np.asarray(r, np.int64) for r in rows])
+    row = np.repeat(np.arange(len(rows)), lengths)
+    column = width - lengths[row] + np.arange(len(values)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    kept = column >= 0  # a row longer than width keeps its last width items
+    out[row[kept], column[kept]] = values[kept]
     return out
 
 

@@ -89,8 +89,9 @@ def apply_events(store: StateStore, engine: Engine, events: Sequence[Event]) -> 
                 changed.append((row, accepted))
         if not changed:
             return report
-        items = left_padded([np.array([e.item for e in accepted], np.int64) for _, accepted in changed])
-        times = left_padded([np.array([e.ts for e in accepted], np.int64) for _, accepted in changed])
+        ends = np.cumsum([len(accepted) for _, accepted in changed])[:-1]
+        items = left_padded(np.split(np.array([e.item for _, accepted in changed for e in accepted]), ends))
+        times = left_padded(np.split(np.array([e.ts for _, accepted in changed for e in accepted]), ends))
         states = np.stack([row.state for row, _ in changed])
         hidden = np.stack([row.hidden for row, _ in changed])
         engine.advance(items, states, hidden, times)

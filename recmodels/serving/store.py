@@ -9,11 +9,13 @@ and single-row updates of wide rows are an order of magnitude slower, and only o
 for writing.
 
 Why the states live outside SQLite: a batch of 1,000 users rewrote 19 MB of BLOBs through SQLite's
-overflow pages and then checkpointed them (about 100 ms a batch); positional reads and writes of the same
-bytes in a plain file take about 20 ms. Each user owns a slot of two copies in ``<store>.rows``; a write
+overflow pages and then checkpointed them (about 100 ms a batch); a gather and a scatter of the same bytes
+through a memory-mapped file (``state_rows.py``) take about 7 ms. Each user owns a slot of two copies in ``<store>.rows``; a write
 fills the copy that is not current and the same SQLite transaction flips ``users.copy`` to it, so a killed
-process leaves every user's state as of its last commit, like the rest of the row. Only writers (inside
-``write()``, one at a time) read states; recommendations read ``hidden`` from SQLite.
+process leaves every user's state as of its last commit, like the rest of the row. The rows file is not
+synced at each commit, so a power cut may leave a user's current copy older than its row (materializing
+``user_states`` rebuilds every state). Only writers (inside ``write()``, one at a time) read states;
+recommendations read ``hidden`` from SQLite.
 
 Tables: ``users`` (``slot``, ``copy``, ``hidden`` (float32, the last hidden vector), ``last_ts`` and
 ``last_items`` (the items at ``last_ts``: with timestamp order, all an O(1) duplicate check needs),
@@ -95,7 +97,10 @@ class StateStore:
         self.path = Path(path)
         self.state_dtype = np.dtype(state_dtype)
         self._local = threading.local()
-        self.state_bytes = int(self.meta()[STATE_BYTES_KEY])
+        meta = self.meta()
+        if STATE_BYTES_KEY not in meta:
+            raise ValueError(f"{path} was built by an older recmamba (states inside SQLite): materialize user_states")
+        self.state_bytes = int(meta[STATE_BYTES_KEY])
         if self.state_bytes % self.state_dtype.itemsize:
             raise ValueError(f"{path}: states of {self.state_bytes} bytes are not rows of {self.state_dtype}")
         self.rows = StateRows(rows_path(self.path), self.state_dtype, self.state_bytes // self.state_dtype.itemsize)

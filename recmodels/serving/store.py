@@ -8,14 +8,14 @@ was before or after its last commit, and a point read costs microseconds. DuckDB
 and single-row updates of wide rows are an order of magnitude slower, and only one process may open a file
 for writing.
 
-Why the states live outside SQLite: a batch of 1,000 users rewrote 19 MB of BLOBs through SQLite's
-overflow pages and then checkpointed them (about 100 ms a batch); a gather and a scatter of the same bytes
-through a memory-mapped file (``state_rows.py``) take about 7 ms. Each user owns a slot of two copies in ``<store>.rows``; a write
-fills the copy that is not current and the same SQLite transaction flips ``users.copy`` to it, so a killed
-process leaves every user's state as of its last commit, like the rest of the row. The rows file is not
-synced at each commit, so a power cut may leave a user's current copy older than its row (materializing
-``user_states`` rebuilds every state). Only writers (inside ``write()``, one at a time) read states;
-recommendations read ``hidden`` from SQLite.
+Why the states live outside SQLite: a batch of 1,000 users rewrote 19 MB of BLOBs through SQLite's overflow
+pages and then checkpointed them (about 100 ms a batch); a gather and a scatter of the same bytes through a
+memory-mapped file (``state_rows.py``) take about 7 ms. Each user owns a slot of two copies in
+``<store>.rows``; a write fills the copy that is not current and the same SQLite transaction flips
+``users.copy`` to it, so a killed process leaves every user's state as of its last commit, like the rest of
+the row. The rows file is not synced at each commit, so a power cut may leave a user's current copy older than
+its row (materializing ``user_states`` rebuilds every state). Only writers (inside ``write()``, one at a time)
+read states; recommendations read ``hidden`` from SQLite.
 
 Tables: ``users`` (``slot``, ``copy``, ``hidden`` (float32, the last hidden vector), ``last_ts`` and
 ``last_items`` (the items at ``last_ts``: with timestamp order, all an O(1) duplicate check needs),
@@ -173,7 +173,7 @@ class StateStore:
     def hidden(self, user: str) -> tuple[int, np.ndarray] | None:
         """(slot, last hidden vector) of a user, or None: all a recommendation reads."""
         row = self.connection.execute("SELECT slot, hidden FROM users WHERE user = ?", (user,)).fetchone()
-        return None if row is None else (int(row[0]), np.frombuffer(row[1], np.float32))
+        return None if row is None else (int(row[0]), np.frombuffer(row[1], np.float32).copy())
 
     def get(self, user: str) -> UserRow | None:
         return self.get_many([user]).get(user)

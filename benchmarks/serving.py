@@ -148,10 +148,10 @@ def store_row(name: str, users: int, bulk: float, read: dict, write: dict, size:
 
 
 def store_rows(users: int, repeats: int) -> list[dict]:
-    """SQLite WAL (BLOB rows) against DuckDB (BLOB column), same rows and operations."""
+    """The state store (SQLite WAL + memory-mapped state rows) against DuckDB (BLOB column), same operations."""
     import duckdb
 
-    from recmodels.serving.store import StateStore, UserRow
+    from recmodels.serving.store import StateStore, UserRow, rows_path
 
     served = engine("recmamba")
     rng = np.random.default_rng(2)
@@ -160,10 +160,7 @@ def store_rows(users: int, repeats: int) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         store = StateStore.create(Path(folder) / "s.sqlite", np.float32, served.state_width, {"model": "recmamba"})
-        records = [
-            UserRow(f"u{i}", states[i], hidden, 0, np.zeros(1, np.int32), 100)
-            for i in range(users)
-        ]
+        records = [UserRow(f"u{i}", states[i], hidden, 0, np.zeros(1, np.int32), 100) for i in range(users)]
         start = time.perf_counter()
         with store.write():
             store.put_many(records)
@@ -182,8 +179,8 @@ def store_rows(users: int, repeats: int) -> list[dict]:
 
         write = timings_ms(update, repeats)
         store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        size = os.path.getsize(store.path)
-        rows.append(store_row("sqlite_wal", users, bulk, read, write, size))
+        size = os.path.getsize(store.path) + os.stat(rows_path(store.path)).st_blocks * 512  # rows: sparse
+        rows.append(store_row("sqlite_wal+rows", users, bulk, read, write, size))
         store.close()
 
         con = duckdb.connect(str(Path(folder) / "s.duckdb"))

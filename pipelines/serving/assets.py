@@ -2,8 +2,10 @@
 
 For each model with a registered version (``<dataset>-<model>@current``), every user's whole history in
 the current split is encoded (chunk by chunk, any length) into a fresh store, which is then published by
-moving a link (``publish.py``): a failed build leaves the served store as it was. Recurrent models
-(RecMamba, GRU4Rec) keep their recurrent state, attention models (SASRec, LinRec) their last window.
+moving a link (``publish.py``): a failed build leaves the served store as it was, and no event the service
+applied to it is lost. Recurrent models (RecMamba, GRU4Rec) keep their recurrent state, attention models
+(SASRec, LinRec) their last window. Each store records the newest event time of its split, and the new store's
+journal is compacted after the publish, never below that horizon (``recmodels/serving/journal.py``).
 """
 
 import tempfile
@@ -18,18 +20,63 @@ from pipelines.data.resources import Warehouse
 from pipelines.model_names import MODEL_NAMES
 from pipelines.paths import ProjectPaths
 from pipelines.resources import MlflowTracking
-from pipelines.serving.publish import publish_version
+from pipelines.serving.publish import CarryOverReport, publish_version
 from pipelines.serving.sources import download_current_model, raw_user_ids, served_histories
 from pipelines.split_source import current_split
 from recmodels.data import SplitData
+from recmodels.models import SequentialRecommender
 from recmodels.serving.build import build_folder
-from recmodels.serving.bundle import MODEL_FOLDER, load_model
+from recmodels.serving.bundle import MODEL_FOLDER, STORE_FILE, load_model
+from recmodels.serving.engines import engine_for
+from recmodels.serving.journal import HORIZON_KEY, NO_HORIZON, CompactionReport, JournalPolicy, compact_journal
+from recmodels.serving.store import StateStore
+
+DEFAULT_JOURNAL = JournalPolicy()
 
 
 class UserStatesConfig(dg.Config):
     models: list[str] = Field(
         default=list(MODEL_NAMES), description="Models to serve, each from <dataset>-<model>@current."
     )
+    journal_max_age_days: int = Field(
+        default=DEFAULT_JOURNAL.max_age_days,
+        ge=1,
+        description="Journal rows (events the service applied) older than this, in event time before the newest "
+        "row, are deleted after each publish and inbox run; rows newer than the split are always kept.",
+    )
+    journal_max_rows: int = Field(
+        default=DEFAULT_JOURNAL.max_rows,
+        ge=1,
+        description="Journal rows kept at most (the earliest applied go first); rows newer than the split are "
+        "always kept, even beyond this.",
+    )
+
+    def journal_policy(self) -> JournalPolicy:
+        return JournalPolicy(self.journal_max_age_days, self.journal_max_rows)
+
+
+def compact_published(version: Path, model: SequentialRecommender, policy: JournalPolicy) -> CompactionReport:
+    """Compact the just-published store's journal (its horizon is in its meta)."""
+    store = StateStore(version / STORE_FILE, engine_for(model).state_dtype)
+    try:
+        return compact_journal(store, policy)
+    finally:
+        store.close()
+
+
+def journal_metadata(model_name: str, carried: CarryOverReport | None, compacted: CompactionReport) -> dict:
+    """What the publish did with the old journal, and what compaction left of the new one."""
+    carried = carried or CarryOverReport()
+    return {
+        f"{model_name}/events_carried_over": carried.applied,
+        f"{model_name}/carried_stale": carried.stale,
+        f"{model_name}/carried_duplicates": carried.duplicates,
+        f"{model_name}/carried_unknown_items": carried.unknown_items,
+        f"{model_name}/carried_under_lock": carried.under_lock,
+        f"{model_name}/journal_deleted": compacted.deleted_by_age + compacted.deleted_by_size,
+        f"{model_name}/journal_kept_for_rebuild": compacted.kept_for_rebuild,
+        f"{model_name}/journal_rows": compacted.rows,
+    }
 
 
 @dg.asset(
@@ -48,10 +95,12 @@ def user_states(
     data = SplitData.load(split.export_dir)
     users = raw_user_ids(warehouse, split.dataset, data.user_ids)
     root = ProjectPaths.from_env().serving / split.dataset
+    horizon = int(data.timestamps.max(initial=NO_HORIZON))
     metadata: dict[str, object] = {
         "users": len(users),
         "split_fingerprint": split.fingerprint,
         "dataset": split.dataset,
+        "split_horizon_ms": horizon,
     }
     for model_name in config.models:
         with tempfile.TemporaryDirectory() as download:
@@ -72,10 +121,13 @@ def user_states(
                 "split_fingerprint": split.fingerprint,
                 "export_path": str(split.export_dir),
                 "built_at": stamp,
+                HORIZON_KEY: str(horizon),
+                **config.journal_policy().as_meta(),
             }
+            model = load_model(current.folder)
             summary = build_folder(
                 partial,
-                load_model(current.folder),
+                model,
                 current.folder / MODEL_FOLDER,
                 histories.catalogue,
                 histories.users,
@@ -85,11 +137,14 @@ def user_states(
             )
             version = partial.rename(versions / f"{stamp}-v{current.version}")
             carried = publish_version(root / model_name, version)
+            compacted = compact_published(version, model, config.journal_policy())
         context.log.info(f"{model_name}: {summary.users} users encoded in {time.perf_counter() - started:.1f} s")
+        if carried:
+            context.log.info(f"{model_name}: {carried.summary()}")
         metadata[f"{model_name}/version"] = f"{current.registered_model} v{current.version}"
         metadata[f"{model_name}/bytes_per_user"] = summary.state_bytes_per_user
         metadata[f"{model_name}/seen_items_per_user"] = round(summary.seen_items_per_user, 1)
-        metadata[f"{model_name}/events_carried_over"] = carried.applied if carried else 0
+        metadata.update(journal_metadata(model_name, carried, compacted))
         metadata[f"{model_name}/path"] = dg.MetadataValue.path(str(root / model_name))
     if not any(key.endswith("/version") for key in metadata):
         raise dg.Failure(

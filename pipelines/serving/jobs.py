@@ -1,8 +1,9 @@
 """The small job that advances served users' states by new events from the inbox (never the whole graph).
 
 Every served model of every dataset gets the same events, batched (one store transaction and one batched
-step per batch). Applying a file twice changes nothing (duplicates and stale events are skipped), so a run
-that fails half way is simply run again.
+step per batch), through the link, so a rebuild published meanwhile gets the batches its old store refused.
+Applying a file twice changes nothing (duplicates and stale events are skipped), so a run that fails half way
+is simply run again. Each store's journal is then compacted by the policy the store was built with.
 """
 
 from collections import Counter
@@ -12,7 +13,9 @@ import dagster as dg
 
 from pipelines.paths import ProjectPaths
 from pipelines.serving.inbox import INBOX, inbox_files, mark_done, read_events
-from recmodels.serving.service import RecommendationService
+from recmodels.serving.journal import JournalPolicy, compact_journal
+from recmodels.serving.service import ServedFolder
+from recmodels.serving.store import StoreRetired
 
 BATCH_EVENTS = 10_000
 
@@ -23,19 +26,33 @@ def served_models(dataset_root: Path) -> list[Path]:
 
 
 def apply_to_model(link: Path, events: list[tuple[str, str, int]]) -> Counter:
-    """Apply raw events to one served model; items outside its catalogue are counted, not applied."""
-    service = RecommendationService(link.resolve())
+    """Apply raw events to one served model, then compact its journal; items outside its catalogue are counted."""
+    served = ServedFolder(link)
     counts: Counter = Counter()
     try:
-        known = [e for e in events if e[1] in service.dense_ids]
-        counts["unknown_items"] = len(events) - len(known)
-        for start in range(0, len(known), BATCH_EVENTS):
-            report = service.post_events(known[start : start + BATCH_EVENTS])
+        for start in range(0, len(events), BATCH_EVENTS):
+            batch = events[start : start + BATCH_EVENTS]
+            dense_ids = served.get().dense_ids
+            known = [e for e in batch if e[1] in dense_ids]
+            counts["unknown_items"] += len(batch) - len(known)
+            report = served.post_events(known)
             counts.update(applied=report.applied, duplicates=report.duplicates, stale=report.stale,
                           new_users=report.new_users)  # fmt: skip
+        counts.update(compact_served(served))
     finally:
-        service.close()
+        served.get().close()
     return counts
+
+
+def compact_served(served: ServedFolder) -> Counter:
+    """Compact the served store's journal by its own policy (a rebuild that retires it compacts its own)."""
+    service = served.get()
+    try:
+        compacted = compact_journal(service.store, JournalPolicy.from_meta(service.meta))
+    except StoreRetired:
+        return Counter()
+    return Counter(journal_deleted=compacted.deleted_by_age + compacted.deleted_by_size,
+                   journal_kept_for_rebuild=compacted.kept_for_rebuild)  # fmt: skip
 
 
 @dg.op(description="Apply the event files waiting in data/serving/<dataset>/inbox to every served model's state store.")

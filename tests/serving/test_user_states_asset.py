@@ -77,9 +77,9 @@ def served(project_home: Path):
     instance.dispose()
 
 
-def materialize(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+def materialize(instance: dg.DagsterInstance, **config: object) -> dg.ExecuteInProcessResult:
     resources = {"mlflow_tracking": MlflowTracking(), "warehouse": Warehouse()}
-    run_config = {"ops": {"user_states": {"config": {"models": ["recmamba", "gru4rec", "sasrec"]}}}}
+    run_config = {"ops": {"user_states": {"config": {"models": ["recmamba", "gru4rec", "sasrec"], **config}}}}
     return dg.materialize([user_states], instance=instance, resources=resources, run_config=run_config)
 
 
@@ -131,3 +131,22 @@ def test_advance_job_applies_inbox_files_once_and_refuses_bad_ones(served):
     assert not result.success
     assert "bad.csv: line 2, column timestamp: 'yesterday' is not an integer" in str(result.all_events)
     assert (inbox / "bad.csv").exists()
+
+
+def test_advance_job_compacts_each_journal_by_the_policy_the_asset_was_configured_with(served):
+    instance, paths = served
+    materialize(instance, journal_max_rows=1)  # the split's newest event is at 1069
+    inbox = paths.serving / DATASET / "inbox"
+    inbox.mkdir()
+    (inbox / "day1.csv").write_text(
+        f"user,item,timestamp\nzed,{item_raw(2)},500\nzed,{item_raw(3)},600\n"
+        f"ann,{item_raw(4)},9000\nann,{item_raw(5)},9001\n"
+    )
+    result = advance_user_states.execute_in_process(instance=instance)
+    observed = result.asset_observations_for_node("advance_user_states_op")[0].metadata
+    assert observed["recmamba/applied"].value == 4
+    assert observed["recmamba/journal_deleted"].value == 2  # zed's events: not newer than the split
+    assert observed["recmamba/journal_kept_for_rebuild"].value == 1  # ann at 9000: past max_rows, newer than the split
+    service = RecommendationService(paths.serving / DATASET / "recmamba")
+    assert service.store.journal("ann") == [(4, 9000), (5, 9001)] and service.store.journal("zed") == []
+    service.close()

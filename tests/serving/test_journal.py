@@ -13,7 +13,7 @@ from recmodels.serving.store import StateStore
 def store_with_journal(path: Path, days: list[int], horizon_day: int | None) -> StateStore:
     """A store whose journal holds one event per entry of ``days`` (event time in days), applied in that order."""
     meta = {} if horizon_day is None else {HORIZON_KEY: str(horizon_day * DAY_MS)}
-    store = StateStore.create(path, np.float32, meta)
+    store = StateStore.create(path, np.float32, 4, meta)
     with store.write():
         store.append_journal((f"user-{n}", 1 + n, day * DAY_MS) for n, day in enumerate(days))
     return store

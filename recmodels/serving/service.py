@@ -18,7 +18,7 @@ import torch
 from recmodels.serving.bundle import STORE_FILE, Catalogue, load_model
 from recmodels.serving.engines import engine_for
 from recmodels.serving.store import StateStore, StoreRetired
-from recmodels.serving.updates import ApplyReport, Event, apply_events
+from recmodels.serving.updates import ApplyReport, EventColumns, apply_events
 
 SEEN_MARGIN = 16  # candidates checked beyond 2k at first, for users who saw many of the best items
 RETIRED_RETRIES = 5  # a retired store means the link already moved: one retry normally suffices
@@ -88,15 +88,14 @@ class RecommendationService:
                 return unseen[:k]
             candidates *= 4
 
-    def dense_events(self, events: Sequence[tuple[str, str, int]]) -> list[Event]:
+    def dense_events(self, events: Sequence[tuple[str, str, int]]) -> EventColumns:
         """(user, raw item, ts) as the model's events; UnknownItem names the first item it does not know."""
-        dense = []
-        for index, (user, item, ts) in enumerate(events):
-            item_id = self.dense_ids.get(item)
-            if item_id is None:
-                raise UnknownItem(index, item)
-            dense.append(Event(user, item_id, ts))
-        return dense
+        users, raw_items, stamps = zip(*events, strict=True) if events else ((), (), ())
+        items = np.array([self.dense_ids.get(raw, 0) for raw in raw_items], np.int64)
+        unknown = np.flatnonzero(items == 0)
+        if len(unknown):
+            raise UnknownItem(int(unknown[0]), raw_items[unknown[0]])
+        return EventColumns(list(users), items, np.array(stamps, np.int64))
 
     def post_events(self, events: Sequence[tuple[str, str, int]]) -> ApplyReport:
         return apply_events(self.store, self.engine, self.dense_events(events))

@@ -9,7 +9,6 @@ transaction, so a batch is applied whole or not at all.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,8 +39,22 @@ class ApplyReport:
     seconds_like: int = 0  # of the stale ones: timestamps that look like seconds, not milliseconds
 
 
-def looks_like_seconds(ts: int, last_ts: int) -> bool:
-    return SECONDS_LIKE[0] <= ts < SECONDS_LIKE[1] <= last_ts
+def looks_like_seconds(ts: np.ndarray, last_ts: np.ndarray) -> np.ndarray:
+    return (ts >= SECONDS_LIKE[0]) & (ts < SECONDS_LIKE[1]) & (last_ts >= SECONDS_LIKE[1])
+
+
+@dataclass(frozen=True)
+class EventColumns:
+    """A batch as columns, in the order the events came: what the service decodes and the store applies."""
+
+    users: list[str]
+    items: np.ndarray  # (n,) int64 dense item ids
+    ts: np.ndarray  # (n,) int64 milliseconds
+
+    @classmethod
+    def of(cls, events: Sequence[Event]) -> EventColumns:
+        items = np.array([e.item for e in events], np.int64)
+        return cls([e.user for e in events], items, np.array([e.ts for e in events], np.int64))
 
 
 def fresh_row(engine: Engine, user: str) -> UserRow:
@@ -49,57 +62,70 @@ def fresh_row(engine: Engine, user: str) -> UserRow:
     return UserRow(user, states[0], hidden[0], NO_TIMESTAMP, np.zeros(0, np.int32), 0)
 
 
-def accepted_events(row: UserRow, events: list[Event], report: ApplyReport) -> list[Event]:
-    """The user's events still to apply, in order; updates ``row.last_ts`` / ``row.last_items``."""
-    accepted = []
-    at_last = set(row.last_items.tolist())
-    for event in sorted(events, key=lambda e: e.ts):
-        if event.ts < row.last_ts:
-            report.stale += 1
-            report.seconds_like += looks_like_seconds(event.ts, row.last_ts)
-            continue
-        if event.ts > row.last_ts:
-            row.last_ts, at_last = event.ts, set()
-        if event.item in at_last:
-            report.duplicates += 1
-            continue
-        at_last.add(event.item)
-        accepted.append(event)
-    row.last_items = np.array(sorted(at_last), np.int32)
-    return accepted
+def group_starts(*keys: np.ndarray) -> np.ndarray:
+    """Indices where any of the (sorted) ``keys`` changes from the previous position, 0 included."""
+    changes = np.zeros(len(keys[0]), bool)
+    changes[0] = True
+    for key in keys:
+        changes[1:] |= key[1:] != key[:-1]
+    return np.flatnonzero(changes)
 
 
-def apply_events(store: StateStore, engine: Engine, events: Sequence[Event]) -> ApplyReport:
+def screen(rows: list[UserRow], user: np.ndarray, item: np.ndarray, ts: np.ndarray, report: ApplyReport) -> np.ndarray:
+    """The mask of events to apply, over events sorted by (user, ts, arrival); counts the others."""
+    last_ts = np.array([row.last_ts for row in rows], np.int64)[user]
+    stale = ts < last_ts
+    by_key = np.lexsort((item, ts, user))  # stable: equal events stay in arrival order
+    repeat = np.ones(len(ts), bool)
+    repeat[by_key[group_starts(user[by_key], ts[by_key], item[by_key])]] = False
+    for i in np.flatnonzero(~stale & ~repeat & (ts == last_ts)):  # rare: the user's last time again
+        repeat[i] = item[i] in rows[user[i]].last_items
+    report.stale += int(stale.sum())
+    report.seconds_like += int(
+        (stale & (ts >= SECONDS_LIKE[0]) & (ts < SECONDS_LIKE[1]) & (last_ts >= SECONDS_LIKE[1])).sum()
+    )
+    report.duplicates += int((repeat & ~stale).sum())
+    return ~stale & ~repeat
+
+
+def apply_events(store: StateStore, engine: Engine, events: Sequence[Event] | EventColumns) -> ApplyReport:
     """Advance every affected user by its new events, all users in one batched engine call."""
+    batch = events if isinstance(events, EventColumns) else EventColumns.of(events)
     report = ApplyReport()
-    engine.check_items(np.array([event.item for event in events], dtype=np.int64))
-    by_user: dict[str, list[Event]] = defaultdict(list)
-    for event in events:
-        by_user[event.user].append(event)
-    if not by_user:
+    engine.check_items(batch.items)
+    if not batch.users:
         return report
+    index: dict[str, int] = {}
+    user_of = np.array([index.setdefault(user, len(index)) for user in batch.users], np.int64)
+    order = np.lexsort((batch.ts, user_of))  # by user, then time; ties keep arrival order
+    user, item, ts = user_of[order], batch.items[order], batch.ts[order]
     with store.write():
-        rows = store.get_many(by_user)
-        report.new_users = len(by_user) - len(rows)
-        changed: list[tuple[UserRow, list[Event]]] = []
-        for user, user_events in by_user.items():
-            row = rows.get(user) or fresh_row(engine, user)
-            accepted = accepted_events(row, user_events, report)
-            if accepted:
-                changed.append((row, accepted))
-        if not changed:
+        stored = store.get_many(index)
+        report.new_users = len(index) - len(stored)
+        rows = [stored.get(name) or fresh_row(engine, name) for name in index]
+        keep = screen(rows, user, item, ts, report)
+        user, item, ts = user[keep], item[keep], ts[keep]
+        if not len(user):
             return report
-        ends = np.cumsum([len(accepted) for _, accepted in changed])[:-1]
-        items = left_padded(np.split(np.array([e.item for _, accepted in changed for e in accepted]), ends))
-        times = left_padded(np.split(np.array([e.ts for _, accepted in changed for e in accepted]), ends))
-        states = np.stack([row.state for row, _ in changed])
-        hidden = np.stack([row.hidden for row, _ in changed])
+        starts = group_starts(user)
+        ends = np.r_[starts[1:], len(user)]
+        changed = [rows[u] for u in user[starts]]
+        items, times = left_padded(np.split(item, starts[1:])), left_padded(np.split(ts, starts[1:]))
+        states = np.stack([row.state for row in changed])
+        hidden = np.stack([row.hidden for row in changed])
         engine.advance(items, states, hidden, times)
-        for b, (row, accepted) in enumerate(changed):
+        last_start = np.r_[group_starts(user, ts), len(user)]
+        tails = last_start[np.searchsorted(last_start, ends) - 1]  # first event at each user's new last time
+        for b, row in enumerate(changed):
+            at_last = item[tails[b] : ends[b]].astype(np.int32)
+            row.last_items = np.concatenate([row.last_items, at_last]) if ts[tails[b]] == row.last_ts else at_last
+            row.last_ts = int(ts[tails[b]])
             row.state, row.hidden = states[b], hidden[b]
-            row.events += len(accepted)
-            report.applied += len(accepted)
-        store.put_many([row for row, _ in changed], states)
-        store.add_seen((row.slot, e.item) for row, accepted in changed for e in accepted)
-        store.append_journal((e.user, e.item, e.ts) for _, accepted in changed for e in accepted)
+            row.events += int(ends[b] - starts[b])
+        report.applied = len(user)
+        store.put_many(changed, states)
+        slots = np.array([row.slot for row in rows], np.int64)
+        store.add_seen(zip(slots[user].tolist(), item.tolist(), strict=True))
+        names = list(index)
+        store.append_journal(zip([names[u] for u in user], item.tolist(), ts.tolist(), strict=True))
     return report

@@ -81,8 +81,10 @@ def test_a_failed_batch_changes_nothing(served_folder):
     before = store.get("user-2")
     with pytest.raises(ValueError, match="item id 1000000 is outside"):
         apply_events(store, engine, [Event("user-2", 7, 9000), Event("user-3", 10**6, 9000)])
-    with pytest.raises(TypeError):  # fails inside the transaction, after user-2's events were accepted
+    with pytest.raises(ValueError):  # a timestamp that is no integer
         apply_events(store, engine, [Event("user-2", 7, 9000), Event("user-3", 8, "not a time")])
+    with pytest.raises(UnicodeEncodeError):  # inside the transaction: an id SQLite cannot store
+        apply_events(store, engine, [Event("user-2", 7, 9000), Event("user-3\ud800", 8, 9000)])
     after = store.get("user-2")
     np.testing.assert_array_equal(after.state, before.state)
     assert store.journal("user-2") == [] and after.events == before.events

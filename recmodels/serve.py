@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dataset", help="dataset to serve (default: the only one served)")
     parser.add_argument("--home", type=Path, help="RECMAMBA_HOME (default: the environment's, else the project)")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default: 1)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes, sharing the store (default: 1)"
+    )
     args = parser.parse_args(argv)
     home = (args.home or Path(os.environ.get("RECMAMBA_HOME", PROJECT_DIR))).expanduser().resolve()
     if args.workers < 1:

@@ -27,6 +27,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from msgspec import UNSET, Meta, UnsetType
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
@@ -41,18 +42,23 @@ SECONDS_LIKE = (10**9, 10**11)  # as seconds: 2001 to 5138; as milliseconds: Jan
 NO_NUL = "^[^\\x00]*$"  # NUL cuts text short in SQLite's functions and C tools: never part of an id
 SCHEMA_REF = "#/components/schemas/{name}"
 
+# JSON (and JSON Schema) do not tell 7 from 7.0: both are the integer 7, so both are accepted where an integer
+# is, and a number with a fraction is not. msgspec decodes 7.0 as a float, hence the integral-float branches.
 TextId = Annotated[
     str, Meta(min_length=1, max_length=MAX_ID_CHARS, extra_json_schema={"pattern": NO_NUL}, description="raw id")
 ]
-IntegerId = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1, description="an id written as a JSON integer: its text")]
+INTEGER_ID = {"ge": -(2**63), "le": 2**63 - 1, "description": "an id written as a JSON integer: its decimal text"}
+Id = TextId | Annotated[int, Meta(**INTEGER_ID)] | Annotated[float, Meta(multiple_of=1, **INTEGER_ID)]
+TIMESTAMP = {"ge": 0, "le": MAX_TIMESTAMP_MS, "description": "milliseconds since the epoch"}
+TimestampMs = Annotated[int, Meta(**TIMESTAMP)] | Annotated[float, Meta(multiple_of=1, **TIMESTAMP)]
 
 
-class Event(msgspec.Struct, forbid_unknown_fields=True, gc=False):  # only str and int inside: nothing to collect
+class Event(msgspec.Struct, forbid_unknown_fields=True, gc=False):  # no containers inside: nothing to collect
     """One interaction of a user with an item."""
 
-    user: TextId | IntegerId
-    item: TextId | IntegerId
-    timestamp: Annotated[int, Meta(ge=0, le=MAX_TIMESTAMP_MS, description="milliseconds since the epoch")]
+    user: Id
+    item: Id
+    timestamp: TimestampMs
 
 
 class EventBatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -110,6 +116,15 @@ class Problem(msgspec.Struct):
     errors: list[str]
 
 
+class AnyId(PathConvertor):
+    """A path segment holding a raw id, which may contain "/" (sent as %2F) and line breaks."""
+
+    regex = "[\\s\\S]*"
+
+
+register_url_convertor("id", AnyId())
+
+
 class RequestProblem(Exception):
     """A request refused with ``status``; the message starts with the field it is about."""
 
@@ -144,10 +159,11 @@ def validation_message(error: msgspec.ValidationError) -> str:
     message, path = parts["message"], (parts["path"] or "").lstrip(".")
     named = NAMED_FIELD.fullmatch(message)
     if named:  # msgspec names the object; the answer names the field, and the fields expected there
-        expected = ", ".join((Event if path else EventBatch).__struct_fields__)
-        missing = named["what"] == "missing required"
+        holder = "an event has " if path else "a batch has "
+        expected = holder + ", ".join((Event if path else EventBatch).__struct_fields__)
+        problem = "missing" if named["what"] == "missing required" else "unknown field"
         path = f"{path}.{named['field']}" if path else named["field"]
-        message = f"missing; expected {expected}" if missing else f"unknown field; expected only {expected}"
+        message = f"{problem} ({expected})"
     return f"{path or 'body'}: {message[0].lower()}{message[1:]}"
 
 
@@ -162,7 +178,11 @@ def decode_batch(body: bytes) -> list[tuple[str, str, int]]:
     except msgspec.DecodeError as error:
         raise RequestProblem(400, f"body: not JSON ({error})") from None
     events = [
-        (e.user if type(e.user) is str else str(e.user), e.item if type(e.item) is str else str(e.item), e.timestamp)
+        (
+            e.user if type(e.user) is str else str(int(e.user)),
+            e.item if type(e.item) is str else str(int(e.item)),
+            int(e.timestamp),
+        )
         for e in batch.events
     ]
     if b"\\u0000" in body:  # the only way a NUL gets into a JSON string: look for it only then
@@ -314,7 +334,7 @@ def create_app(link: Path) -> FastAPI:
         return json_answer(await run_in_threadpool(lambda: served.get().health()))  # counts users: a table scan
 
     @app.get(
-        "/users/{user:path}/recommendations",
+        "/users/{user:id}/recommendations",
         responses={200: answer_schema("Recommendations", "the user's top k items"), **REFUSED, **UNAVAILABLE},
         openapi_extra={"parameters": parameters(RecommendationRequest, in_path={"user"})},
     )

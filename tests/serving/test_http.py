@@ -105,7 +105,7 @@ def test_known_user_gets_model_scores_without_seen_items(serve):
         ({"events": [{"user": "u", "timestamp": 5}]}, "events[0].item"),
         ({"events": [{"user": "u", "item": item_raw(1), "timestamp": 5, "extra": 1}]}, "events[0].extra"),
         ({"events": []}, "events"),
-        ({"evts": []}, "evts"),  # "evts: unknown field; expected only events"
+        ({"evts": []}, "evts"),  # "evts: unknown field (a batch has events)"
         (
             {
                 "events": [
@@ -169,12 +169,13 @@ def test_odd_bodies_are_refused_with_4xx_naming_the_field(serve, body, status, f
     assert client.get("/health").json()["users"] == 6  # nothing was applied
 
 
-def test_json_integer_ids_mean_their_text(serve):
+def test_json_integer_ids_mean_their_text_and_7_0_is_7(serve):
     client, _ = serve("gru4rec")
     assert client.post("/events", content=event_body(user=42)).json()["new_users"] == 1
-    assert client.post("/events", content=event_body(user="42", timestamp=6)).json() == {
-        "applied": 1, "duplicates": 0, "stale": 0, "new_users": 0
-    }  # fmt: skip
+    for same_user, timestamp in [("42", 6), (42.0, 7.0)]:  # JSON does not tell 42 from 42.0
+        assert client.post("/events", content=event_body(user=same_user, timestamp=timestamp)).json() == {
+            "applied": 1, "duplicates": 0, "stale": 0, "new_users": 0
+        }  # fmt: skip
     assert client.get("/users/42/recommendations").json()["fallback"] is False
 
 
@@ -238,6 +239,19 @@ def test_a_missing_served_folder_answers_503_until_it_is_published(serve):
     assert response.status_code == 503 and response.json()["detail"].startswith("service: ")
     link.symlink_to(folder.name)
     assert client.get("/users/user-0/recommendations").status_code == 200
+
+
+def test_the_openapi_document_describes_the_batch_it_enforces(serve):
+    client, _ = serve("gru4rec")
+    document = client.get("/openapi.json").json()
+    body = document["paths"]["/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    batch = document["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+    assert (batch["properties"]["events"]["maxItems"], batch["additionalProperties"]) == (10_000, False)
+    event = document["components"]["schemas"]["Event"]
+    assert event["additionalProperties"] is False and set(event["required"]) == {"user", "item", "timestamp"}
+    assert {branch["maximum"] for branch in event["properties"]["timestamp"]["anyOf"]} == {2**53 - 1}
+    responses = document["paths"]["/events"]["post"]["responses"]
+    assert set(responses) == {"200", "400", "413", "422", "503"}
 
 
 @pytest.mark.parametrize("name", ["recmamba", "sasrec"])

@@ -311,14 +311,14 @@ def test_eight_concurrent_writers_lose_no_event_while_readers_read(serve):
 
 
 @contextlib.contextmanager
-def serve_command(home: Path, folder: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen]]:
+def serve_command(home: Path, model: str, folder: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen]]:
     """``python -m recmodels.serve`` in its own process group, serving ``folder`` published under ``home``, until
     the block ends (the group is killed: uvicorn's worker processes too); yields its base URL and process."""
-    link = home / "data" / "serving" / "handmade" / folder.parent.name
+    link = home / "data" / "serving" / "handmade" / model
     link.parent.mkdir(parents=True)
     link.symlink_to(folder)
     port = free_port()
-    command = [sys.executable, "-m", "recmodels.serve", "--model", folder.parent.name, "--port", str(port)]
+    command = [sys.executable, "-m", "recmodels.serve", "--model", model, "--port", str(port)]
     log = home / "serve.log"
     with log.open("w") as stderr:
         server = subprocess.Popen(
@@ -344,7 +344,7 @@ def serve_command(home: Path, folder: Path, *options: str) -> Iterator[tuple[str
 
 
 def test_the_serve_command_serves_the_published_folder(served_folder, project_home):
-    with serve_command(project_home, served_folder("gru4rec")) as (base_url, _):
+    with serve_command(project_home, "gru4rec", served_folder("gru4rec")) as (base_url, _):
         health = httpx.get(f"{base_url}/health").json()
         assert (health["model"], health["users"]) == ("gru4rec", 6)
 
@@ -352,7 +352,7 @@ def test_the_serve_command_serves_the_published_folder(served_folder, project_ho
 def test_two_worker_processes_apply_every_event_exactly_once(served_folder, project_home):
     folder = served_folder("gru4rec")
     writers, requests_each, users_each = 6, 4, 5
-    with serve_command(project_home, folder, "--workers", "2") as (base_url, server):
+    with serve_command(project_home, "gru4rec", folder, "--workers", "2") as (base_url, server):
         children = psutil.Process(server.pid).children()
         assert sum("spawn_main" in " ".join(child.cmdline()) for child in children) == 2  # uvicorn's workers
 

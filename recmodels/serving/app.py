@@ -140,7 +140,7 @@ MAX_BODY_BYTES = MAX_EVENTS_PER_REQUEST * (LARGEST_EVENT_BYTES + 64)
 CLOSE = {"connection": "close"}
 BATCH_DECODER = msgspec.json.Decoder(EventBatch)
 ENCODER = msgspec.json.Encoder()
-MSGSPEC_ERROR = re.compile(r"(?P<message>.*?)(?: - at `\$(?P<path>.*)`)?", re.DOTALL)
+MSGSPEC_ERROR = re.compile(r"(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL)
 NAMED_FIELD = re.compile(r"Object (?P<what>contains unknown|missing required) field `(?P<field>.*)`", re.DOTALL)
 
 

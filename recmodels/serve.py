@@ -2,11 +2,16 @@
 
 It serves ``<home>/data/serving/<dataset>/<model>``, the folder the ``user_states`` asset publishes (state store,
 model files, catalogue), and follows that link when a rebuild moves it.
+
+``--workers N`` runs N uvicorn worker processes on one port, sharing the store (SQLite WAL: readers never wait,
+writers take turns). Each worker builds its app from the environment variable ``RECMAMBA_SERVED_LINK``, the
+served link, which this command sets; uvicorn's workers need the app as an import string, not an object.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -35,6 +40,10 @@ def served_link(home: Path, model: str, dataset: str | None) -> Path:
     return link
 
 
+def available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
@@ -44,12 +53,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dataset", help="dataset to serve (default: the only one served)")
     parser.add_argument("--home", type=Path, help="RECMAMBA_HOME (default: the environment's, else the project)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes, sharing the store (default: 1)"
+    )
     args = parser.parse_args(argv)
     home = (args.home or Path(os.environ.get("RECMAMBA_HOME", PROJECT_DIR))).expanduser().resolve()
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1 (got {args.workers})")
     link = served_link(home, args.model, args.dataset)
-    from recmodels.serving.app import create_app  # after the arguments: --help stays instant
+    from recmodels.serving.app import SERVED_LINK_ENV  # after the arguments: --help stays instant
 
-    uvicorn.run(create_app(link), host=args.host, port=args.port, log_level="info")
+    os.environ[SERVED_LINK_ENV] = str(link)  # worker processes inherit it
+    uvicorn.run(
+        "recmodels.serving.app:app_from_environment",
+        factory=True,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        http="httptools" if available("httptools") else "h11",  # the C parser: a fraction of h11's cost
+        loop="uvloop" if available("uvloop") else "asyncio",
+        log_level="info",
+    )
     return 0
 
 

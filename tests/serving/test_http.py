@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,11 +17,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 import torch
 import uvicorn
+from fastapi import FastAPI
 
-from recmodels.serving.app import create_app
+from recmodels.serving.app import MAX_BODY_BYTES, create_app
 from recmodels.serving.bundle import STORE_FILE, load_model
 from recmodels.serving.engines import engine_for
 from recmodels.serving.store import StateStore
@@ -31,31 +37,41 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def published(folder: Path) -> Path:
+    """A link to the folder, as the user_states asset publishes one."""
+    link = folder.parent / "current"
+    link.symlink_to(folder.name)
+    return link
+
+
+@contextlib.contextmanager
+def running(app: FastAPI) -> Iterator[str]:
+    """uvicorn serving ``app`` on a free port (in a thread) until the block ends; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 @pytest.fixture
 def serve(served_folder: Callable[[str], Path]) -> Iterator[Callable[[str], tuple[httpx.Client, Path]]]:
     """``start(model)``: a uvicorn server on a free port for a freshly built folder, and a client for it."""
-    servers: list[tuple[uvicorn.Server, threading.Thread, httpx.Client]] = []
+    with contextlib.ExitStack() as servers:
 
-    def start(name: str) -> tuple[httpx.Client, Path]:
-        folder = served_folder(name)
-        link = folder.parent / "current"
-        link.symlink_to(folder.name)
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(link), host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-        servers.append((server, thread, client))
-        return client, folder
+        def start(name: str) -> tuple[httpx.Client, Path]:
+            folder = served_folder(name)
+            base_url = servers.enter_context(running(create_app(published(folder))))
+            return servers.enter_context(httpx.Client(base_url=base_url, timeout=60)), folder
 
-    yield start
-    for server, thread, client in servers:
-        client.close()
-        server.should_exit = True
-        thread.join(timeout=10)
+        yield start
 
 
 def test_health_names_model_and_version(serve):
@@ -89,7 +105,7 @@ def test_known_user_gets_model_scores_without_seen_items(serve):
         ({"events": [{"user": "u", "timestamp": 5}]}, "events[0].item"),
         ({"events": [{"user": "u", "item": item_raw(1), "timestamp": 5, "extra": 1}]}, "events[0].extra"),
         ({"events": []}, "events"),
-        ({"evts": []}, "events"),
+        ({"evts": []}, "evts"),  # "evts: unknown field (a batch has events)"
         (
             {
                 "events": [
@@ -113,6 +129,129 @@ def test_query_parameters_are_checked(serve):
     client, _ = serve("gru4rec")
     response = client.get("/users/user-0/recommendations", params={"k": 0})
     assert response.status_code == 422 and response.json()["detail"].startswith("k:")
+
+
+def event_body(**event: object) -> bytes:
+    """A one-event body as raw JSON, with the fields given replacing those of a valid event."""
+    return json.dumps({"events": [{"user": "u", "item": item_raw(1), "timestamp": 5, **event}]}).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"", 400, "body"),
+        (b"events=1", 400, "body"),
+        (b'{"events": [{"user": "u", "item": "item-1", "timestamp": 5}]', 400, "body"),
+        (b'{"events": [{"user": "\\ud800", "item": "item-1", "timestamp": 5}]}', 400, "body"),  # lone surrogate
+        (b'{"events": [{"user": "\xff", "item": "item-1", "timestamp": 5}]}', 400, "body"),  # not UTF-8
+        (b"[" * 100_000, 422, "body"),
+        (b"null", 422, "body"),
+        (event_body(item="item-1\x00"), 422, "events[0].item"),
+        (event_body(user=""), 422, "events[0].user"),
+        (event_body(user="u" * 257), 422, "events[0].user"),
+        (event_body(user=True), 422, "events[0].user"),
+        (event_body(user=2**64), 422, "events[0].user"),
+        (event_body(user=[[[[[]]]]]), 422, "events[0].user"),
+        (event_body(timestamp=10**30), 422, "events[0].timestamp"),
+        (event_body(timestamp=2**53), 422, "events[0].timestamp"),
+        (event_body(timestamp=-1), 422, "events[0].timestamp"),
+        (event_body(timestamp=1.5), 422, "events[0].timestamp"),
+        (event_body(item=7), 422, "events[0].item"),  # the id "7": not in the catalogue
+        (json.dumps({"events": [json.loads(event_body())["events"][0]] * 10_001}).encode(), 422, "events"),
+    ],
+)
+def test_odd_bodies_are_refused_with_4xx_naming_the_field(serve, body, status, field):
+    client, _ = serve("gru4rec")
+    response = client.post("/events", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    answer = response.json()
+    assert answer["detail"].startswith(f"{field}: ") and answer["errors"][0] == answer["detail"]
+    assert client.get("/health").json()["users"] == 6  # nothing was applied
+
+
+def test_json_integer_ids_mean_their_text_and_7_0_is_7(serve):
+    client, _ = serve("gru4rec")
+    assert client.post("/events", content=event_body(user=42)).json()["new_users"] == 1
+    for same_user, timestamp in [("42", 6), (42.0, 7.0)]:  # JSON does not tell 42 from 42.0
+        assert client.post("/events", content=event_body(user=same_user, timestamp=timestamp)).json() == {
+            "applied": 1, "duplicates": 0, "stale": 0, "new_users": 0
+        }  # fmt: skip
+    assert client.get("/users/42/recommendations").json()["fallback"] is False
+
+
+def test_bodies_over_the_limit_are_refused_with_413_before_they_are_read_whole(serve):
+    client, _ = serve("gru4rec")
+    declared = client.post("/events", content=b" " * (MAX_BODY_BYTES + 1))
+    assert declared.status_code == 413 and declared.json()["detail"].startswith(f"body: larger than {MAX_BODY_BYTES}")
+    sent = 0
+
+    def chunked() -> Iterator[bytes]:  # no length declared: the server has to count
+        nonlocal sent
+        chunk = b'{"user": "u", "item": "item-1", "timestamp": 5},' * 1000
+        yield b'{"events": ['
+        while sent < 20 * MAX_BODY_BYTES:
+            sent += len(chunk)
+            yield chunk
+
+    streamed = client.post("/events", content=chunked())
+    assert streamed.status_code == 413 and sent < 20 * MAX_BODY_BYTES  # the server stopped reading; so did we
+
+
+def test_seconds_timestamps_of_a_known_user_are_stale_with_a_hint_to_send_milliseconds(serve):
+    client, _ = serve("gru4rec")
+    now_ms = 1_700_000_000_000
+    assert client.post("/events", content=event_body(user="ana", timestamp=now_ms)).json()["applied"] == 1
+    in_seconds = client.post("/events", content=event_body(user="ana", item=item_raw(2), timestamp=now_ms // 1000))
+    assert in_seconds.status_code == 200
+    assert in_seconds.json() == {
+        "applied": 0, "duplicates": 0, "stale": 1, "new_users": 0,
+        "hint": "1 stale events have timestamps that look like seconds since the epoch; send milliseconds",
+    }  # fmt: skip
+    late = client.post("/events", content=event_body(user="ana", item=item_raw(2), timestamp=now_ms - 60_000))
+    assert late.json() == {"applied": 0, "duplicates": 0, "stale": 1, "new_users": 0}
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/users/%ED%A0%80/recommendations", 422),  # UTF-8 of a lone surrogate
+        ("/users/%FF/recommendations", 422),
+        ("/users/a%00b/recommendations", 422),
+        (f"/users/{'u' * 257}/recommendations", 422),
+        ("/users//recommendations", 422),
+        ("/users/a%2Fb/recommendations", 200),  # an id with a slash is still reachable
+        ("/users/%EF%BF%BD/recommendations", 200),  # a real U+FFFD is a character like any other
+    ],
+)
+def test_path_users_no_store_can_hold_are_refused(serve, path, status):
+    client, _ = serve("gru4rec")
+    response = client.get(path)
+    assert response.status_code == status, response.text
+    if status == 422:
+        assert response.json()["detail"].startswith("user: ")
+
+
+def test_a_missing_served_folder_answers_503_until_it_is_published(serve):
+    client, folder = serve("gru4rec")
+    link = folder.parent / "current"
+    link.unlink()
+    response = client.get("/users/user-0/recommendations")
+    assert response.status_code == 503 and response.json()["detail"].startswith("service: ")
+    link.symlink_to(folder.name)
+    assert client.get("/users/user-0/recommendations").status_code == 200
+
+
+def test_the_openapi_document_describes_the_batch_it_enforces(serve):
+    client, _ = serve("gru4rec")
+    document = client.get("/openapi.json").json()
+    body = document["paths"]["/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    batch = document["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+    assert (batch["properties"]["events"]["maxItems"], batch["additionalProperties"]) == (10_000, False)
+    event = document["components"]["schemas"]["Event"]
+    assert event["additionalProperties"] is False and set(event["required"]) == {"user", "item", "timestamp"}
+    assert {branch["maximum"] for branch in event["properties"]["timestamp"]["anyOf"]} == {2**53 - 1}
+    responses = document["paths"]["/events"]["post"]["responses"]
+    assert set(responses) == {"200", "400", "413", "422", "503"}
 
 
 @pytest.mark.parametrize("name", ["recmamba", "sasrec"])
@@ -171,34 +310,78 @@ def test_eight_concurrent_writers_lose_no_event_while_readers_read(serve):
         np.testing.assert_allclose(stored.state, replay(engine, journal, initial[user]), rtol=1e-5, atol=1e-6)
 
 
-def test_the_serve_command_serves_the_published_folder(served_folder, project_home):
-    folder = served_folder("gru4rec")
-    link = project_home / "data" / "serving" / "handmade" / "gru4rec"
+@contextlib.contextmanager
+def serve_command(home: Path, model: str, folder: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``python -m recmodels.serve`` in its own process group, serving ``folder`` published under ``home``, until
+    the block ends (the group is killed: uvicorn's worker processes too); yields its base URL and process."""
+    link = home / "data" / "serving" / "handmade" / model
     link.parent.mkdir(parents=True)
     link.symlink_to(folder)
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "recmodels.serve",
-        "--model",
-        "gru4rec",
-        "--port",
-        str(port),
-        "--home",
-        str(project_home),
-    ]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "recmodels.serve", "--model", model, "--port", str(port)]
+    log = home / "serve.log"
+    with log.open("w") as stderr:
+        server = subprocess.Popen(
+            [*command, "--home", str(home), *options],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while True:
             try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+                httpx.get(f"{base_url}/health").raise_for_status()
                 break
             except httpx.TransportError:
-                assert server.poll() is None, server.stderr.read()
+                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
                 time.sleep(0.2)
-        assert (health["model"], health["users"]) == ("gru4rec", 6)
+        yield base_url, server
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def test_the_serve_command_serves_the_published_folder(served_folder, project_home):
+    with serve_command(project_home, "gru4rec", served_folder("gru4rec")) as (base_url, _):
+        health = httpx.get(f"{base_url}/health").json()
+        assert (health["model"], health["users"]) == ("gru4rec", 6)
+
+
+def test_two_worker_processes_apply_every_event_exactly_once(served_folder, project_home):
+    folder = served_folder("gru4rec")
+    writers, requests_each, users_each = 6, 4, 5
+    with serve_command(project_home, "gru4rec", folder, "--workers", "2") as (base_url, server):
+        children = psutil.Process(server.pid).children()
+        assert sum("spawn_main" in " ".join(child.cmdline()) for child in children) == 2  # uvicorn's workers
+
+        def writer(w: int) -> int:
+            applied = 0
+            with httpx.Client(base_url=base_url, timeout=60) as client:
+                for r in range(requests_each):  # later requests, later timestamps: none is stale
+                    events = [
+                        {"user": f"w{w}-{u}", "item": item_raw(1 + (w + r + u) % 50), "timestamp": 10_000 + r}
+                        for u in range(users_each)
+                    ]
+                    answer = client.post("/events", json={"events": events})
+                    assert answer.status_code == 200, answer.text
+                    applied += answer.json()["applied"]
+            return applied
+
+        def reader(_: int) -> None:
+            with httpx.Client(base_url=base_url, timeout=60) as client:
+                for _ in range(20):
+                    assert client.get("/users/user-0/recommendations").status_code == 200
+
+        with ThreadPoolExecutor(writers + 2) as pool:
+            readers = [pool.submit(reader, r) for r in range(2)]
+            assert sum(pool.map(writer, range(writers))) == writers * requests_each * users_each
+            for done in readers:
+                done.result()
+        assert httpx.get(f"{base_url}/health").json()["users"] == 6 + writers * users_each
+    store = StateStore(folder / STORE_FILE, np.float32)
+    for w in range(writers):
+        for u in range(users_each):
+            expected = [(1 + (w + r + u) % 50, 10_000 + r) for r in range(requests_each)]
+            assert store.journal(f"w{w}-{u}") == expected

@@ -56,14 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="uvicorn worker processes, sharing the store (default: 1)"
     )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads per worker; one is fastest under load (default: 1)"
+    )
     args = parser.parse_args(argv)
     home = (args.home or Path(os.environ.get("RECMAMBA_HOME", PROJECT_DIR))).expanduser().resolve()
-    if args.workers < 1:
-        parser.error(f"--workers must be at least 1 (got {args.workers})")
+    if args.workers < 1 or args.threads < 1:
+        parser.error(f"--workers and --threads must be at least 1 (got {args.workers} and {args.threads})")
     link = served_link(home, args.model, args.dataset)
-    from recmodels.serving.app import SERVED_LINK_ENV  # after the arguments: --help stays instant
+    from recmodels.serving.app import SERVED_LINK_ENV, THREADS_ENV  # after the arguments: --help stays instant
 
-    os.environ[SERVED_LINK_ENV] = str(link)  # worker processes inherit it
+    os.environ[SERVED_LINK_ENV] = str(link)  # worker processes inherit both
+    os.environ[THREADS_ENV] = str(args.threads)
     uvicorn.run(
         "recmodels.serving.app:app_from_environment",
         factory=True,

@@ -25,8 +25,8 @@ RETIRED_RETRIES = 5  # a retired store means the link already moved: one retry n
 
 
 def top_items(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k best scores, best first, ties by index (torch's top-k is ~5x numpy's argpartition)."""
-    top = torch.topk(torch.from_numpy(scores), k).indices.numpy()
+    """Indices of the k best scores, best first, ties by index (argpartition: ~20 us over 20k items)."""
+    top = np.argpartition(scores, len(scores) - k)[len(scores) - k :] if k < len(scores) else np.arange(len(scores))
     return top[np.lexsort((top, -scores[top]))]
 
 
@@ -83,7 +83,8 @@ class RecommendationService:
         candidates = 2 * k + SEEN_MARGIN
         while True:
             top = top_items(scores, min(candidates, len(scores) - 1))
-            unseen = top[~np.isin(top, self.store.seen_among(slot, top))]
+            seen = self.store.seen_among(slot, top)
+            unseen = top[[item not in seen for item in top.tolist()]]
             if len(unseen) >= k or len(top) == len(scores) - 1:
                 return unseen[:k]
             candidates *= 4
@@ -114,6 +115,7 @@ class ServedFolder:
     def __init__(self, link: Path) -> None:
         self.link = link
         self._lock = threading.Lock()
+        self._pointer_seen = self._pointer()
         self._service = RecommendationService(self._target())
 
     def _target(self) -> Path:
@@ -121,12 +123,24 @@ class ServedFolder:
             raise FileNotFoundError(f"{self.link} does not exist: materialize the user_states asset first")
         return Path(os.path.realpath(self.link))
 
+    def _pointer(self) -> str:
+        """Where the link points now, in one system call (a realpath is ~10): it changes when a rebuild
+        publishes; a folder that is no link is its own pointer."""
+        try:
+            return os.readlink(self.link)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.link} does not exist: materialize the user_states asset first") from None
+        except OSError:
+            return str(self._target())
+
     def get(self) -> RecommendationService:
-        target = self._target()
-        if target != self._service.folder:
+        pointer = self._pointer()
+        if pointer != self._pointer_seen:
             with self._lock:
+                target = self._target()
                 if target != self._service.folder:
                     self._service = RecommendationService(target)
+                self._pointer_seen = pointer
         return self._service
 
     def post_events(self, events: Sequence[tuple[str, str, int]]) -> ApplyReport:

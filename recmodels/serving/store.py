@@ -27,7 +27,6 @@ order applied; ``meta``.
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -222,10 +221,10 @@ class StateStore:
         """Record (slot, item) pairs as seen (call inside ``write()``); pairs already there are kept once."""
         self.connection.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", pairs)
 
-    def seen_among(self, slot: int, items: np.ndarray) -> np.ndarray:
+    def seen_among(self, slot: int, items: np.ndarray) -> set[int]:
         """The ones of ``items`` the user of ``slot`` has seen: a lookup per item, whatever the history."""
-        query = self.connection.execute(SEEN_AMONG, (slot, json.dumps(items.tolist())))
-        return np.array([item for (item,) in query], dtype=np.int64)
+        listed = "[" + ",".join(map(str, items.tolist())) + "]"
+        return {item for (item,) in self.connection.execute(SEEN_AMONG, (slot, listed))}
 
     def seen(self, user: str) -> np.ndarray:
         """Every distinct item ``user`` has seen, sorted."""

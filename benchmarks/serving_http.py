@@ -2,11 +2,11 @@
 
 Setting: RecMamba with random weights (cost does not depend on them), 20k items, d_model 64, 2 layers, served
 from a folder built under a temporary RECMAMBA_HOME (``data/serving/bench/recmamba``) for two groups of users:
---short-users with 500 events and --long-users with 20,000 (the state row has a fixed size; the seen-items
-list that recommendations exclude and updates extend grows with the history). The real service runs as a
-subprocess in its own process group on a free port, once per worker count: --workers, and 2 as well when
-``recmodels.serve`` has a ``--workers`` flag. wrk (keep-alive, ``benchmarks/wrk/serving.lua``) runs every
-cell --repeats times for --duration seconds, repeats interleaved; each number is reported as min-max:
+--short-users with 500 events and --long-users with 20,000 (the state row has a fixed size, and neither an
+update nor a recommendation reads a user's seen items whole, so both should cost the same for either group).
+The real service runs as a subprocess in its own process group on a free port, once per worker count:
+--workers, and 2 as well. wrk (keep-alive, ``benchmarks/wrk/serving.lua``) runs every cell --repeats times
+for --duration seconds, repeats interleaved; each number is reported as min-max:
   get       : GET /users/{user}/recommendations?k=10 for a random user of the group, 1, 8 and 32 connections;
   post      : POST /events of --batch events, one for each of as many distinct users, timestamps increasing
               per user, 1 and 2 connections (events/s = requests/s x batch); and, for the update cost against
@@ -21,12 +21,11 @@ stale and duplicate counts against the events posted. Requests still in flight w
 the end in the service, so each cell waits until the service is idle before the next starts, and once a
 service has stopped, its store's journal counts every event it applied, those never answered included.
 wrk runs on the same cores as the service (threads <= connections, <= 2). --service-env sets variables for
-the service only: with several requests at once, numpy's multi-threaded OpenBLAS in ``recommend`` stalled
-the GETs on 2 cores, which OPENBLAS_NUM_THREADS=1 avoids.
+the service only (the service already scores on one torch thread per worker: on 2 cores, multi-threaded
+matrix products from concurrent requests stalled the GETs tenfold).
 
     .venv/bin/python benchmarks/serving_http.py              # about 7 minutes on 2 cores, 4 more with 2 workers
     .venv/bin/python benchmarks/serving_http.py --quick      # about 2.5 minutes, 2 more with 2 workers: a check
-    .venv/bin/python benchmarks/serving_http.py --service-env OPENBLAS_NUM_THREADS=1
     .venv/bin/python benchmarks/serving_http.py --duration 10 --long-users 1000   # longer, 7 more minutes to build
 
 Needs wrk (Debian: ``apt-get install -y wrk``). Prints tables, writes benchmarks/results/serving_http.json.
@@ -630,7 +629,7 @@ def parse_args() -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="environment variable for the service's processes, repeatable (e.g. OPENBLAS_NUM_THREADS=1)",
+        help="environment variable for the service's processes, repeatable (e.g. OMP_NUM_THREADS=1)",
     )
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary RECMAMBA_HOME and server logs")
     parser.add_argument("--out", type=Path, default=RESULTS / "serving_http.json")

@@ -23,7 +23,7 @@ class StateRows:
         self.path = Path(path)
         self.dtype = np.dtype(dtype)
         self.width = int(width)
-        self._fd = os.open(self.path, os.O_RDWR)
+        self._file = open(self.path, "r+b")  # noqa: SIM115 (held while the store lives; closed when collected)
         self._view = np.zeros((0, self.width), self.dtype)
         self._map()
 
@@ -41,10 +41,6 @@ class StateRows:
         index = self._index(slots, copies)
         self._view[index] = states
 
-    def close(self) -> None:
-        self._view = np.zeros((0, self.width), self.dtype)
-        os.close(self._fd)
-
     def _index(self, slots: np.ndarray, copies: np.ndarray) -> np.ndarray:
         index = 2 * np.asarray(slots, np.int64) + np.asarray(copies, np.int64)
         if len(index) and index.max() >= len(self._view):
@@ -54,12 +50,12 @@ class StateRows:
     def _grow(self, rows: int) -> None:
         """Map at least ``rows`` rows, doubling the file if it is shorter."""
         row_bytes = self.width * self.dtype.itemsize
-        size = os.fstat(self._fd).st_size
+        size = os.fstat(self._file.fileno()).st_size
         if size < rows * row_bytes:
-            os.ftruncate(self._fd, max(rows, 2 * size // row_bytes) * row_bytes)
+            os.ftruncate(self._file.fileno(), max(rows, 2 * size // row_bytes) * row_bytes)
         self._map()
 
     def _map(self) -> None:
-        size = os.fstat(self._fd).st_size
-        mapping = mmap.mmap(self._fd, size)
+        size = os.fstat(self._file.fileno()).st_size
+        mapping = mmap.mmap(self._file.fileno(), size)
         self._view = np.frombuffer(mapping, self.dtype).reshape(-1, self.width)

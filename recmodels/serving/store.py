@@ -27,6 +27,7 @@ order applied; ``meta``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -96,6 +97,8 @@ class StateStore:
         self.path = Path(path)
         self.state_dtype = np.dtype(state_dtype)
         self._local = threading.local()
+        self._thread_lock = threading.Lock()
+        self._lock_file = open(self.path.with_suffix(".lock"), "a+b")  # noqa: SIM115 (held while the store lives)
         meta = self.meta()
         if STATE_BYTES_KEY not in meta:
             raise ValueError(f"{path} was built by an older recmamba (states inside SQLite): materialize user_states")
@@ -152,17 +155,30 @@ class StateStore:
         read-modify-write of a user can never interleave with another writer's. Raises ``StoreRetired``
         once a rebuilt store has replaced this one."""
         con = self.connection
-        con.execute("BEGIN IMMEDIATE")
-        if con.execute("SELECT 1 FROM meta WHERE key = ?", (RETIRED_KEY,)).fetchone() is not None:
-            con.execute("ROLLBACK")
-            raise StoreRetired(f"{self.path} was replaced by a rebuilt store")
-        self._local.written = set()
-        try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+        with self._writers_in_turn():
+            con.execute("BEGIN IMMEDIATE")
+            if con.execute("SELECT 1 FROM meta WHERE key = ?", (RETIRED_KEY,)).fetchone() is not None:
+                con.execute("ROLLBACK")
+                raise StoreRetired(f"{self.path} was replaced by a rebuilt store")
+            self._local.written = set()
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _writers_in_turn(self) -> Iterator[None]:
+        """Queue writers on a lock (threads) and a lock file (processes: uvicorn's workers, a rebuild's
+        publish), woken the moment the writer before them is done. Left to SQLite, a waiting writer sleeps
+        and retries with growing pauses (up to 100 ms), which made busy batches wait seconds."""
+        with self._thread_lock:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
 
     def retire(self, when: str) -> None:
         """Refuse every later ``write()`` (call inside ``write()``, once the rebuilt store has what this one

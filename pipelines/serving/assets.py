@@ -73,7 +73,7 @@ def journal_metadata(model_name: str, carried: CarryOverReport | None, compacted
         f"{model_name}/carried_duplicates": carried.duplicates,
         f"{model_name}/carried_unknown_items": carried.unknown_items,
         f"{model_name}/carried_under_lock": carried.under_lock,
-        f"{model_name}/journal_deleted": compacted.deleted_by_age + compacted.deleted_by_size,
+        f"{model_name}/journal_deleted": compacted.deleted,
         f"{model_name}/journal_kept_for_rebuild": compacted.kept_for_rebuild,
         f"{model_name}/journal_rows": compacted.rows,
     }

@@ -51,7 +51,7 @@ def compact_served(served: ServedFolder) -> Counter:
         compacted = compact_journal(service.store, JournalPolicy.from_meta(service.meta))
     except StoreRetired:
         return Counter()
-    return Counter(journal_deleted=compacted.deleted_by_age + compacted.deleted_by_size,
+    return Counter(journal_deleted=compacted.deleted,
                    journal_kept_for_rebuild=compacted.kept_for_rebuild)  # fmt: skip
 
 

@@ -61,6 +61,10 @@ class CompactionReport:
     kept_for_rebuild: int  # rows the policy would delete, kept because they are newer than the split
     rows: int  # rows left
 
+    @property
+    def deleted(self) -> int:
+        return self.deleted_by_age + self.deleted_by_size
+
 
 def rebuild_horizon(meta: dict[str, str]) -> int:
     """The newest event time the store's split holds; rows after it exist nowhere else a rebuild reads."""

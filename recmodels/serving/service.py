@@ -128,9 +128,7 @@ class ServedFolder:
         publishes; a folder that is no link is its own pointer."""
         try:
             return os.readlink(self.link)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{self.link} does not exist: materialize the user_states asset first") from None
-        except OSError:
+        except OSError:  # no link: a folder (its real path), or nothing (_target says so)
             return str(self._target())
 
     def get(self) -> RecommendationService:

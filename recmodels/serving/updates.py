@@ -81,9 +81,7 @@ def screen(rows: list[UserRow], user: np.ndarray, item: np.ndarray, ts: np.ndarr
     for i in np.flatnonzero(~stale & ~repeat & (ts == last_ts)):  # rare: the user's last time again
         repeat[i] = item[i] in rows[user[i]].last_items
     report.stale += int(stale.sum())
-    report.seconds_like += int(
-        (stale & (ts >= SECONDS_LIKE[0]) & (ts < SECONDS_LIKE[1]) & (last_ts >= SECONDS_LIKE[1])).sum()
-    )
+    report.seconds_like += int((stale & looks_like_seconds(ts, last_ts)).sum())
     report.duplicates += int((repeat & ~stale).sum())
     return ~stale & ~repeat
 

@@ -10,7 +10,7 @@ targets over the whole catalogue, blockwise, with seen-item filtering; its peak 
 the embedding table, and a subset is checked against dense scores.
 
 Each measurement runs in a process of its own (``benchmarks/measured_child.py``); peak memory is the rise
-of the resident set (VmHWM reset, ``recmodels.cost.PeakMemory``). Writes
+of the resident set (VmHWM reset, ``recmodels.evaluation.cost.PeakMemory``). Writes
 benchmarks/results/catalogue_scale.json.
 """
 
@@ -33,11 +33,12 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.measured_child import median_range, run_child  # noqa: E402
 from recmodels import build_model  # noqa: E402
-from recmodels.config import TrainConfig  # noqa: E402
-from recmodels.cost import PeakMemory  # noqa: E402
-from recmodels.sparse_optim import clip_grad_norm  # noqa: E402
-from recmodels.topk import SeenItems, blockwise_ranks, blockwise_topk  # noqa: E402
-from recmodels.train import NextItemLoss, build_optimizer  # noqa: E402
+from recmodels.evaluation.cost import PeakMemory  # noqa: E402
+from recmodels.evaluation.topk import SeenItems, blockwise_ranks, blockwise_topk  # noqa: E402
+from recmodels.training.config import TrainConfig  # noqa: E402
+from recmodels.training.loop import build_optimizer  # noqa: E402
+from recmodels.training.next_item_loss import NextItemLoss  # noqa: E402
+from recmodels.training.sparse_optim import clip_grad_norm  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "catalogue_scale.json"
 MAX_LEN, D_MODEL, NEGATIVES = 2048, 64, 1024

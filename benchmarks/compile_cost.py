@@ -1,7 +1,7 @@
-"""What the one-off Numba compile does to RecMamba's CPU cost figures, and what ``recmodels.warmup`` buys.
+"""What the one-off Numba compile does to RecMamba's CPU cost figures, and what ``recmodels.training.warmup`` buys.
 
 Three settings, each a fresh process training RecMamba at smoke scale (d_model 32, 1 layer, max_len 64,
-batch 32, 2 epochs) with ``recmodels.train.fit`` on a synthetic export:
+batch 32, 2 epochs) with ``recmodels.training.loop.fit`` on a synthetic export:
   fresh_cache_no_warmup : a new empty NUMBA_CACHE_DIR and no warm-up: the first epoch carries the compile
                           (the figures users used to see);
   fresh_cache_warmup    : a new empty NUMBA_CACHE_DIR, ``warm_up`` before ``fit``: it pays the compile;
@@ -36,7 +36,7 @@ def synthetic_export(folder: Path) -> Path:
     """Users walk the catalogue in small random steps, so there is something to learn."""
     import numpy as np
 
-    from recmodels.data import write_split_export
+    from recmodels.data.split_data import write_split_export
 
     rng = np.random.default_rng(0)
     steps = rng.integers(-3, 4, size=(NUM_USERS, HISTORY))
@@ -50,11 +50,11 @@ def measure(setting: str, export: Path) -> dict:
     import torch
 
     from recmodels import build_model
-    from recmodels.cost import PeakMemory
-    from recmodels.data import SplitData
-    from recmodels.threads import apply_thread_budget
-    from recmodels.train import TrainConfig, fit
-    from recmodels.warmup import warm_up
+    from recmodels.data.split_data import SplitData
+    from recmodels.evaluation.cost import PeakMemory
+    from recmodels.training.loop import TrainConfig, fit
+    from recmodels.training.threads import apply_thread_budget
+    from recmodels.training.warmup import warm_up
 
     apply_thread_budget()
     data = SplitData.load(export)

@@ -7,13 +7,13 @@
 Protocol of the published numbers: RecBole's ``ml-1m.inter`` (landed by the script above), 5-core filter,
 leave-one-out (each user's last event is the test target, the one before it validation), ``max_len`` 200,
 full ranking over every item, all 6,040 users. The data layer runs through the real Dagster data assets
-(dataset ``ml-1m``, under ``RECMAMBA_HOME``); each model then trains through ``recmodels.train.fit`` with its
+(dataset ``ml-1m``, under ``RECMAMBA_HOME``); each model then trains through ``recmodels.training.loop.fit`` with its
 recipe below, validated on every user after each epoch.
 
 A recipe is never shortened silently: ``--max-epochs`` and ``--time-budget-minutes`` stop a model early,
 and its row then says "shortened", with the learning curve so far and the epochs the recipe still asks for.
 A shortened run's test numbers are those of its best epoch so far, not the recipe's result.
-Intervals are 95% user-bootstrap intervals (``recmodels.stats.user_bootstrap``) over the test targets.
+Intervals are 95% user-bootstrap intervals (``recmodels.evaluation.stats.user_bootstrap``) over the test targets.
 Results go to ``benchmarks/results/literature_parity/``.
 """
 
@@ -38,14 +38,14 @@ import numpy as np  # noqa: E402
 from pipelines.data.assets import DATA_ASSETS  # noqa: E402
 from pipelines.data.export import export_dir_for  # noqa: E402
 from pipelines.data.resources import Warehouse  # noqa: E402
-from recmodels.checkpoint import CHECKPOINT_FILE, load_checkpoint  # noqa: E402
-from recmodels.config import run_config_class  # noqa: E402
-from recmodels.data import SplitData  # noqa: E402
+from recmodels.data.split_data import SplitData  # noqa: E402
+from recmodels.evaluation.stats import per_target_metric, user_bootstrap  # noqa: E402
 from recmodels.models import build_model  # noqa: E402
-from recmodels.stats import per_target_metric, user_bootstrap  # noqa: E402
-from recmodels.threads import apply_thread_budget  # noqa: E402
-from recmodels.train import EpochReport, FitResult, fit, seed_everything  # noqa: E402
-from recmodels.windows import WindowIndex  # noqa: E402
+from recmodels.training.checkpoint import CHECKPOINT_FILE, load_checkpoint  # noqa: E402
+from recmodels.training.config import run_config_class  # noqa: E402
+from recmodels.training.loop import EpochReport, FitResult, fit, seed_everything  # noqa: E402
+from recmodels.training.threads import apply_thread_budget  # noqa: E402
+from recmodels.training.windows import WindowIndex  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "literature_parity"
 DATASET = "ml-1m"

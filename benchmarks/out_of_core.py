@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.measured_child import median_range, run_child  # noqa: E402
-from recmodels.data import SplitData  # noqa: E402
-from recmodels.history_store import open_split  # noqa: E402
-from recmodels.windows import WindowIndex  # noqa: E402
+from recmodels.data.history_store import open_split  # noqa: E402
+from recmodels.data.split_data import SplitData  # noqa: E402
+from recmodels.training.windows import WindowIndex  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 MAX_LEN, BATCH, NUM_ITEMS, USERS_PER_GROUP = 2048, 16, 1_000_000, 1000

@@ -5,7 +5,7 @@
 
 Each cell ranks ``rows`` targets (random hidden states, d_model 64, float32, seed 0) among a random
 catalogue, with 200 seen items per target filtered, and takes their top-10, with:
-  new     : ``recmodels.topk`` (on CPU float32: cache-sized blocks reduced by the Numba kernels);
+  new     : ``recmodels.evaluation.topk`` (on CPU float32: cache-sized blocks reduced by the Numba kernels);
   old     : the implementation it replaced (64 MB blocks: matmul, nan_to_num copy, seen index_put, NaN
             scatter at the target, compare, sum; top-K by merging each block's topk), kept here as the
             reference the new results are checked against; left out above ``--old-max`` rows x items;
@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.measured_child import median_range  # noqa: E402
-from recmodels import topk  # noqa: E402
-from recmodels.cost import PeakMemory  # noqa: E402
+from recmodels.evaluation import topk  # noqa: E402
+from recmodels.evaluation.cost import PeakMemory  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "ranking_speed"
 D_MODEL, SEEN_PER_TARGET, K = 64, 200, 10

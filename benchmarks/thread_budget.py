@@ -1,4 +1,4 @@
-"""CPU time of a short RecMamba training loop with and without ``recmodels.threads.apply_thread_budget``.
+"""CPU time of a short RecMamba training loop with and without ``recmodels.training.threads.apply_thread_budget``.
 
 Settings, each in a fresh process, interleaved round by round so that other load on a shared machine
 falls on all of them alike:
@@ -39,8 +39,9 @@ def measure(setting: str, steps: int) -> dict:
     import torch
 
     from recmodels import build_model
-    from recmodels.threads import apply_thread_budget
-    from recmodels.train import NextItemLoss, TrainConfig
+    from recmodels.training.config import TrainConfig
+    from recmodels.training.next_item_loss import NextItemLoss
+    from recmodels.training.threads import apply_thread_budget
 
     threads = {"default": None, "budget": 0, "budget+env": 0, "one_thread": 1}[setting]
     if threads is not None:

@@ -13,12 +13,14 @@ KIND_TRAINING = "training"  # a model's result: its one run, or the parent of it
 KIND_TRAINING_SEED = "training_seed"  # one seed's run, a child of a multi-seed KIND_TRAINING run
 KIND_COMPARISON = "comparison"
 
-# Per-target test results (recmodels.evaluate.TargetRanks as Parquet, plus a ``seed`` column): every
+# Per-target test results (recmodels.evaluation.evaluate.TargetRanks as Parquet, plus a ``seed`` column): every
 # KIND_TRAINING run holds its model's (one row per target and seed) and each popularity baseline's.
 TARGET_RANKS_ARTIFACT = "per_target/test_ranks.parquet"
 
 HEADLINE_METRIC = "ndcg_10"
-BUCKET_PREFIX = "len_"  # history-length buckets: test/len_02048_03072/ndcg_10 (recmodels.evaluate.bucket_name)
+BUCKET_PREFIX = (
+    "len_"  # history-length buckets: test/len_02048_03072/ndcg_10 (recmodels.evaluation.evaluate.bucket_name)
+)
 BUCKET_METRICS = ("ndcg_10", "hr_10", "num_targets")  # per bucket: the headline, its hit rate, and the count
 METRICS_AT_10 = ("ndcg_10", "hr_10", "mrr_10")  # validation (it only picks the epoch) and baselines
 

@@ -79,7 +79,7 @@ class ProjectPaths:
 
     def history_store(self, dataset: str) -> Path:
         """Memory-mapped histories of ``dataset``'s exports (one folder per export fingerprint), for training
-        out of core (``recmodels.history_store``)."""
+        out of core (``recmodels.data.history_store``)."""
         return self.data / "history_store" / check_dataset_name(dataset)
 
     @property

@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recmodels.evaluate import TargetRanks
-from recmodels.stats import (
+from recmodels.evaluation.evaluate import TargetRanks
+from recmodels.evaluation.stats import (
     Interval,
     PairedDifference,
     SeedSpread,

@@ -20,7 +20,7 @@ from pipelines.data.sql import fetch_one, run_sql
 from pipelines.data.table_writes import record_write, require_written_by
 from pipelines.lineage import upstream
 from pipelines.paths import ProjectPaths
-from recmodels.data import target_protocol
+from recmodels.data.split_data import target_protocol
 
 GROUP = "data"
 

@@ -9,7 +9,7 @@ import duckdb
 import numpy as np
 
 from pipelines.data.sql import sql_text
-from recmodels.data import TEST, TRAIN, VALID, SplitData
+from recmodels.data.split_data import TEST, TRAIN, VALID, SplitData
 
 
 @dataclass(frozen=True)

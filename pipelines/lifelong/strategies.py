@@ -19,7 +19,7 @@ from pipelines.lifelong.config import WalkForwardOptions
 from pipelines.lifelong.histories import EventLog, recent_events, training_split
 from pipelines.registry import ITEM_TABLE
 from recmodels import SequentialRecommender
-from recmodels.train import build_run_model, resolve_device, train_run
+from recmodels.training.loop import build_run_model, resolve_device, train_run
 
 INITIAL = "initial"  # the frozen strategy's one state
 

@@ -25,7 +25,7 @@ from pipelines.paths import ProjectPaths
 from pipelines.registry import CHAMPION, registered_name
 from pipelines.resources import MlflowTracking
 from recmodels import SequentialRecommender
-from recmodels.evaluate import evaluate
+from recmodels.evaluation.evaluate import evaluate
 
 LEAKAGE_CHECK = "no_target_seen_in_training"
 DAY_MS = 86_400_000

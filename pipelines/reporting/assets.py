@@ -27,7 +27,7 @@ from pipelines.reporting.comparison import (
 from pipelines.reporting.plots import markdown_image, plot_bucket_ndcg, plot_peak_memory, plot_quality_vs_cost
 from pipelines.resources import MlflowTracking
 from pipelines.split_source import CurrentSplit, current_split
-from recmodels.data import target_protocol
+from recmodels.data.split_data import target_protocol
 
 PLOTS = {
     "quality_vs_cost": ("quality_vs_cost.png", plot_quality_vs_cost),

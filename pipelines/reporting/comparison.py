@@ -33,8 +33,8 @@ from pipelines.metric_names import (
 )
 from pipelines.reporting.significance import ALONE, REVERSED, WINNER, Pairing, Verdict, judge, pair
 from pipelines.target_results import PAIRED_METRICS, PerTarget, load_per_target, same_targets, targets_in_common
-from recmodels.baselines import BASELINES
-from recmodels.stats import PairedDifference
+from recmodels.evaluation.baselines import BASELINES
+from recmodels.evaluation.stats import PairedDifference
 
 # column -> (MLflow metric, header a person reads)
 COLUMNS = {

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pipelines.target_results import PAIRED_METRICS, PerTarget, paired
-from recmodels.stats import PairedDifference
+from recmodels.evaluation.stats import PairedDifference
 
 
 @dataclass(frozen=True)

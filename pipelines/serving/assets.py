@@ -23,7 +23,7 @@ from pipelines.resources import MlflowTracking
 from pipelines.serving.publish import CarryOverReport, publish_version
 from pipelines.serving.sources import download_current_model, raw_user_ids, served_histories
 from pipelines.split_source import current_split
-from recmodels.data import SplitData
+from recmodels.data.split_data import SplitData
 from recmodels.models import SequentialRecommender
 from recmodels.serving.build import build_folder
 from recmodels.serving.bundle import MODEL_FOLDER, STORE_FILE, load_model

@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 from pipelines.data.resources import Warehouse
 from pipelines.registry import CURRENT, load_current, registered_name
 from pipelines.split_source import CurrentSplit
-from recmodels.data import SplitData
+from recmodels.data.split_data import SplitData
 from recmodels.serving.bundle import MODEL_FOLDER, Catalogue, remap_items
 
 EXPORT_ITEM_MAP = "item_map.parquet"

@@ -36,8 +36,8 @@ from pipelines.sweep.points import PointResult
 from pipelines.target_results import PAIRED_METRICS, PerTarget, from_table
 from pipelines.training.per_target import read_table
 from pipelines.training.seeds import SeedRun, mean_metrics
-from recmodels.baselines import BASELINES
-from recmodels.stats import Interval
+from recmodels.evaluation.baselines import BASELINES
+from recmodels.evaluation.stats import Interval
 
 PLOTS = {
     "ndcg_10_by_history_length": ("ndcg_10_by_history_length.png", plot_bucket_ndcg),

@@ -25,8 +25,8 @@ from pipelines.sweep.config import AblationConfig, LengthSweepConfig, SweepBudge
 from pipelines.sweep.points import OK, Point, SweepPoints
 from pipelines.sweep.results import SweepRow, markdown_table, plot_against_length, write_csv
 from pipelines.training.params import split_params
-from recmodels.config import flatten
-from recmodels.warmup import warm_kernel_cache
+from recmodels.training.config import flatten
+from recmodels.training.warmup import warm_kernel_cache
 
 KIND_SWEEP, KIND_POINT = "length_sweep", "length_sweep_point"  # not "training": the comparison ignores them
 KIND_ABLATION, KIND_ABLATION_POINT = "ablation", "ablation_point"

@@ -37,8 +37,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pipelines.model_names import MODEL_NAMES, check_names
 from pipelines.paths import DATASET_NAME
 from pipelines.training.config import as_dagster_config
-from recmodels.config import TrainConfig, model_section, run_config_class
 from recmodels.models import MODELS, build_model
+from recmodels.training.config import TrainConfig, model_section, run_config_class
 
 TrainSection = as_dagster_config(TrainConfig)
 BASELINE_NAMES = ("most_popular", "recent_popular")  # rows of every result table: no variant may take them

@@ -1,5 +1,5 @@
 """The points of a sweep: each a named run config, trained from scratch by the training worker
-(``pipelines/training/worker.py``, so through ``recmodels.train.train_run`` like every other path) over
+(``pipelines/training/worker.py``, so through ``recmodels.training.loop.train_run`` like every other path) over
 Dagster Pipes, inside ``pipelines.sweep.launcher`` under a time limit, into a child MLflow run of the
 sweep's run.
 
@@ -26,7 +26,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from pipelines.metric_names import TAG_DATASET, TAG_KIND, TAG_MODEL, TAG_SPLIT
 from pipelines.resources import TAG_ASSET, TAG_PARTITION, TAG_ROOT_RUN, MlflowTracking
 from pipelines.split_source import CurrentSplit
-from recmodels.config import flatten
+from recmodels.training.config import flatten
 
 WORKER = "pipelines.training.worker"
 LAUNCHER = "pipelines.sweep.launcher"

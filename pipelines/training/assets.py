@@ -29,9 +29,9 @@ from pipelines.training.checks import check_results, check_specs
 from pipelines.training.config import TrainingAssetConfig, training_config_class
 from pipelines.training.params import run_params, split_dataset, split_params
 from pipelines.training.seeds import SeedRun, log_parent, open_seed_run
-from recmodels.data import target_protocol
-from recmodels.train import build_run_model
-from recmodels.warmup import warm_kernel_cache
+from recmodels.data.split_data import target_protocol
+from recmodels.training.loop import build_run_model
+from recmodels.training.warmup import warm_kernel_cache
 
 WORKER = "pipelines.training.worker"
 

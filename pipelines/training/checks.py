@@ -12,8 +12,8 @@ from typing import Any
 import dagster as dg
 
 from pipelines.training.results import VS_POPULARITY
-from recmodels.baselines import BASELINES
-from recmodels.stats import CONFIDENCE
+from recmodels.evaluation.baselines import BASELINES
+from recmodels.evaluation.stats import CONFIDENCE
 
 FINITE = "metrics_finite"
 BEATS_POPULARITY = "beats_popularity"
@@ -93,7 +93,8 @@ def check_results(metadata: Mapping[str, Any]) -> list[dg.AssetCheckResult]:
 
 def _distinguishable(metadata: Mapping[str, Any]) -> dg.AssetCheckResult:
     """Passes when the model is ahead of the most popular items by more than the test targets' noise: the
-    paired interval above zero and the permutation test agreeing (``recmodels.stats.PairedDifference.ahead``)."""
+    paired interval above zero and the permutation test agreeing
+    (``recmodels.evaluation.stats.PairedDifference.ahead``)."""
     paired = {key: _number(metadata, name) for key, name in VS_POPULARITY.items()}
     passed = math.isfinite(paired["low"]) and paired["low"] > 0 and paired["p_value"] < 1 - CONFIDENCE
     return dg.AssetCheckResult(

@@ -1,4 +1,4 @@
-"""Launchpad configuration of a training asset: the recmodels run config (``recmodels/config.py``) embedded
+"""Launchpad configuration of a training asset: the recmodels run config (``recmodels/training/config.py``) embedded
 field for field, with its defaults and help, plus how the asset launches it.
 
 Run config YAML of one model asset::
@@ -24,7 +24,7 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from recmodels.config import TrainConfig, model_section, run_config_class
+from recmodels.training.config import TrainConfig, model_section, run_config_class
 
 # Fields of the flat config before the run config was nested, and where each lives now.
 OLD_MODEL_FIELDS = ("max_len", "n_layers", "d_model", "dropout", "n_heads", "d_state", "d_conv", "expand")

@@ -11,8 +11,8 @@ from mlflow.data.meta_dataset import MetaDataset
 from pydantic import BaseModel
 
 from pipelines.split_source import CurrentSplit
-from recmodels.config import flatten
-from recmodels.data import target_protocol
+from recmodels.data.split_data import target_protocol
+from recmodels.training.config import flatten
 
 SAMPLING_FIELDS = ("num_negatives", "negatives")  # read only by the sampled losses
 

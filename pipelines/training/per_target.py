@@ -1,6 +1,6 @@
 """A training run's per-target test results and the uncertainty they carry.
 
-Every training run keeps each test target's rank (``recmodels.evaluate.TargetRanks`` plus a ``seed``
+Every training run keeps each test target's rank (``recmodels.evaluation.evaluate.TargetRanks`` plus a ``seed``
 column: the run's ``train.seed``, -1 for a popularity baseline) as a Parquet artifact, so that intervals and
 paired tests can be recomputed without the model. From the same table come the run's 95% user-bootstrap
 intervals and its paired test against popularity; a table of several seeds is first averaged per target
@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 
 from pipelines.metric_names import HEADLINE_METRIC, METRICS_AT_10, interval_metric
 from pipelines.target_results import SEED_COLUMN, PerTarget, from_table, paired
-from recmodels.evaluate import TargetRanks
-from recmodels.stats import PairedDifference
+from recmodels.evaluation.evaluate import TargetRanks
+from recmodels.evaluation.stats import PairedDifference
 
 BASELINE_SEED = -1  # the seed column of a popularity baseline (nothing random in it)
 BUCKET_INTERVAL_METRICS = ("ndcg_10", "hr_10")

@@ -21,10 +21,10 @@ from pipelines.metric_names import (
     final_metric,
     interval_metric,
 )
-from recmodels.convergence import Convergence
-from recmodels.evaluate import EvalResult
-from recmodels.stats import PairedDifference
-from recmodels.train import FitResult
+from recmodels.evaluation.convergence import Convergence
+from recmodels.evaluation.evaluate import EvalResult
+from recmodels.evaluation.stats import PairedDifference
+from recmodels.training.loop import FitResult
 
 # Materialization metadata of the paired test against the most popular items (the check reads them).
 VS_POPULARITY = {

@@ -33,8 +33,8 @@ from pipelines.metric_names import (
 )
 from pipelines.training.per_target import POPULARITY, log_table, read_table, uncertainty
 from pipelines.training.results import rounded, uncertainty_metadata
-from recmodels.baselines import BASELINES
-from recmodels.stats import SeedSpread
+from recmodels.evaluation.baselines import BASELINES
+from recmodels.evaluation.stats import SeedSpread
 
 SEEDS_ARTIFACT = "seeds.json"  # one row per seed: its run and headline numbers
 PER_RUN_PREFIXES = ("epoch/", "system/")  # histories of one run: nothing to average

@@ -44,14 +44,14 @@ from pipelines.training.per_target import (
     uncertainty,
 )
 from pipelines.training.results import materialization_metadata, result_metrics, rounded, uncertainty_metadata
-from recmodels.baselines import BASELINES, evaluate_baseline
-from recmodels.config import RunConfig, run_config_class
-from recmodels.convergence import Convergence
-from recmodels.data import SplitData
-from recmodels.distributed import Ranks, shutdown
-from recmodels.evaluate import select_targets
-from recmodels.history_store import load_split
-from recmodels.train import EpochReport, TrainedRun, prepare_process, train_run
+from recmodels.data.history_store import load_split
+from recmodels.data.split_data import SplitData
+from recmodels.evaluation.baselines import BASELINES, evaluate_baseline
+from recmodels.evaluation.convergence import Convergence
+from recmodels.evaluation.evaluate import select_targets
+from recmodels.training.config import RunConfig, run_config_class
+from recmodels.training.distributed import Ranks, shutdown
+from recmodels.training.loop import EpochReport, TrainedRun, prepare_process, train_run
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def main() -> int:
 def train(
     job: TrainingJob, run_config: RunConfig, on_epoch: Callable[[EpochReport], None] | None
 ) -> tuple[TrainedRun, SplitData]:
-    """The job's training, the same in every process (``recmodels.train.train_run``), and the data it read."""
+    """The job's training, the same in every process (``recmodels.training.loop.train_run``), and the data it read."""
     data = load_split(job.export_dir, job.history_store)
     init = torch.load(job.init_state, map_location="cpu", weights_only=True) if job.init_state else None
     trained = train_run(

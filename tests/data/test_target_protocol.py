@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from pipelines.data import export_dir_for
 from pipelines.training.params import split_params
-from recmodels.data import CONTEXT, TEST, TRAIN, VALID, SplitData, target_protocol
-from recmodels.evaluate import select_targets
-from recmodels.windows import WindowIndex
+from recmodels.data.split_data import CONTEXT, TEST, TRAIN, VALID, SplitData, target_protocol
+from recmodels.evaluation.evaluate import select_targets
+from recmodels.training.windows import WindowIndex
 from tests.data.conftest import TINY, check_outcomes, materialize, ops_config
 
 VALID_CUTOFF_S, TEST_CUTOFF_S = 978307200, 978652800  # 2001-01-01 and 2001-01-05, UTC

@@ -74,7 +74,7 @@ def test_served_state_equals_whole_history_encoding(name):
 
 
 def test_ablations_train_from_the_run_config():
-    from recmodels.config import run_config_class
+    from recmodels.training.config import run_config_class
 
     config = run_config_class("recmamba").model_validate({"model": {"selective": False, "d_conv": 0}})
     assert config.model.selective is False and config.model.d_conv == 0

@@ -51,8 +51,8 @@ from pipelines.reporting.comparison import (
 from pipelines.resources import MlflowTracking
 from pipelines.target_results import per_target
 from pipelines.training.checks import check_results
-from recmodels.data import write_split_export
-from recmodels.evaluate import TargetRanks
+from recmodels.data.split_data import write_split_export
+from recmodels.evaluation.evaluate import TargetRanks
 from recmodels.models import build_model
 
 

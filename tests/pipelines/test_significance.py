@@ -9,8 +9,8 @@ import pytest
 
 from pipelines.reporting.significance import REVERSED, TIED, WINNER, judge
 from pipelines.target_results import load_per_target, paired, per_target
-from recmodels.evaluate import TargetRanks
-from recmodels.stats import PairedDifference
+from recmodels.evaluation.evaluate import TargetRanks
+from recmodels.evaluation.stats import PairedDifference
 
 MISS = 100  # a rank outside the top 10: contributes 0 to NDCG@10 and HR@10
 

@@ -10,8 +10,8 @@ from pydantic_settings import CliApp, get_subcommand
 from pipelines.training.assets import training_assets
 from pipelines.training.config import training_config_class
 from pipelines.training.params import run_params
-from recmodels.config import TrainConfig, run_config_class
 from recmodels.train import command_line_class
+from recmodels.training.config import TrainConfig, run_config_class
 
 
 def test_command_line_defaults_are_the_run_config_defaults():

@@ -1,5 +1,5 @@
 """One way to train: the command line, the Pipes worker, the length sweep (through the worker) and the
-walk-forward all train through ``recmodels.train.train_run``, so one run config on one split gives the same
+walk-forward all train through ``recmodels.training.loop.train_run``, so one run config on one split gives the same
 weights, losses and validation whichever of them started it."""
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from pipelines.sweep.config import LengthSweepConfig
 from pipelines.sweep.points import Point
 from pipelines.training.config import training_config_class
 from pipelines.training.worker import TrainingJob, train
-from recmodels.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from recmodels.config import run_config_class
-from recmodels.data import SplitData, write_split_export
-from recmodels.threads import apply_thread_budget
-from recmodels.train import TrainedRun, main
+from recmodels.data.split_data import SplitData, write_split_export
+from recmodels.train import main
+from recmodels.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from recmodels.training.config import run_config_class
+from recmodels.training.loop import TrainedRun
+from recmodels.training.threads import apply_thread_budget
 
 MODEL = "gru4rec"
 # Only fields the sweep can set too (it sets d_model, n_layers and max_len of the model section).

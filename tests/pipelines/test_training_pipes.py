@@ -24,7 +24,7 @@ from pipelines.resources import MlflowTracking
 from pipelines.training.assets import training_assets
 from pipelines.training.checks import DISTINGUISHABLE
 from pipelines.training.results import rounded
-from recmodels.stats import per_target_metric
+from recmodels.evaluation.stats import per_target_metric
 from tests.data.conftest import TINY, materialize
 
 TINY_MODEL = {"model": {"max_len": 32, "d_model": 16}, "train": {"epochs": 1, "batch_size": 16}}
@@ -32,10 +32,10 @@ TINY_MODEL = {"model": {"max_len": 32, "d_model": 16}, "train": {"epochs": 1, "b
 FAULT = """
 import os
 if os.environ.get("RANK") == "1":
-    import recmodels.train
+    import recmodels.training.loop
     def broken(*args, **kwargs):
         raise RuntimeError("rank one broke")
-    recmodels.train.fit = broken
+    recmodels.training.loop.fit = broken
 """
 
 

@@ -35,8 +35,8 @@ SEEDS = [1, 2]
 CONFIG = {**TINY_MODEL, "train": {"epochs": 1, "batch_size": 128}, "seeds": SEEDS}  # bigger batches: faster
 # Every progress line fires at once (not every 30 s), so a tiny run shows that they reach the run log.
 EVERY_PROGRESS_LINE = """
-import recmodels.progress
-recmodels.progress.ProgressLog.__init__.__defaults__ = (0.0,)
+import recmodels.training.progress
+recmodels.training.progress.ProgressLog.__init__.__defaults__ = (0.0,)
 """
 
 

@@ -21,8 +21,8 @@ from pipelines.sweep.assets import KIND_ABLATION, KIND_ABLATION_POINT, TAG_SEED,
 from pipelines.sweep.config import AblationConfig, Variant
 from pipelines.sweep.points import OK, OUT_OF_MEMORY, TAG_STATUS, TIMED_OUT, Point, PointResult
 from pipelines.training.per_target import BASELINE_SEED, log_table, ranks_table
-from recmodels.baselines import BASELINES
-from recmodels.evaluate import TargetRanks
+from recmodels.evaluation.baselines import BASELINES
+from recmodels.evaluation.evaluate import TargetRanks
 from tests.data.conftest import TINY, materialize
 
 TINY_TRAIN = {"epochs": 1, "batch_size": 64, "eval_max_targets": 50}

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from recmodels import build_model
-from recmodels.data import SplitData, write_split_export
-from recmodels.evaluate import evaluate
-from recmodels.topk import SeenItems, blockwise_ranks, blockwise_topk
+from recmodels.data.split_data import SplitData, write_split_export
+from recmodels.evaluation.evaluate import evaluate
+from recmodels.evaluation.topk import SeenItems, blockwise_ranks, blockwise_topk
 
 BACKENDS = ["torch", "numba"]
 
@@ -38,7 +38,7 @@ def full_scores(hidden, weight, seen=None):
 @pytest.fixture(params=[3, 1024], ids=["row_chunks_of_3", "one_row_chunk"])
 def row_chunk(request, monkeypatch):
     """The Numba path scores rows a chunk at a time; chunks of 3 rows split the 7 rows of ``tied_scores``."""
-    monkeypatch.setattr("recmodels.topk.ROW_CHUNK", request.param)
+    monkeypatch.setattr("recmodels.evaluation.topk.ROW_CHUNK", request.param)
     return request.param
 
 
@@ -126,7 +126,7 @@ def test_a_target_listed_among_its_seen_items_is_still_ranked_by_its_score(backe
 
 def test_the_numba_kernels_and_the_torch_path_agree_on_random_scores(monkeypatch):
     """Float scores with NaNs and seen items over several row chunks and item blocks: the same ranks and top-K."""
-    monkeypatch.setattr("recmodels.topk.ROW_CHUNK", 48)
+    monkeypatch.setattr("recmodels.evaluation.topk.ROW_CHUNK", 48)
     generator = torch.Generator().manual_seed(3)
     weight = torch.randn(5001, 16, generator=generator)
     weight[torch.randint(1, 5001, (20,), generator=generator)] = float("nan")
@@ -157,6 +157,6 @@ def test_evaluate_metrics_do_not_depend_on_the_block_size(tmp_path, monkeypatch,
     torch.manual_seed(0)
     model = build_model("gru4rec", data.num_items, d_model=16)
     whole = evaluate(model, data, "test", exclude_seen=exclude_seen)
-    monkeypatch.setattr("recmodels.topk.block_items_for", lambda rows: 7)
+    monkeypatch.setattr("recmodels.evaluation.topk.block_items_for", lambda rows: 7)
     blocks = evaluate(model, data, "test", exclude_seen=exclude_seen)
     assert blocks.overall == whole.overall and blocks.by_bucket == whole.by_bucket

@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from recmodels import build_model
-from recmodels.config import TrainConfig
-from recmodels.data import SplitData, write_split_export
-from recmodels.history_store import open_split
+from recmodels.data.history_store import open_split
+from recmodels.data.split_data import SplitData, write_split_export
 from recmodels.ops import use_backend
-from recmodels.train import fit, main
-from recmodels.windows import WindowIndex
+from recmodels.train import main
+from recmodels.training.config import TrainConfig
+from recmodels.training.loop import fit
+from recmodels.training.windows import WindowIndex
 
 
 def random_export(tmp_path, num_users=40, num_items=50, seed=0):
@@ -30,7 +31,7 @@ def random_export(tmp_path, num_users=40, num_items=50, seed=0):
 
 
 def test_stored_split_equals_the_loaded_one(tmp_path, monkeypatch):
-    monkeypatch.setattr("recmodels.history_store.USERS_PER_READ", 7)  # several Parquet reads
+    monkeypatch.setattr("recmodels.data.history_store.USERS_PER_READ", 7)  # several Parquet reads
     export = random_export(tmp_path)
     loaded, stored = SplitData.load(export), open_split(export, tmp_path / "store")
     for name in ("user_ids", "items", "timestamps", "split", "offsets"):

@@ -11,11 +11,11 @@ import torch
 from pydantic import ValidationError
 
 from recmodels import build_model
-from recmodels.config import TrainConfig
-from recmodels.data import SplitData, write_split_export
-from recmodels.losses import SampledSoftmax, proposal_distribution, sampled_softmax_loss
+from recmodels.data.split_data import SplitData, write_split_export
 from recmodels.ops import use_backend
-from recmodels.train import build_optimizer, fit
+from recmodels.training.config import TrainConfig
+from recmodels.training.loop import build_optimizer, fit
+from recmodels.training.losses import SampledSoftmax, proposal_distribution, sampled_softmax_loss
 
 
 def brute_force_loss(hidden, table, targets, negatives, log_q):

@@ -23,7 +23,7 @@ from pipelines.resources import MlflowTracking
 from pipelines.serving.assets import user_states
 from pipelines.serving.jobs import advance_user_states
 from pipelines.serving.sensors import user_events_sensor
-from recmodels.data import write_split_export
+from recmodels.data.split_data import write_split_export
 from recmodels.models import build_model
 from recmodels.serving.service import RecommendationService
 

@@ -2,7 +2,7 @@
 
 Materializing every window would cost 16 bytes per event and the padding; here a window is two integers
 (user, end), and a batch gathers its events from the training histories, which may be memory maps
-(``recmodels.history_store``), so in-memory and out-of-core training cut the same batches for the same seed.
+(``recmodels.data.history_store``), so in-memory and out-of-core training cut the same batches for the same seed.
 The inputs' timestamps are gathered only for a model that reads them (``uses_timestamps``).
 """
 
@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from recmodels.data import SplitData
+from recmodels.data.split_data import SplitData
 
 
 class Batch(NamedTuple):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from recmodels.baselines import evaluate_baseline, popularity_ranks, recent_start, training_counts
-from recmodels.data import SplitData, write_split_export
+from recmodels.data.split_data import SplitData, write_split_export
+from recmodels.evaluation.baselines import evaluate_baseline, popularity_ranks, recent_start, training_counts
 
 
 @pytest.fixture

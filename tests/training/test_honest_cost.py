@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from recmodels.data import write_split_export
+from recmodels.data.split_data import write_split_export
 
 ARGS = ["--train.epochs", "1", "--train.batch_size", "16", "--train.eval_max_targets", "20",
         "--model.d_model", "16", "--model.n_layers", "1", "--model.max_len", "32"]  # fmt: skip
@@ -44,7 +44,9 @@ import numba
 def add(a, b):
     return a + b
 """
-COUNT = "import add, recmodels.warmup as w; add.add(1, 2); add.add(1.0, 2.0); print(w.compiled_here([add.add]))"
+COUNT = (
+    "import add, recmodels.training.warmup as w; add.add(1, 2); add.add(1.0, 2.0); print(w.compiled_here([add.add]))"
+)
 
 
 def test_the_compile_counter_tells_a_compile_from_a_cache_load(tmp_path):

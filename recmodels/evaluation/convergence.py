@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from recmodels.train import FitResult
+from recmodels.training.loop import FitResult
 
 HEADLINE = "ndcg_10"
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from recmodels.data import SplitData, write_split_export
-from recmodels.windows import WindowIndex
+from recmodels.data.split_data import SplitData, write_split_export
+from recmodels.training.windows import WindowIndex
 
 
 def test_export_round_trips_into_flat_arrays(tmp_path):

@@ -292,7 +292,7 @@ def _merge(values: Tensor, items: Tensor, scores: Tensor, first: int, k: int) ->
 
 # ---------------------------------------------------------------- Numba kernels (CPU, float32 scores)
 # Single-threaded on purpose: they run between torch's parallel GEMM calls, one per block, and a second
-# OpenMP pool (Numba's) taking turns with torch's that often fights it for the cores (``recmodels/threads.py``;
+# OpenMP pool (Numba's) taking turns with torch's that often fights it for the cores (``recmodels/training/threads.py``;
 # a parallel count measured 3x slower than this serial one under load). One core compares and counts at
 # 25 GB/s out of the last-level cache (60 GB/s out of L2); the GEMM writes about 10 GB/s of scores on two.
 #

@@ -3,13 +3,14 @@
 RecMamba's CPU path runs Numba kernels (``recmodels/ops/cpu_kernels.py``) that compile lazily, per type
 signature, on their first call: the forward ones (conv_silu_forward, scan_forward) on the first forward
 pass, the backward ones (scan_backward, conv_silu_backward) on the first backward. Every model's evaluation
-runs the ranking kernels of ``recmodels/topk.py``, compiled the same way on the first ranking. With a fresh on-disk
-cache that is tens of seconds and a few hundred MB of compiler memory, which would otherwise land in the
-first epoch and in the peak. The signature depends only on dtypes, ranks and layouts, never on sizes, so
-one forward + backward on a tiny batch compiles (or loads from the cache) everything training needs.
+runs the ranking kernels of ``recmodels/evaluation/topk.py``, compiled the same way on the first ranking.
+With a fresh on-disk cache that is tens of seconds and a few hundred MB of compiler memory, which would
+otherwise land in the first epoch and in the peak. The signature depends only on dtypes, ranks and layouts,
+never on sizes, so one forward + backward on a tiny batch compiles (or loads from the cache) everything
+training needs.
 
-``python -m recmodels.warmup`` fills the on-disk cache (``NUMBA_CACHE_DIR`` or next to the kernels) in a
-process of its own, so that later training processes only load it (under a second instead of ~30 s). That
+``python -m recmodels.training.warmup`` fills the on-disk cache (``NUMBA_CACHE_DIR`` or next to the kernels)
+in a process of its own, so that later training processes only load it (under a second instead of ~30 s). That
 matters for memory too: LLVM's memory stays resident in the process that compiled (measured: ~170 MB more
 RSS before training), so only a compile in another process keeps it out of the training peak.
 """
@@ -28,8 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recmodels.evaluation.topk import SeenItems, blockwise_ranks, blockwise_topk
 from recmodels.models.base import SequentialRecommender
-from recmodels.topk import SeenItems, blockwise_ranks, blockwise_topk
 
 
 def warm_up(model: SequentialRecommender, device: torch.device, batch_size: int = 2, length: int = 16) -> float:
@@ -38,7 +39,7 @@ def warm_up(model: SequentialRecommender, device: torch.device, batch_size: int 
     The model comes back as it went in: same weights, buffers, gradients and train/eval mode, and the
     global RNG streams are untouched (the batch has its own generator; dropout runs under a forked RNG),
     so a seeded run after a warm-up equals one without. Mirrors training: train mode, and bfloat16
-    autocast on CUDA as ``recmodels.train`` does.
+    autocast on CUDA as ``recmodels.training.loop`` does.
     """
     device = torch.device(device)
     length = min(length, model.config.max_len)
@@ -96,7 +97,7 @@ def kernels_compiled_here() -> int:
     """How many kernel signatures (RecMamba's scan, the ranking) this process compiled itself. Zero after a
     warm cache means the compiler's seconds and memory stayed out of this process's meters; kernels never
     imported count as nothing compiled."""
-    modules = [sys.modules.get(name) for name in ("recmodels.ops.cpu_kernels", "recmodels.topk")]
+    modules = [sys.modules.get(name) for name in ("recmodels.ops.cpu_kernels", "recmodels.evaluation.topk")]
     return compiled_here(
         value
         for module in modules
@@ -107,11 +108,13 @@ def kernels_compiled_here() -> int:
 
 
 def warm_kernel_cache(env: dict[str, str] | None = None) -> float | None:
-    """Fill Numba's on-disk cache in a process of its own (``python -m recmodels.warmup``), so that no training
+    """Fill Numba's on-disk cache in a process of its own (``python -m recmodels.training.warmup``), so that no training
     process carries the compiler's time or memory; the seconds it took, or None if it failed (training then
     compiles for itself, and its warm-up reports the time)."""
     started = time.perf_counter()
-    completed = subprocess.run([sys.executable, "-m", "recmodels.warmup"], env=env, capture_output=True, text=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", "recmodels.training.warmup"], env=env, capture_output=True, text=True
+    )
     return time.perf_counter() - started if completed.returncode == 0 else None
 
 
@@ -119,14 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     from recmodels.models import build_model
     from recmodels.ops.dispatch import backend_for
 
-    parser = argparse.ArgumentParser(prog="python -m recmodels.warmup", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m recmodels.training.warmup", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="device whose kernels to warm (default: cpu)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     model = build_model("recmamba", 16, d_model=16, n_layers=1, max_len=16, dropout=0.0).to(device)
     seconds = warm_up(model, device)
     backend = backend_for("mix", device.type)
-    print(f"recmodels.warmup: RecMamba kernels ({backend} backend, {device}) ready in {seconds:.2f} s")
+    print(f"recmodels.training.warmup: RecMamba kernels ({backend} backend, {device}) ready in {seconds:.2f} s")
     return 0
 
 

@@ -23,7 +23,7 @@ class CostReport:
     peak_memory_mb: float
     train_events_per_second: float
     num_parameters: int
-    # One-off JIT compile / kernel load paid before training (``recmodels.warmup``), kept out of the epochs.
+    # One-off JIT compile / kernel load paid before training (``recmodels.training.warmup``), kept out of the epochs.
     compile_seconds: float = 0.0
     # Kernel signatures compiled inside the training process (0 when they came from the warm cache).
     kernels_compiled: int = 0

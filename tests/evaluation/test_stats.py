@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recmodels.stats import SeedSpread, align, paired_difference, per_target_metric, user_bootstrap
+from recmodels.evaluation.stats import SeedSpread, align, paired_difference, per_target_metric, user_bootstrap
 
 
 def planted_ranks(num_users=200, per_user=5, seed=0):

@@ -1,4 +1,4 @@
-"""Reads the split export (Contract 1) into flat numpy arrays (training windows: ``recmodels.windows``).
+"""Reads the split export (Contract 1) into flat numpy arrays (training windows: ``recmodels.training.windows``).
 
 A list column in Parquet is a flat values array plus offsets; we keep exactly that layout (no pandas,
 no per-user Python lists), so a user's history is ``items[offsets[u]:offsets[u + 1]]``.

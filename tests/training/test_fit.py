@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from recmodels import MODELS, build_model
-from recmodels.config import run_config_class
-from recmodels.cost import CostReport
-from recmodels.data import SplitData, write_split_export
+from recmodels.data.split_data import SplitData, write_split_export
+from recmodels.evaluation.cost import CostReport
 from recmodels.ops import use_backend
-from recmodels.train import TrainConfig, fit, main, train_run
+from recmodels.train import main
+from recmodels.training.config import run_config_class
+from recmodels.training.loop import TrainConfig, fit, train_run
 
 
 @pytest.fixture(autouse=True)
@@ -132,34 +133,6 @@ def test_command_line_rejects_old_flat_options(capsys):
     with pytest.raises(SystemExit):
         main(["gru4rec", "--export", "x", "--epochs", "2"])
     assert "unrecognized arguments: --epochs 2" in capsys.readouterr().err
-
-
-def test_ce_loss_in_blocks_equals_one_full_softmax(monkeypatch):
-    """The blocked, checkpointed ce loss (blocks sized by bytes) gives the full softmax's value and gradients."""
-    import recmodels.train as train
-
-    torch.manual_seed(0)
-    model = build_model("sasrec", 50, d_model=8, max_len=8)
-    hidden = torch.randn(4, 25, 8, requires_grad=True)
-    targets = torch.randint(0, 51, (4, 25))  # 0: no target at that position
-    loss_fn = train.NextItemLoss(TrainConfig(loss="ce"), np.ones(51), torch.Generator())
-
-    def value_and_grads():
-        model.zero_grad()
-        hidden.grad = None
-        loss = loss_fn(model, hidden, targets)
-        loss.backward()
-        return loss.detach(), hidden.grad.clone(), model.item_embedding.weight.grad.clone()
-
-    whole = value_and_grads()
-    monkeypatch.setattr(train, "CE_MIN_BLOCK_ROWS", 1)
-    monkeypatch.setattr(train, "CE_BLOCK_BYTES", 4 * 51 * 7)  # 7 rows per block: several, the last ragged
-    blocked = value_and_grads()
-    present = targets != 0
-    expected = torch.nn.functional.cross_entropy(model.scores(hidden[present]), targets[present])
-    torch.testing.assert_close(whole[0], expected.detach())
-    for a, b in zip(whole, blocked, strict=True):
-        torch.testing.assert_close(a, b)
 
 
 def test_fit_refuses_an_empty_training_set(tmp_path):

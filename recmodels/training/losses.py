@@ -7,7 +7,7 @@ distribution the candidates were drawn from, removes the bias that sampling popu
 would put on the softmax (Bengio & Senecal 2008; Yi et al. 2019 for in-batch negatives).
 
 Item rows are read through the model's ``item_vectors(ids)``, which reads the ``nn.Embedding`` module, so with
-``sparse=True`` their gradient is sparse and a row-wise optimizer (``recmodels.sparse_optim``) updates only
+``sparse=True`` their gradient is sparse and a row-wise optimizer (``recmodels.training.sparse_optim``) updates only
 the rows a step touched.
 """
 

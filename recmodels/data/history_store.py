@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recmodels.data import CONTEXT, HISTORIES_FILE, METADATA_FILE, TRAIN, SplitData
+from recmodels.data.split_data import CONTEXT, HISTORIES_FILE, METADATA_FILE, TRAIN, SplitData
 
 USERS_PER_READ = 4096  # users converted per Parquet read: bounds the conversion's memory
 # name -> dtype of each mapped array; offsets have one more entry than users.

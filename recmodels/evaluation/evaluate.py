@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 import torch
 from torch import Tensor
 
-from recmodels.data import SPLIT_CODES, SplitData
+from recmodels.data.split_data import SPLIT_CODES, SplitData
+from recmodels.evaluation.topk import SeenItems, blockwise_ranks
 from recmodels.models.base import SequentialRecommender
-from recmodels.progress import ProgressLog
-from recmodels.topk import SeenItems, blockwise_ranks
+from recmodels.training.progress import ProgressLog
 
 # Prior-history-length buckets: a fixed half-octave ladder (x1.5, x1.33 alternately), so that the buckets of two
 # datasets or two refreshes mean the same, and any dataset fills several of them (2k-5k events: 2048-3072,
@@ -261,7 +261,7 @@ def full_ranks(
 ) -> np.ndarray:
     """Rank of each target among all items 1..num_items (1 = best), pessimistic on ties.
 
-    Scored a block of items at a time (``recmodels.topk``), so memory is bounded by the block, not the
+    Scored a block of items at a time (``recmodels.evaluation.topk``), so memory is bounded by the block, not the
     catalogue; a NaN score counts as the worst possible, never as a hit."""
     ranks = np.empty(len(targets.items), dtype=np.int64)
     target_items = torch.from_numpy(targets.items).to(hidden.device)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recmodels.data import write_split_export
+from recmodels.data.split_data import write_split_export
 
 # Dropout off: each process draws its own dropout masks, which no single process can reproduce.
 ARGS = ["--train.batch_size", "5", "--train.lr", "0.02", "--train.patience", "0", "--train.eval_max_targets", "null",

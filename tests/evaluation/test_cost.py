@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from recmodels import build_model, cost
-from recmodels.cost import CostReport, PeakMemory
-from recmodels.data import SplitData, write_split_export
+from recmodels import build_model
+from recmodels.data.split_data import SplitData, write_split_export
+from recmodels.evaluation import cost
+from recmodels.evaluation.cost import CostReport, PeakMemory
 from recmodels.ops.dispatch import load_backend
-from recmodels.train import TrainConfig, fit
-from recmodels.warmup import warm_up
+from recmodels.training.loop import TrainConfig, fit
+from recmodels.training.warmup import warm_up
 
 CPU = torch.device("cpu")
 MB = 2**20

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from recmodels.data import TRAIN, SplitData
-from recmodels.evaluate import EvalResult, TargetRanks, bucket_metrics, ranking_metrics, select_targets
+from recmodels.data.split_data import TRAIN, SplitData
+from recmodels.evaluation.evaluate import EvalResult, TargetRanks, bucket_metrics, ranking_metrics, select_targets
 
 RECENT_FRACTION = 0.1  # the last tenth of the training period's time span
 BASELINES = ("most_popular", "recent_popular")

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from recmodels import build_model
-from recmodels.data import SplitData, write_split_export
-from recmodels.evaluate import (
+from recmodels.data.split_data import SplitData, write_split_export
+from recmodels.evaluation.evaluate import (
     TargetRanks,
     bucket_metrics,
     evaluate,
@@ -21,7 +21,7 @@ from recmodels.evaluate import (
     select_targets,
 )
 from recmodels.ops import use_backend
-from recmodels.progress import ProgressLog
+from recmodels.training.progress import ProgressLog
 
 
 def test_metrics_match_hand_computed_values():
@@ -172,11 +172,11 @@ def test_per_target_ranks_recompute_every_metric_and_survive_parquet(tmp_path):
 
 def test_long_loops_log_where_they_stand(caplog):
     progress = ProgressLog("epoch 1/3", total=400, unit="events", every_seconds=0.0)
-    with caplog.at_level(logging.INFO, logger="recmodels.progress"):
+    with caplog.at_level(logging.INFO, logger="recmodels.training.progress"):
         progress.advance(100)
     assert "epoch 1/3: 100/400 events (25%)" in caplog.text and "events/s" in caplog.text and "s to go" in caplog.text
     quiet = ProgressLog("test: ranking", total=10, unit="targets")  # a loop shorter than 30 s says nothing
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="recmodels.progress"):
+    with caplog.at_level(logging.INFO, logger="recmodels.training.progress"):
         quiet.advance(10)
     assert caplog.text == ""

@@ -1,6 +1,6 @@
 """Progress lines inside long loops: an epoch or an evaluation at real size runs for many minutes.
 
-A line goes to the ``recmodels.progress`` logger at most every ``every_seconds`` (and never for loops that
+A line goes to the ``recmodels.training.progress`` logger at most every ``every_seconds`` (and never for loops that
 finish sooner): work done of the total, the rate, and the time still needed. The command line prints the
 logger to stderr; the Dagster Pipes worker forwards it to the run log.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-LOGGER = logging.getLogger("recmodels.progress")
+LOGGER = logging.getLogger("recmodels.training.progress")
 EVERY_SECONDS = 30.0
 
 

@@ -1,0 +1,1 @@
+"""The split export read into flat arrays, in memory or memory-mapped out of core (Contract 1)."""

@@ -1,0 +1,1 @@
+"""Evaluation: full ranking, top-k, statistics, popularity baselines, convergence and cost."""

@@ -28,6 +28,7 @@ import itertools
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -203,6 +204,7 @@ def worktree(ref: str):
         yield folder
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=ROOT, capture_output=True)
+        shutil.rmtree(folder.parent, ignore_errors=True)
 
 
 def summary(models: dict) -> dict:

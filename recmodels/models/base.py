@@ -7,6 +7,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from recmodels.models.dropout import Dropout
+
 PADDING_ITEM = 0
 
 
@@ -68,9 +70,7 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, d_inner: int, dropout: float) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(d_model, d_inner), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_inner, d_model)
-        )
+        self.net = nn.Sequential(nn.Linear(d_model, d_inner), nn.GELU(), Dropout(dropout), nn.Linear(d_inner, d_model))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

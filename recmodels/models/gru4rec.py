@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from recmodels.models.base import SequentialRecommender, real_events
+from recmodels.models.dropout import Dropout
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class GRU4Rec(SequentialRecommender):
         config = config or GRU4RecConfig()
         super().__init__(num_items, config.d_model)
         self.config = config
-        self.embedding_dropout = nn.Dropout(config.dropout)
+        self.embedding_dropout = Dropout(config.dropout)
         self.gru = nn.GRU(
             config.d_model,
             config.d_model,

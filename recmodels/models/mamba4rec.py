@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from recmodels.models.base import FeedForward
+from recmodels.models.dropout import Dropout
 from recmodels.models.mamba_mixer import MambaMixer, MixerState
 from recmodels.models.mamba_stack import MambaBlockBase, MambaRecommender
 
@@ -32,7 +33,7 @@ class Mamba4RecBlock(MambaBlockBase):
         self.mixer_norm = nn.LayerNorm(config.d_model)
         self.ffn = FeedForward(config.d_model, config.ffn_multiplier * config.d_model, config.dropout)
         self.ffn_norm = nn.LayerNorm(config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x: Tensor, mask: Tensor, state: MixerState | None = None) -> tuple[Tensor, MixerState]:
         mixed, state = self.mix(x, mask, state)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from recmodels.models.base import SequentialRecommender, real_events
+from recmodels.models.dropout import Dropout
 from recmodels.models.mamba_mixer import MambaMixer, MixerState
 
 ModelState = list[MixerState]  # one per layer
@@ -33,7 +34,7 @@ class MambaRecommender(SequentialRecommender):
     def __init__(self, num_items: int, config, blocks: list[nn.Module], output_norm: nn.Module) -> None:
         super().__init__(num_items, config.d_model)
         self.config = config
-        self.embedding_dropout = nn.Dropout(config.dropout)
+        self.embedding_dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(blocks)
         self.output_norm = output_norm
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from recmodels.models.dropout import Dropout
 from recmodels.models.mamba_mixer import MambaMixer, MixerState
 from recmodels.models.mamba_stack import MambaBlockBase, MambaRecommender
 
@@ -34,7 +35,7 @@ class ResidualMambaBlock(MambaBlockBase):
         self.mixer = MambaMixer(
             config.d_model, config.d_state, config.d_conv, config.expand, selective=config.selective
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x: Tensor, mask: Tensor, state: MixerState | None = None) -> tuple[Tensor, MixerState]:
         mixed, state = self.mix(self.norm(x), mask, state)

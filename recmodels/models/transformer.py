@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from recmodels.models.base import FeedForward, SequentialRecommender, positions_from_first_event, real_events
+from recmodels.models.dropout import Dropout
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class TransformerBlock(nn.Module):
         self.attention = attention
         self.ffn_norm = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, ffn_multiplier * d_model, dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         x = x + self.dropout(self.attention(self.attention_norm(x), mask))
@@ -64,7 +65,7 @@ class TransformerRecommender(SequentialRecommender):
         self.config = config
         self.position_embedding = nn.Embedding(config.max_len, config.d_model)
         nn.init.normal_(self.position_embedding.weight, std=config.d_model**-0.5)
-        self.embedding_dropout = nn.Dropout(config.dropout)
+        self.embedding_dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(attention, config.d_model, config.ffn_multiplier, config.dropout)
             for attention in attentions

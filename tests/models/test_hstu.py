@@ -1,4 +1,5 @@
-"""HSTU's layer against a hand computation, and what its relative bias makes of event times."""
+"""HSTU's layer against a hand computation and against the dense computation it replaced, and what its relative
+bias makes of event times."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from recmodels import build_model
-from recmodels.models.hstu import time_buckets
+from recmodels.models import hstu
+from recmodels.models.base import positions_from_first_event
+from recmodels.models.hstu import Layout, bucket_starts, tiles, time_buckets
 
 NUM_ITEMS = 30
 DAY_MS = 86_400_000
@@ -85,11 +89,17 @@ def test_the_relative_bias_sees_time_gaps_and_only_gaps():
 
 
 def test_time_buckets_are_log_spaced_seconds_capped_at_the_last():
-    gaps_ms = torch.tensor([[0, 999, 1_000, 5_000, 3_605_000, 10**15]])
-    buckets = time_buckets(gaps_ms, num_buckets=60)[0, :, 0]  # each event's gap to the first
-    seconds = [max(gap / 1000, 1.0) for gap in gaps_ms[0].tolist()]
+    gaps_ms = torch.tensor([0, 999, 1_000, 5_000, 3_605_000, 10**15])
+    buckets = time_buckets(gaps_ms, bucket_starts(60))
+    seconds = [max(gap / 1000, 1.0) for gap in gaps_ms.tolist()]
     assert buckets.tolist() == [min(math.floor(math.log(s) / 0.301), 60) for s in seconds]
     assert buckets.tolist() == [0, 0, 0, 5, 27, 60]
+
+
+def test_bucket_starts_past_the_int64_range_stay_in_order():
+    starts = bucket_starts(128)
+    assert bool((starts[1:] >= starts[:-1]).all())  # buckets 123.. start where no gap reaches
+    assert time_buckets(torch.tensor([10**18]), starts).item() == math.floor(math.log(10**15) / 0.301)
 
 
 def test_the_last_position_shortcut_and_truncation_keep_the_timestamps():
@@ -113,7 +123,7 @@ def test_unit_vectors_and_temperature_make_every_logit_a_scaled_cosine():
     torch.testing.assert_close(vectors[1:].norm(dim=-1), torch.ones(NUM_ITEMS))
     assert torch.equal(vectors[0], torch.zeros(16))  # padding stays the zero vector
     torch.testing.assert_close(model.item_vectors(torch.tensor([3, 5])), vectors[[3, 5]])
-    cosine = torch.nn.functional.cosine_similarity(hidden[0, -1], model.item_embedding.weight[7], dim=0)
+    cosine = F.cosine_similarity(hidden[0, -1], model.item_embedding.weight[7], dim=0)
     torch.testing.assert_close(scores[0, -1, 7], cosine / 0.05)
 
 
@@ -179,3 +189,117 @@ def test_the_hand_computation_holds_behind_left_padding(padding: int):
     with torch.no_grad():
         got = model(torch.tensor([[0] * padding + items]), torch.tensor([[0] * padding + times]))[0, padding:]
     np.testing.assert_allclose(got.numpy(), hand_computed(model, items, times), rtol=1e-10, atol=1e-12)
+
+
+# The dense computation the tiled attention replaced, kept as the reference: a (B, L, L) row of the bias tables
+# per pair, one gather per layer, (B, H, L, L) scores.
+
+
+def dense_time_buckets(timestamps: torch.Tensor, num_buckets: int) -> torch.Tensor:
+    bucket = torch.arange(1, num_buckets + 1, dtype=torch.float64)
+    starts = (1000 * torch.exp(0.301 * bucket)).ceil().long()
+    gap_ms = timestamps[:, :, None] - timestamps[:, None, :]
+    return torch.bucketize(gap_ms, starts, right=True, out_int32=True)
+
+
+def dense_hstu(model, items: torch.Tensor, timestamps: torch.Tensor | None) -> torch.Tensor:
+    config = model.config
+    items = items[:, -config.max_len :]
+    timestamps = None if timestamps is None else timestamps[:, -config.max_len :]
+    mask = items != 0
+    x = (model.item_embedding(items) + model.position_embedding(positions_from_first_event(mask))) * mask[..., None]
+    index = torch.arange(items.shape[1])
+    offset = index[:, None] - index[None, :]
+    row = offset.clamp(0, config.max_len - 1)
+    if timestamps is not None:
+        row = row * (config.num_time_buckets + 1) + dense_time_buckets(timestamps, config.num_time_buckets)
+    masked_row = config.max_len * (config.num_time_buckets + 1 if timestamps is not None else 1)
+    bias_row = torch.where((offset >= 0) & mask[:, None, :], row, masked_row)  # (B, L, L)
+    for layer in model.layers:
+        position, time = layer.relative_bias.position, layer.relative_bias.time
+        values = (position[:, None] + time[None, :]).flatten() if timestamps is not None else position
+        table = torch.cat([values, values.new_full((1,), hstu.MASKED)])
+        u, v, q, k = F.silu(layer.uvqk(F.layer_norm(x, (config.d_model,), eps=1e-6))).chunk(4, dim=-1)
+        q, k, v = (part.unflatten(-1, (config.n_heads, -1)).transpose(1, 2) for part in (q, k, v))
+        scores = q @ k.transpose(-1, -2) + table[bias_row].unsqueeze(1)  # (B, H, L, L)
+        attended = (F.silu(scores) @ (v / config.max_len)).transpose(1, 2).flatten(2)
+        gated = F.layer_norm(attended, (config.d_model,), eps=1e-6) * u
+        x = x + layer.out(gated)
+    return model.output(x)
+
+
+def padded_history(times_in_order: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three rows of 26 events for a max_len of 23: 9 padding, none, all padding; a row out of order if asked."""
+    items, times = random_history(3, 26, seed=4)
+    items[0, :9] = 0
+    items[2] = 0
+    times[0, :9] = torch.randint(0, 10**13, (9,))  # padding's times are never read
+    if not times_in_order:
+        times[1] = times[1, torch.randperm(26, generator=torch.Generator().manual_seed(5))]
+    return items, times
+
+
+def gradients(model, output: torch.Tensor, weights: torch.Tensor) -> list[torch.Tensor | None]:
+    return list(torch.autograd.grad((output * weights).sum(), list(model.parameters()), allow_unused=True))
+
+
+@pytest.mark.parametrize("times", ["in time order", "out of time order", "none"])
+def test_tiles_of_queries_and_keys_compute_the_dense_attention_and_its_gradients(monkeypatch, times: str):
+    monkeypatch.setattr(hstu, "QUERY_BLOCK", 4)  # blocks of 4 queries ...
+    monkeypatch.setattr(hstu, "TILE_BYTES", 3 * 2 * 4 * 8 * 8)  # ... by 8 keys: (B, H, Q) float64 scores per key
+    model = small_hstu(max_len=23, dropout=0.0).double()  # 23 positions: the last block is partial
+    items, timestamps = padded_history(times_in_order=times != "out of time order")
+    timestamps = None if times == "none" else timestamps
+    weights = torch.randn(3, 23, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    dense, tiled = dense_hstu(model, items, timestamps), model(items, timestamps)
+    torch.testing.assert_close(tiled, dense, rtol=1e-10, atol=1e-10)
+    for got, expected in zip(gradients(model, tiled, weights), gradients(model, dense, weights), strict=True):
+        assert (got is None) == (expected is None)  # no time bias read without timestamps
+        if got is not None:
+            torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10)
+    last, dense_last = model.forward_last(items, timestamps), dense_hstu(model, items, timestamps)[:, -1]
+    torch.testing.assert_close(last, dense_last, rtol=1e-10, atol=1e-10)
+    for got, expected in zip(
+        gradients(model, last, weights[:, -1]), gradients(model, dense_last, weights[:, -1]), strict=True
+    ):
+        if got is not None:
+            torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10)
+
+
+def test_float32_tiles_stay_within_float_tolerance_of_the_dense_attention(monkeypatch):
+    monkeypatch.setattr(hstu, "QUERY_BLOCK", 4)
+    monkeypatch.setattr(hstu, "TILE_BYTES", 3 * 2 * 4 * 4 * 8)  # tiles of 4 queries by 8 keys, in float32
+    model = small_hstu(max_len=23, dropout=0.0)
+    items, timestamps = padded_history(times_in_order=True)
+    weights = torch.randn(3, 23, 16, generator=torch.Generator().manual_seed(6))
+    dense, tiled = dense_hstu(model, items, timestamps), model(items, timestamps)
+    torch.testing.assert_close(tiled, dense, rtol=1e-5, atol=1e-5)
+    for got, expected in zip(gradients(model, tiled, weights), gradients(model, dense, weights), strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_tiles_cover_each_earlier_or_same_pair_once_within_the_byte_budget(monkeypatch):
+    monkeypatch.setattr(hstu, "QUERY_BLOCK", 8)
+    monkeypatch.setattr(hstu, "TILE_BYTES", 2 * 2 * 8 * 4 * 24)  # 24 keys of a block of 8 queries
+    layout = Layout.of(torch.ones(2, 100, dtype=torch.bool), None, hstu.HSTUConfig(max_len=100))
+    covered = torch.zeros(100, 100, dtype=torch.int64)
+    for rows, key_chunks in tiles(layout, heads=2, itemsize=4):
+        assert rows.stop - rows.start <= 8
+        for keys in key_chunks:
+            assert 2 * 2 * (rows.stop - rows.start) * (keys.stop - keys.start) * 4 <= hstu.TILE_BYTES
+            assert keys.stop <= rows.stop  # no key is later than the block's last query
+            covered[rows, keys] += 1
+    earlier_or_same = torch.ones(100, 100, dtype=torch.bool).tril()
+    assert bool((covered[earlier_or_same] == 1).all())
+    assert bool((covered[~earlier_or_same] <= 1).all())  # a later key is read only within its query's block
+    last = [(rows, keys) for rows, keys in tiles(layout.last_query(), heads=2, itemsize=4)]
+    assert last == [(slice(99, 100), [slice(0, 100)])]  # ranking: one query, every key in one tile
+
+
+def test_time_order_is_read_off_the_real_events_only():
+    mask = torch.tensor([[False, False, True, True], [True, True, True, True]])
+    in_order = torch.tensor([[9_000, 1, 5_000, 6_000], [1_000, 2_000, 2_000, 7_000]])
+    assert Layout.of(mask, in_order, hstu.HSTUConfig()).ordered  # padding's times are never read
+    back_in_time = in_order.clone()
+    back_in_time[1, 3] = 1_500
+    assert not Layout.of(mask, back_in_time, hstu.HSTUConfig()).ordered

@@ -13,10 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_child(script: str, args: list[str], env: dict[str, str]) -> dict:
-    """Run ``script`` with ``args`` and return the JSON object its last output line holds."""
+    """Run ``script`` with ``args`` and return the JSON object its last output line holds; a child that fails
+    raises with the end of its stderr, so the error says why."""
     command = [sys.executable, script, *args]
-    output = subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    completed = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed (exit {completed.returncode}):\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def median_range(values: list[float], digits: int = 1) -> str:

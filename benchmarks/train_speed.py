@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from measured_child import median_range, run_child
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("recmamba", "sasrec", "gru4rec", "hstu", "mamba4rec", "linrec")
 MATMUL_SIZE = 2048
@@ -102,24 +104,21 @@ def synthetic_windows(loop, args: argparse.Namespace, users: int, timestamps: bo
     return loop.WindowIndex(items, offsets, args.length, times)
 
 
-def useful_gflop(model, batch, loss_kind: str) -> float:
-    """GFLOP of one eager forward + backward of ``model`` and the plain form of ``loss_kind`` on ``batch``."""
-    import torch
+def useful_gflop(model, batch, loss_fn) -> float:
+    """GFLOP of one eager forward + backward of ``model`` and its plain loss on ``batch``: for ``ce`` a
+    full-softmax cross-entropy that stores its logits, else the trainer's own objective (``loss_fn``), which
+    is already plain for ``bce`` and ``sampled_softmax``."""
     import torch.nn.functional as F
     from torch.utils.flop_counter import FlopCounterMode
 
     inputs, targets = batch.inputs, batch.targets
-    present = targets != 0
     with FlopCounterMode(display=False) as counter:
         hidden = model(inputs, batch.timestamps) if model.uses_timestamps else model(inputs)
-        hidden, chosen = hidden[present], targets[present]
-        if loss_kind == "ce":
-            loss = F.cross_entropy(model.scores(hidden), chosen)
-        else:  # one negative (bce) or a few hundred shared ones: the positive and negative dot products
-            negatives = torch.randint(1, model.num_items + 1, chosen.shape)
-            positive = (hidden * model.item_vectors(chosen)).sum(-1)
-            negative = (hidden * model.item_vectors(negatives)).sum(-1)
-            loss = (F.softplus(-positive) + F.softplus(negative)).mean()
+        if loss_fn.kind == "ce":
+            present = targets != 0
+            loss = F.cross_entropy(model.scores(hidden[present]), targets[present])
+        else:
+            loss = loss_fn(model, hidden, targets)
         loss.backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops() / 1e9
@@ -144,11 +143,11 @@ def measure_model(args: argparse.Namespace) -> dict:
     model = loop.build_run_model(args.child, run_config, args.items)
     windows = synthetic_windows(loop, args, args.batch * (1 + args.steps * args.runs), model.uses_timestamps)
     batches = windows.batches(args.batch, np.random.default_rng(0))
-    work = useful_gflop(model, next(windows.batches(args.batch, np.random.default_rng(1))), args.loss)
+    counted_loss = NextItemLoss(config, np.ones(args.items + 1), torch.Generator().manual_seed(1))
+    work = useful_gflop(model, next(windows.batches(args.batch, np.random.default_rng(1))), counted_loss)
     start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     optimizer = loop.build_optimizer(model, config)
     loss_fn = NextItemLoss(config, np.ones(args.items + 1), torch.Generator().manual_seed(0))
-    network = loop.prepare_network(model, config, device) if hasattr(loop, "prepare_network") else model
     loop.warm_up(model, device)
     ranks = loop.current_ranks()
 
@@ -156,7 +155,7 @@ def measure_model(args: argparse.Namespace) -> dict:
         progress = loop.ProgressLog("benchmark", count * args.batch * args.length, "events")
         chosen = itertools.islice(batches, count)
         return _seconds(
-            lambda: loop._train_epoch(model, network, chosen, loss_fn, optimizer, config, device, ranks, progress)
+            lambda: loop._train_epoch(model, model, chosen, loss_fn, optimizer, config, device, ranks, progress)
         )
 
     compile_and_first = steps(1)
@@ -182,15 +181,10 @@ def measure_tree(args: argparse.Namespace, root: Path) -> dict:
     """Every chosen model measured in a child process importing ``root``'s code."""
     results = {}
     for model in args.models:
-        command = [sys.executable, str(Path(__file__).resolve()), "--child", model, "--root", str(root)]
-        command += ["--items", str(args.items), "--length", str(args.length), "--batch", str(args.batch)]
-        command += ["--d-model", str(args.d_model), "--loss", args.loss]
-        command += ["--steps", str(args.steps), "--runs", str(args.runs)]
-        env = {**os.environ, "PYTHONPATH": str(root)}
-        completed = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
-        if completed.returncode != 0:
-            raise RuntimeError(f"{model} at {root} failed:\n{completed.stderr[-3000:]}")
-        results[model] = json.loads(completed.stdout.strip().splitlines()[-1])
+        options = ["--child", model, "--root", str(root), "--items", str(args.items), "--length", str(args.length)]
+        options += ["--batch", str(args.batch), "--d-model", str(args.d_model), "--loss", args.loss]
+        options += ["--steps", str(args.steps), "--runs", str(args.runs)]
+        results[model] = run_child(str(Path(__file__).resolve()), options, {**os.environ, "PYTHONPATH": str(root)})
         print(f"  {root.name}: {model} {results[model]['seconds_per_step_median']:.3f} s/step", file=sys.stderr)
     return results
 
@@ -238,7 +232,7 @@ def print_table(current: dict, before: dict | None) -> None:
     print(header)
     for name, now in current.items():
         row = (
-            f"{name:<10} {_median_range(now['seconds_per_step']):>22} {now['events_per_s']:>9.0f} "
+            f"{name:<10} {median_range(now['seconds_per_step'], 3):>22} {now['events_per_s']:>9.0f} "
             f"{now['gflop_per_step']:>6.1f} {now['gflops']:>8.1f} {_range(now['fraction_of_matmul_range']):>12} "
             f"{now['peak_rss_mb']:>8.0f}"
         )
@@ -246,14 +240,10 @@ def print_table(current: dict, before: dict | None) -> None:
             then = before[name]
             speedup = then["seconds_per_step_median"] / now["seconds_per_step_median"]
             row += (
-                f" {_median_range(then['seconds_per_step']):>22} {_range(then['fraction_of_matmul_range']):>12}"
+                f" {median_range(then['seconds_per_step'], 3):>22} {_range(then['fraction_of_matmul_range']):>12}"
                 f" {speedup:>8.2f}x"
             )
         print(row)
-
-
-def _median_range(values: list[float]) -> str:
-    return f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]"
 
 
 def _range(pair: list[float]) -> str:

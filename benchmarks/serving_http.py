@@ -39,6 +39,7 @@ import itertools
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -72,6 +73,7 @@ CLOCK_START = 10**12  # ms, after every built history's timestamps (0 .. length 
 CLOCK_SPAN = 10**7  # timestamps reserved per wrk run: one per post and thread, far more than a run sends
 WRK_TIMEOUT_S = 60  # wrk's default (2 s) would count a slow batch as a socket timeout, not a latency
 IDLE_WINDOW_S, IDLE_CPU_SHARE, IDLE_TIMEOUT_S = 0.5, 0.05, 120  # between cells: under 5% of a core for 0.5 s
+WRITE_TOKEN = secrets.token_urlsafe(32)  # in the service's and wrk's environments, on no command line
 
 
 @dataclass(frozen=True)
@@ -304,9 +306,11 @@ def wrk_version(wrk: str) -> str:
 
 
 def service_env(extra: Sequence[str] = ()) -> dict[str, str]:
-    """This environment with the project on PYTHONPATH, and ``extra`` KEY=VALUE settings."""
+    """This environment with the project on PYTHONPATH, the write token, no read token (reads stay open, as
+    measured), and ``extra`` KEY=VALUE settings."""
     path = os.environ.get("PYTHONPATH")
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)}
+    env = {k: v for k, v in os.environ.items() if k != "RECMAMBA_READ_TOKEN"} | {"RECMAMBA_WRITE_TOKEN": WRITE_TOKEN}
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)
     return env | dict(item.split("=", 1) for item in extra)
 
 
@@ -444,13 +448,15 @@ def running_service(bench: Bench, workers: int, log: Path) -> Iterator[tuple[str
 
 
 def run_wrk(bench: Bench, url: str, cell: Cell, seconds: float) -> dict:
-    """One wrk run of ``cell``; the Lua script's JSON line with requests/s and events/s added."""
+    """One wrk run of ``cell`` in the service's environment (the script posts its write token); the Lua
+    script's JSON line with requests/s and events/s added."""
     group = bench.groups[cell.group]
     script_args = [cell.section, group.prefix, group.users, cell.batch, cell.post_percent]
     script_args += [bench.clock.span(CLOCK_SPAN), NUM_ITEMS, cell.threads, TOP_K]
     command = [bench.wrk, "-t", str(cell.threads), "-c", str(cell.connections), "-d", f"{seconds:g}s", "--latency"]
     command += ["--timeout", f"{WRK_TIMEOUT_S}s", "-s", str(LUA_SCRIPT), url, "--", *map(str, script_args)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + WRK_TIMEOUT_S + 60)
+    limit_s = seconds + WRK_TIMEOUT_S + 60
+    done = subprocess.run(command, capture_output=True, text=True, timeout=limit_s, env=service_env())
     line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}): {' '.join(command)}\n{done.stdout}\n{done.stderr}")

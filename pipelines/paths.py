@@ -82,6 +82,10 @@ class ProjectPaths:
         out of core (``recmodels.data.history_store``)."""
         return self.data / "history_store" / check_dataset_name(dataset)
 
+    def served_events(self, dataset: str) -> Path:
+        """``landing/served/<dataset>``: the events the service acknowledged, as day files of the dataset's log."""
+        return self.landing / "served" / check_dataset_name(dataset)
+
     @property
     def serving(self) -> Path:
         """Served models: ``data/serving/<dataset>/<model>`` links to a built state store (``recmodels.serve``)."""

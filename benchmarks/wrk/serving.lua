@@ -7,8 +7,9 @@
 -- A post holds BATCH events, one for each of BATCH distinct users taken in turn from the thread's own
 -- slice of the users, all at the timestamp CLOCK + n for the thread's n-th post: a user's timestamps only
 -- increase, so every event is applied unless two posts holding the same user overtake each other (counted
--- as stale by the service). done() prints "WRK_JSON {...}": latency percentiles (ms), answers by kind,
--- non-2xx answers and the sums of the service's applied/stale/duplicates/new_users counts.
+-- as stale by the service). Posts send the write token of the environment variable RECMAMBA_WRITE_TOKEN,
+-- which keeps it off wrk's command line. done() prints "WRK_JSON {...}": latency percentiles (ms), answers
+-- by kind, non-2xx answers and the sums of the service's applied/stale/duplicates/new_users counts.
 
 local threads = {}
 local COUNTERS = { "answers", "non2xx", "posts", "applied", "stale", "duplicates", "new_users" }
@@ -29,6 +30,8 @@ function init(args)
       _G[name] = 0
    end
    math.randomseed(1000 + thread_index)
+   local write_token = assert(os.getenv("RECMAMBA_WRITE_TOKEN"), "RECMAMBA_WRITE_TOKEN is not set")
+   post_headers = { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. write_token }
 end
 
 local function recommendations()
@@ -46,7 +49,7 @@ local function events()
          math.random(num_items), clock)
    end
    local body = '{"events":[' .. table.concat(parts, ",") .. "]}"
-   return wrk.format("POST", "/events", { ["Content-Type"] = "application/json" }, body)
+   return wrk.format("POST", "/events", post_headers, body)
 end
 
 function request()

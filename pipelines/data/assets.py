@@ -20,6 +20,7 @@ from pipelines.data.sql import fetch_one, run_sql
 from pipelines.data.table_writes import record_write, require_written_by
 from pipelines.lineage import upstream
 from pipelines.paths import ProjectPaths
+from pipelines.serving.landing import land_served_events
 from recmodels.data.split_data import target_protocol
 
 GROUP = "data"
@@ -53,9 +54,12 @@ def _building_on(
 def raw_events(
     context: dg.AssetExecutionContext, config: RawEventsConfig, warehouse: Warehouse
 ) -> dg.MaterializeResult:
-    """Every row of the landing files, validated and normalized (raw ids, ms timestamps, source row id)."""
+    """Every row of the landing files, validated and normalized (raw ids, ms timestamps, source row id), and
+    every event the service acknowledged for the dataset."""
+    paths = ProjectPaths.from_env()
+    land_served_events(paths.serving / config.dataset_name, paths.served_events(config.dataset_name))
     with _writing(context, warehouse, config.dataset_name) as con:
-        summary = ingest(con, config, ProjectPaths.from_env())
+        summary = ingest(con, config, paths)
         check_results = checks.raw_events_checks(con)
     return dg.MaterializeResult(
         metadata={
@@ -64,7 +68,8 @@ def raw_events(
             "files": summary.num_files,
             "staged_rows": summary.staged_rows,
             "row_count": summary.raw_events,
-            "rows_not_interactions": summary.staged_rows - summary.raw_events,
+            "rows_not_interactions": summary.staged_rows + summary.served_events - summary.raw_events,
+            "served_events": summary.served_events,
             "synthetic_files_written": summary.generated,
         },
         check_results=check_results,

@@ -2,7 +2,8 @@
 transaction, so a failed ingest leaves the previously materialized tables as they were.
 
 Each run re-reads the whole landing folder: files that arrived since the last run are picked up, and the
-same files give the same table (row ids follow file-name order, then line order). A file that changes
+same files give the same table (row ids follow file-name order, then line order). The events the service
+acknowledged for the dataset (``landing/served/<dataset>``, ``sources/served.py``) are appended after them. A file that changes
 while it is read, or a timestamp outside the plausible range (usually a wrong time unit), fails the run
 before anything is replaced.
 """
@@ -16,6 +17,7 @@ import duckdb
 
 from pipelines.data.config import RawEventsConfig
 from pipelines.data.sources import generic, kuairand, lfm1b, recbole, synthetic
+from pipelines.data.sources.served import append_served, served_files
 from pipelines.data.sources.files import (
     IngestError,
     check_unchanged,
@@ -37,6 +39,7 @@ class IngestSummary:
     staged_rows: int
     raw_events: int
     generated: bool  # synthetic files were (re)written this run
+    served_events: int  # rows of the service's day files (landing/served/<dataset>) among raw_events
 
 
 def landing_dir_for(config: RawEventsConfig, paths: ProjectPaths) -> Path:
@@ -67,11 +70,13 @@ def ingest(con: duckdb.DuckDBPyConnection, config: RawEventsConfig, paths: Proje
         check_unchanged(before)  # a file being written explains a cut-off row better than the row does
         raise
     check_unchanged(before)
-    raise_on_implausible_timestamps(con, staged, plausible_window(config.min_timestamp, config.max_timestamp))
+    window = plausible_window(config.min_timestamp, config.max_timestamp)
+    raise_on_implausible_timestamps(con, staged, window)
     staged_rows = count_staged(con)
     con.execute("BEGIN TRANSACTION")
     try:
         normalize_staged(con, config, staged)
+        served_rows = append_served(con, served_files(paths.served_events(config.dataset_name)), window)
         run_sql(
             con,
             "dataset_info",
@@ -85,7 +90,7 @@ def ingest(con: duckdb.DuckDBPyConnection, config: RawEventsConfig, paths: Proje
         con.execute("ROLLBACK")
         raise
     rows = int(fetch_one(con, "count_raw_events")[0])
-    return IngestSummary(config.dataset_name, folder, len(files), staged_rows, rows, generated)
+    return IngestSummary(config.dataset_name, folder, len(files), staged_rows, rows, generated, served_rows)
 
 
 def _write_synthetic(config: RawEventsConfig, folder: Path) -> bool:

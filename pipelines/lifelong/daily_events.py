@@ -12,6 +12,7 @@ from pipelines.data.resources import POOL, Warehouse
 from pipelines.data.table_writes import record_write
 from pipelines.lifelong.daily_ingest import DailyEventsConfig, ingest_days
 from pipelines.paths import ProjectPaths
+from pipelines.serving.landing import land_served_events
 
 GROUP = "lifelong"
 
@@ -40,8 +41,10 @@ def ingest_partition_days(
     context: dg.AssetExecutionContext, config: DailyEventsConfig, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     days = context.partition_keys
+    paths = ProjectPaths.from_env()
+    land_served_events(paths.serving / config.dataset_name, paths.served_events(config.dataset_name))
     with warehouse.connect(config.dataset_name) as con:
-        summary = ingest_days(con, config, ProjectPaths.from_env(), days)
+        summary = ingest_days(con, config, paths, days)
         record_write(con, context.asset_key.to_user_string(), context.run_id)
     return dg.MaterializeResult(
         metadata={

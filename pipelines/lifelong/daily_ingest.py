@@ -23,6 +23,7 @@ from pipelines.data.config import RawEventsConfig
 from pipelines.data.ingest import default_globs, normalize_staged, stage_files
 from pipelines.data.sources.drift import DRIFT_FOLDER
 from pipelines.data.sources.files import IngestError, check_unchanged, file_states, landing_files, resolve_landing_dir
+from pipelines.data.sources.served import append_served, served_files
 from pipelines.data.sources.staging import Staged, raise_on_implausible_timestamps
 from pipelines.data.sources.timestamps import plausible_window
 from pipelines.data.sql import fetch_one, run_sql
@@ -78,10 +79,12 @@ def files_by_day(config: RawEventsConfig, paths: ProjectPaths) -> dict[str, list
 def ingest_days(
     con: duckdb.DuckDBPyConnection, config: RawEventsConfig, paths: ProjectPaths, days: list[str]
 ) -> DailySummary:
-    """Replace the rows of ``days`` with what their landed files hold now."""
+    """Replace the rows of ``days`` with what their landed files hold now, the service's day files included."""
     landed = files_by_day(config, paths)
+    served = served_by_day(paths.served_events(config.dataset_name))
     chosen = [(day, path) for day in sorted(days) for path in landed.get(day, [])]
-    if not chosen:
+    chosen_served = [(day, path) for day in sorted(days) for path in served.get(day, [])]
+    if not chosen and not chosen_served:
         folder = landing_folder(config, paths)
         raise IngestError(
             f"{folder}: no landed file is named with a day in {days[0]}..{days[-1]} (e.g. log_20220105.csv)"
@@ -90,12 +93,12 @@ def ingest_days(
     try:
         with con.cursor() as staging:
             run_sql(staging, "daily_use_staging")
-            rows = _stage_batch(staging, config, chosen)
+            rows = _stage_batch(staging, config, chosen, chosen_served)
         _merge(con, days)
     finally:
         run_sql(con, "daily_detach_staging")
     events, users, items, _, _ = fetch_one(con, "daily_stats")
-    return DailySummary(len(days), len(chosen), rows, int(events), int(users), int(items))
+    return DailySummary(len(days), len(chosen) + len(chosen_served), rows, int(events), int(users), int(items))
 
 
 def _merge(con: duckdb.DuckDBPyConnection, days: list[str]) -> None:
@@ -111,21 +114,44 @@ def _merge(con: duckdb.DuckDBPyConnection, days: list[str]) -> None:
         raise
 
 
-def _stage_batch(staging: duckdb.DuckDBPyConnection, config: RawEventsConfig, chosen: list[tuple[str, Path]]) -> int:
-    """Parse and check the days' files into ``daily_staging.day_batch`` (raw ids, ms, day, stable row id)."""
+def served_by_day(folder: Path) -> dict[str, list[Path]]:
+    """The service's day files (``sources/served.py``), by the day in their names."""
+    days: dict[str, list[Path]] = {}
+    for path in served_files(folder):
+        day = day_of_file(path)
+        if day is not None:
+            days.setdefault(day, []).append(path)
+    return days
+
+
+def _stage_batch(
+    staging: duckdb.DuckDBPyConnection,
+    config: RawEventsConfig,
+    chosen: list[tuple[str, Path]],
+    chosen_served: list[tuple[str, Path]],
+) -> int:
+    """Parse and check the days' files into ``daily_staging.day_batch`` (raw ids, ms, day, stable row id); the
+    service's day files after the source's."""
     files = [path for _, path in chosen]
-    before = file_states(files)
-    try:
-        staged = stage_files(staging, config, files)
-    except IngestError:
-        check_unchanged(before)
-        raise
-    check_unchanged(before)
-    raise_on_implausible_timestamps(staging, staged, plausible_window(config.min_timestamp, config.max_timestamp))
-    normalize_staged(staging, config, staged)
-    file_days = {"source_file": [str(p) for p in files], "day": [date.fromisoformat(d) for d, _ in chosen]}
+    every = chosen + chosen_served
+    file_days = {"source_file": [str(p) for _, p in every], "day": [date.fromisoformat(d) for d, _ in every]}
     staging.register("file_days", pa.table(file_days))
-    _raise_on_off_day_rows(staging, staged)
+    window = plausible_window(config.min_timestamp, config.max_timestamp)
+    if files:
+        before = file_states(files)
+        try:
+            staged = stage_files(staging, config, files)
+        except IngestError:
+            check_unchanged(before)
+            raise
+        check_unchanged(before)
+        raise_on_implausible_timestamps(staging, staged, window)
+        normalize_staged(staging, config, staged)
+        _raise_on_off_day_rows(staging, staged)
+    else:
+        run_sql(staging, "raw_events_empty")
+    # The service's day files hold each event in the file of its UTC day by construction (landing.py).
+    append_served(staging, [path for _, path in chosen_served], window)
     return int(run_sql(staging, "daily_day_batch").fetchall()[0][0])
 
 

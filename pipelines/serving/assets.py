@@ -20,8 +20,9 @@ from pipelines.data.resources import Warehouse
 from pipelines.model_names import MODEL_NAMES
 from pipelines.paths import ProjectPaths
 from pipelines.resources import MlflowTracking
+from pipelines.serving.landing import land_served_events, land_served_store
 from pipelines.serving.publish import CarryOverReport, publish_version
-from pipelines.serving.sources import download_current_model, raw_user_ids, served_histories
+from pipelines.serving.sources import download_current_model, raw_user_ids, served_histories, user_id_kind
 from pipelines.split_source import current_split
 from recmodels.data.split_data import SplitData
 from recmodels.models import SequentialRecommender
@@ -29,6 +30,7 @@ from recmodels.serving.build import build_folder
 from recmodels.serving.bundle import MODEL_FOLDER, STORE_FILE, load_model
 from recmodels.serving.engines import engine_for
 from recmodels.serving.journal import HORIZON_KEY, NO_HORIZON, CompactionReport, JournalPolicy, compact_journal
+from recmodels.serving.service import USER_IDS_KEY
 from recmodels.serving.store import StateStore
 
 DEFAULT_JOURNAL = JournalPolicy()
@@ -55,8 +57,11 @@ class UserStatesConfig(dg.Config):
         return JournalPolicy(self.journal_max_age_days, self.journal_max_rows)
 
 
-def compact_published(version: Path, model: SequentialRecommender, policy: JournalPolicy) -> CompactionReport:
-    """Compact the just-published store's journal (its horizon is in its meta)."""
+def compact_published(
+    version: Path, model: SequentialRecommender, policy: JournalPolicy, landing: Path
+) -> CompactionReport:
+    """Land the just-published store's journal (rows carried over), then compact it (its horizon is in its meta)."""
+    land_served_store(version, landing)
     store = StateStore(version / STORE_FILE, engine_for(model).state_dtype)
     try:
         return compact_journal(store, policy)
@@ -72,6 +77,7 @@ def journal_metadata(model_name: str, carried: CarryOverReport | None, compacted
         f"{model_name}/carried_stale": carried.stale,
         f"{model_name}/carried_duplicates": carried.duplicates,
         f"{model_name}/carried_unknown_items": carried.unknown_items,
+        f"{model_name}/carried_future": carried.future,
         f"{model_name}/carried_under_lock": carried.under_lock,
         f"{model_name}/journal_deleted": compacted.deleted,
         f"{model_name}/journal_kept_for_rebuild": compacted.kept_for_rebuild,
@@ -94,13 +100,16 @@ def user_states(
     split = current_split(context)
     data = SplitData.load(split.export_dir)
     users = raw_user_ids(warehouse, split.dataset, data.user_ids)
-    root = ProjectPaths.from_env().serving / split.dataset
+    paths = ProjectPaths.from_env()
+    root, landing = paths.serving / split.dataset, paths.served_events(split.dataset)
+    landed = land_served_events(root, landing)  # the rebuild's split may already read them (raw_events lands too)
     horizon = int(data.timestamps.max(initial=NO_HORIZON))
     metadata: dict[str, object] = {
         "users": len(users),
         "split_fingerprint": split.fingerprint,
         "dataset": split.dataset,
         "split_horizon_ms": horizon,
+        "served_events_landed": landed.rows,
     }
     for model_name in config.models:
         with tempfile.TemporaryDirectory() as download:
@@ -122,6 +131,7 @@ def user_states(
                 "export_path": str(split.export_dir),
                 "built_at": stamp,
                 HORIZON_KEY: str(horizon),
+                USER_IDS_KEY: user_id_kind(warehouse, split.dataset),
                 **config.journal_policy().as_meta(),
             }
             model = load_model(current.folder)
@@ -136,8 +146,8 @@ def user_states(
                 meta,
             )
             version = partial.rename(versions / f"{stamp}-v{current.version}")
-            carried = publish_version(root / model_name, version)
-            compacted = compact_published(version, model, config.journal_policy())
+            carried = publish_version(root / model_name, version, landing)
+            compacted = compact_published(version, model, config.journal_policy(), landing)
         context.log.info(f"{model_name}: {summary.users} users encoded in {time.perf_counter() - started:.1f} s")
         if carried:
             context.log.info(f"{model_name}: {carried.summary()}")

@@ -3,7 +3,8 @@
 Every served model of every dataset gets the same events, batched (one store transaction and one batched
 step per batch), through the link, so a rebuild published meanwhile gets the batches its old store refused.
 Applying a file twice changes nothing (duplicates and stale events are skipped), so a run that fails half way
-is simply run again. Each store's journal is then compacted by the policy the store was built with.
+is simply run again. Each store's journal is then landed (``landing.py``) and compacted by the policy the
+store was built with.
 """
 
 from collections import Counter
@@ -13,6 +14,7 @@ import dagster as dg
 
 from pipelines.paths import ProjectPaths
 from pipelines.serving.inbox import INBOX, inbox_files, mark_done, read_events
+from pipelines.serving.landing import land_served_store
 from recmodels.serving.journal import JournalPolicy, compact_journal
 from recmodels.serving.service import ServedFolder
 from recmodels.serving.store import StoreRetired
@@ -25,8 +27,9 @@ def served_models(dataset_root: Path) -> list[Path]:
     return sorted(p for p in dataset_root.iterdir() if p.is_symlink() and p.name != INBOX)
 
 
-def apply_to_model(link: Path, events: list[tuple[str, str, int]]) -> Counter:
-    """Apply raw events to one served model, then compact its journal; items outside its catalogue are counted."""
+def apply_to_model(link: Path, events: list[tuple[str, str, int]], landing: Path) -> Counter:
+    """Apply raw events to one served model, then land and compact its journal; items outside its catalogue
+    are counted."""
     served = ServedFolder(link)
     counts: Counter = Counter()
     try:
@@ -38,15 +41,17 @@ def apply_to_model(link: Path, events: list[tuple[str, str, int]]) -> Counter:
             report = served.post_events(known)
             counts.update(applied=report.applied, duplicates=report.duplicates, stale=report.stale,
                           new_users=report.new_users)  # fmt: skip
-        counts.update(compact_served(served))
+        counts.update(compact_served(served, landing))
     finally:
         served.get().close()
     return counts
 
 
-def compact_served(served: ServedFolder) -> Counter:
-    """Compact the served store's journal by its own policy (a rebuild that retires it compacts its own)."""
+def compact_served(served: ServedFolder, landing: Path) -> Counter:
+    """Land the served store's journal, then compact it by its own policy (a rebuild that retires it compacts
+    its own)."""
     service = served.get()
+    land_served_store(service.folder, landing)
     try:
         compacted = compact_journal(service.store, JournalPolicy.from_meta(service.meta))
     except StoreRetired:
@@ -57,7 +62,8 @@ def compact_served(served: ServedFolder) -> Counter:
 
 @dg.op(description="Apply the event files waiting in data/serving/<dataset>/inbox to every served model's state store.")
 def advance_user_states_op(context: dg.OpExecutionContext) -> None:
-    root = ProjectPaths.from_env().serving
+    paths = ProjectPaths.from_env()
+    root = paths.serving
     datasets = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
     for dataset_root in datasets:
         files = inbox_files(dataset_root)
@@ -66,7 +72,7 @@ def advance_user_states_op(context: dg.OpExecutionContext) -> None:
         events = [event for path in files for event in read_events(path)]
         metadata: dict[str, object] = {"dataset": dataset_root.name, "files": len(files), "events": len(events)}
         for link in served_models(dataset_root):
-            for key, value in apply_to_model(link, events).items():
+            for key, value in apply_to_model(link, events, paths.served_events(dataset_root.name)).items():
                 metadata[f"{link.name}/{key}"] = value
         for path in files:
             mark_done(path)

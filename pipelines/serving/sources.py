@@ -20,6 +20,7 @@ from recmodels.data.split_data import SplitData
 from recmodels.serving.bundle import MODEL_FOLDER, Catalogue, remap_items
 
 EXPORT_ITEM_MAP = "item_map.parquet"
+INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,14 @@ def raw_user_ids(warehouse: Warehouse, dataset: str, user_ids: np.ndarray) -> li
             " was rebuilt after this export; re-materialize splits and user_states together."
         )
     return [raw[int(u)] for u in user_ids]
+
+
+def user_id_kind(warehouse: Warehouse, dataset: str) -> str:
+    """``integer`` when the dataset's source has integer user ids (a served user must then be one), else ``text``."""
+    with warehouse.connect(dataset, read_only=True) as con:
+        user_map = con.table("user_map")
+        kind = user_map.types[user_map.columns.index("user_raw")]
+    return "integer" if str(kind) in INTEGER_TYPES else "text"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ event batch (tens of milliseconds) runs in the threadpool, so the loop keeps ans
 
 Every answer that is not a 200 is a ``Problem``, ``{"detail": "<field>: <what is wrong>", "errors": [...]}``,
 with the field named (``body`` for the body as a whole).
+
+Writes need the write token, reads the read token when one is set (``auth``): refused with a 401 Problem
+naming ``authorization``, before the body is read.
 """
 
 from __future__ import annotations
@@ -32,8 +35,18 @@ from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from recmodels.serving.service import ServedFolder, UnknownItem
+from recmodels.serving.auth import (
+    NEEDS_READ_TOKEN,
+    NEEDS_WRITE_TOKEN,
+    READ_TOKEN_ENV,
+    SECURITY_SCHEMES,
+    WRITE_TOKEN_ENV,
+    Bearer,
+    Unauthorized,
+)
+from recmodels.serving.service import RefusedEvent, ServedFolder
 from recmodels.serving.store import StoreRetired
+from recmodels.serving.write_lock import StoreBusy
 
 SERVED_LINK_ENV = "RECMAMBA_SERVED_LINK"  # the link app_from_environment serves (set by python -m recmodels.serve)
 THREADS_ENV = "RECMAMBA_SERVE_THREADS"  # torch threads per worker process (python -m recmodels.serve --threads)
@@ -100,7 +113,7 @@ class Recommendations(msgspec.Struct):
 class Health(msgspec.Struct):  # documents the service's health dict, which is encoded as it is
     """The served model and its store."""
 
-    status: str
+    status: str  # "ok", or "users_in_future": some users hold an event after tomorrow (see users_in_future)
     model: str | None
     version: str | None
     registered_model: str | None
@@ -108,6 +121,7 @@ class Health(msgspec.Struct):  # documents the service's health dict, which is e
     split_fingerprint: str | None
     built_at: str | None
     users: int
+    users_in_future: int  # users frozen by an event timed after tomorrow: re-materialize user_states
 
 
 class Problem(msgspec.Struct):
@@ -268,6 +282,15 @@ def parameters(struct: type[msgspec.Struct], in_path: set[str]) -> list[dict]:
 
 REFUSED = {422: answer_schema("Problem", "a parameter or field is invalid (named in detail)")}
 UNAVAILABLE = {503: answer_schema("Problem", "the served folder is being replaced or is missing: retry")}
+WRITE_UNAVAILABLE = {
+    503: answer_schema(
+        "Problem", "the served folder is being replaced or is missing, or the write lock stayed held: retry"
+    )
+}
+UNAUTHORIZED = {
+    401: answer_schema("Problem", "the Authorization header lacks the route's bearer token")
+    | {"headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "the scheme: Bearer"}}}
+}
 
 
 def add_error_answers(app: FastAPI) -> None:
@@ -278,12 +301,16 @@ def add_error_answers(app: FastAPI) -> None:
     async def _problem(request: Request, error: RequestProblem) -> Response:
         return problem_answer(error.status, [error.message], error.headers)
 
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(request: Request, error: Unauthorized) -> Response:
+        return problem_answer(401, [error.message], error.headers)
+
     @app.exception_handler(HTTPException)
     async def _http(request: Request, error: HTTPException) -> Response:
         return problem_answer(error.status_code, [f"{request.url.path}: {error.detail}"], error.headers)
 
-    @app.exception_handler(UnknownItem)
-    async def _unknown_item(request: Request, error: UnknownItem) -> Response:
+    @app.exception_handler(RefusedEvent)
+    async def _refused_event(request: Request, error: RefusedEvent) -> Response:
         return problem_answer(422, [str(error)])
 
     @app.exception_handler(StoreRetired)
@@ -291,9 +318,14 @@ def add_error_answers(app: FastAPI) -> None:
     async def _unavailable(request: Request, error: Exception) -> Response:
         return problem_answer(503, [f"service: {error}; retry"])
 
+    @app.exception_handler(StoreBusy)
+    async def _store_busy(request: Request, error: StoreBusy) -> Response:
+        message = f"service: the state store's write lock was held for more than {error.timeout_s:g} s; retry"
+        return problem_answer(503, [message], {"retry-after": "1"})
+
     @app.exception_handler(sqlite3.OperationalError)
     async def _busy(request: Request, error: sqlite3.OperationalError) -> Response:
-        """The store stayed locked past its busy timeout (e.g. a long rebuild's publish): retry later."""
+        """SQLite's lock stayed held past its busy timeout, by a process writing around the store's write lock."""
         if "locked" not in str(error):
             return await _bug(request, error)
         return problem_answer(503, [f"service: the state store is busy ({error}); retry"], {"retry-after": "1"})
@@ -313,28 +345,47 @@ def add_schemas(app: FastAPI) -> None:
         if app.openapi_schema is None:
             document = get_openapi(title=app.title, version=app.version, routes=app.routes)
             document.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            document["components"]["securitySchemes"] = SECURITY_SCHEMES
             app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi
 
 
-def create_app(link: Path) -> FastAPI:
+def create_app(link: Path, *, write_token: str, read_token: str | None = None) -> FastAPI:
+    """The service of the folder ``link`` points to: POST /events needs ``write_token``, the reads need
+    ``read_token`` when one is given (an empty one is refused, as it would admit anyone)."""
     served = ServedFolder(link)
+    write = Bearer(write_token, "write token")
+    read = None if read_token is None else Bearer(read_token, "read token")
+    read_refusal, read_security = ({}, {}) if read is None else (UNAUTHORIZED, NEEDS_READ_TOKEN)  # in the document
     app = FastAPI(title="recmamba recommendations", version="1")
     add_error_answers(app)
     add_schemas(app)
 
-    @app.get("/health", responses={200: answer_schema("Health", "the served model"), **UNAVAILABLE})
-    async def health() -> Response:
+    @app.get(
+        "/health",
+        responses={200: answer_schema("Health", "the served model"), **read_refusal, **UNAVAILABLE},
+        openapi_extra=read_security,
+    )
+    async def health(request: Request) -> Response:
+        if read is not None:
+            read.require(request.headers.get("authorization"))
         return json_answer(await run_in_threadpool(lambda: served.get().health()))  # counts users: a table scan
 
     @app.get(
         "/users/{user:id}/recommendations",
-        responses={200: answer_schema("Recommendations", "the user's top k items"), **REFUSED, **UNAVAILABLE},
-        openapi_extra={"parameters": parameters(RecommendationRequest, in_path={"user"})},
+        responses={
+            200: answer_schema("Recommendations", "the user's top k items"),
+            **read_refusal,
+            **REFUSED,
+            **UNAVAILABLE,
+        },
+        openapi_extra={"parameters": parameters(RecommendationRequest, in_path={"user"}), **read_security},
     )
     async def recommendations(request: Request) -> Response:
+        if read is not None:
+            read.require(request.headers.get("authorization"))
         asked = recommendation_request(request)
         service = served.get()
         result = service.recommend(asked.user, asked.k, asked.exclude_seen)
@@ -351,17 +402,20 @@ def create_app(link: Path) -> FastAPI:
             200: answer_schema("EventsReport", "the batch was applied whole (or skipped as duplicates or stale)"),
             400: answer_schema("Problem", "the body is empty or not JSON"),
             413: answer_schema("Problem", f"the body is larger than {MAX_BODY_BYTES} bytes"),
+            **UNAUTHORIZED,
             **REFUSED,
-            **UNAVAILABLE,
+            **WRITE_UNAVAILABLE,
         },
         openapi_extra={
             "requestBody": {
                 "required": True,
                 "content": {"application/json": {"schema": {"$ref": SCHEMA_REF.format(name="EventBatch")}}},
-            }
+            },
+            **NEEDS_WRITE_TOKEN,
         },
     )
     async def post_events(request: Request) -> Response:
+        write.require(request.headers.get("authorization"))
         body = await read_body(request)
         return json_answer(await run_in_threadpool(lambda: report_answer(served, decode_batch(body))))
 
@@ -369,11 +423,14 @@ def create_app(link: Path) -> FastAPI:
 
 
 def app_from_environment() -> FastAPI:
-    """The app of the link named by RECMAMBA_SERVED_LINK: what each uvicorn worker process imports and calls."""
+    """The app of the link named by RECMAMBA_SERVED_LINK, with the tokens of RECMAMBA_WRITE_TOKEN and
+    RECMAMBA_READ_TOKEN (inherited, never on a command line): what each uvicorn worker process imports and calls."""
     link = os.environ.get(SERVED_LINK_ENV)
     if not link:
         raise RuntimeError(f"{SERVED_LINK_ENV} is not set: name the served folder's link (python -m recmodels.serve)")
+    if WRITE_TOKEN_ENV not in os.environ:
+        raise RuntimeError(f"{WRITE_TOKEN_ENV} is not set: writes need a token (python -m recmodels.serve)")
     # Each worker scores and steps on its own threads; one is fastest when workers share the cores (a
     # matrix-vector product took 1 ms on 2 threads against 0.2 ms on one with two processes busy).
     torch.set_num_threads(int(os.environ.get(THREADS_ENV, "1")))
-    return create_app(Path(link))
+    return create_app(Path(link), write_token=os.environ[WRITE_TOKEN_ENV], read_token=os.environ.get(READ_TOKEN_ENV))

@@ -7,7 +7,9 @@ request time, whatever the model); an unknown user gets the most trained-on item
 from __future__ import annotations
 
 import os
+import re
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,12 @@ from recmodels.serving.updates import ApplyReport, EventColumns, apply_events
 
 SEEN_MARGIN = 16  # candidates checked beyond 2k at first, for users who saw many of the best items
 RETIRED_RETRIES = 5  # a retired store means the link already moved: one retry normally suffices
+# The data layer's window: no event after tomorrow. A later one would make every real event of its user
+# stale from then on (the user's state frozen), and would fail the next ingest of the landing data.
+FUTURE_TOLERANCE_MS = 86_400_000
+USER_IDS_KEY = "user_ids"  # meta: "integer" when the dataset's source has integer user ids, else "text"
+INTEGER_ID = re.compile(r"-?[0-9]{1,19}")
+CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")  # the data layer refuses ids holding one (a line break, a tab)
 
 
 def top_items(scores: np.ndarray, k: int) -> np.ndarray:
@@ -37,10 +45,51 @@ class Recommendation:
     fallback: bool  # True: the user is unknown and these are the most popular items
 
 
-class UnknownItem(ValueError):
+class RefusedEvent(ValueError):
+    """An event that makes its whole batch refused; the message starts with the field, ``events[i].<field>``."""
+
+
+class UnknownItem(RefusedEvent):
     def __init__(self, index: int, item: str) -> None:
         super().__init__(f"events[{index}].item: unknown item {item!r} (not in the served model's catalogue)")
         self.index, self.item = index, item
+
+
+class TextUser(RefusedEvent):
+    def __init__(self, index: int, user: str) -> None:
+        super().__init__(
+            f"events[{index}].user: {user!r} is not an integer, and this dataset's user ids are integers"
+            " (the data layer could not take the event into the log)"
+        )
+        self.index, self.user = index, user
+
+
+class ControlCharacter(RefusedEvent):
+    def __init__(self, index: int, user: str) -> None:
+        character = CONTROL_CHARACTER.search(user)[0]
+        super().__init__(
+            f"events[{index}].user: contains the control character U+{ord(character):04X}, which no log may hold"
+        )
+        self.index, self.user = index, user
+
+
+class FutureTimestamp(RefusedEvent):
+    def __init__(self, index: int, ts: int, latest: int) -> None:
+        super().__init__(
+            f"events[{index}].timestamp: {ts} ms is after {latest} ms, tomorrow on the server's clock;"
+            " send milliseconds since the epoch of events that happened"
+        )
+        self.index, self.ts = index, ts
+
+
+def is_integer_id(text: str) -> bool:
+    """Whether ``text`` is the decimal text of a 64-bit integer, as the data layer casts ids."""
+    return INTEGER_ID.fullmatch(text) is not None and -(2**63) <= int(text) < 2**63
+
+
+def latest_plausible_ms() -> int:
+    """The last millisecond an event may carry: now plus the tolerance (the data layer's rule)."""
+    return time.time_ns() // 1_000_000 + FUTURE_TOLERANCE_MS
 
 
 class RecommendationService:
@@ -54,10 +103,16 @@ class RecommendationService:
         self.meta = self.store.meta()
         self.embedding = self.model.item_vectors().detach().float().contiguous()
         self.popular = self.catalogue.popular()
+        self.integer_users = self.meta.get(USER_IDS_KEY) == "integer"
 
     def health(self) -> dict[str, object]:
+        """The served model, its users, and how many of them a past client froze with an event after
+        tomorrow (re-materializing user_states mends them: the rebuild leaves such events out)."""
         keys = ("model", "version", "registered_model", "dataset", "split_fingerprint", "built_at")
-        return {"status": "ok", **{key: self.meta.get(key) for key in keys}, "users": self.store.num_users()}
+        in_future = self.store.users_after(latest_plausible_ms())
+        status = "ok" if not in_future else "users_in_future"
+        meta = {key: self.meta.get(key) for key in keys}
+        return {"status": status, **meta, "users": self.store.num_users(), "users_in_future": in_future}
 
     def recommend(self, user: str, k: int, exclude_seen: bool) -> Recommendation:
         found = self.store.hidden(user)
@@ -90,13 +145,25 @@ class RecommendationService:
             candidates *= 4
 
     def dense_events(self, events: Sequence[tuple[str, str, int]]) -> EventColumns:
-        """(user, raw item, ts) as the model's events; UnknownItem names the first item it does not know."""
+        """(user, raw item, ts) as the model's events, or a RefusedEvent naming the first event refused: an
+        item the model does not know, a user id the dataset's log cannot hold, or a time after tomorrow."""
         users, raw_items, stamps = zip(*events, strict=True) if events else ((), (), ())
         items = np.array([self.dense_ids.get(raw, 0) for raw in raw_items], np.int64)
         unknown = np.flatnonzero(items == 0)
         if len(unknown):
             raise UnknownItem(int(unknown[0]), raw_items[unknown[0]])
-        return EventColumns(list(users), items, np.array(stamps, np.int64))
+        if CONTROL_CHARACTER.search("".join(users)):
+            raise ControlCharacter(*next((i, u) for i, u in enumerate(users) if CONTROL_CHARACTER.search(u)))
+        if self.integer_users:
+            text = next((i for i, user in enumerate(users) if not is_integer_id(user)), None)
+            if text is not None:
+                raise TextUser(text, users[text])
+        ts = np.array(stamps, np.int64)
+        latest = latest_plausible_ms()
+        future = np.flatnonzero(ts > latest)
+        if len(future):
+            raise FutureTimestamp(int(future[0]), int(ts[future[0]]), latest)
+        return EventColumns(list(users), items, ts)
 
     def post_events(self, events: Sequence[tuple[str, str, int]]) -> ApplyReport:
         return apply_events(self.store, self.engine, self.dense_events(events))

@@ -10,6 +10,7 @@ from pipelines.data.sources.files import IngestError
 from pipelines.lifelong.definitions import lifelong_assets
 from pipelines.lifelong.partitions import day_of_file
 from pipelines.lifelong.settings import LifelongSettings
+from pipelines.serving.landing import LandingReport, land_events
 from tests.data.conftest import table
 
 SPEC = drift.SCALES["tiny"]
@@ -113,3 +114,15 @@ def test_a_day_without_files_is_an_error_naming_the_folder(paths):
 )
 def test_a_files_day_is_the_date_in_its_name(name, day, tmp_path):
     assert day_of_file(tmp_path / name) == day
+
+
+def test_the_services_day_files_are_part_of_their_days(paths):
+    land(paths, range(1))
+    folder = paths.served_events("lifelong")
+    start = 1_641_081_600_000  # 2022-01-02 00:00 UTC: a day with no source file
+    land_events([("999", "7", start + 5_000), ("998", "8", start + 6_000)], folder, LandingReport())
+    land_events([("999", "7", start + 5_000)], folder, LandingReport())  # landed twice: still one event
+    ingest(DAYS[0], DAYS[1])
+    rows = table(paths, "SELECT day::VARCHAR, count(*) FROM daily_events GROUP BY day ORDER BY day")
+    assert rows[1] == (DAYS[1], 2)
+    assert table(paths, "SELECT count(*) FROM daily_user_map WHERE user_raw IN ('998', '999')") == [(2,)]

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -24,11 +25,18 @@ import uvicorn
 from fastapi import FastAPI
 
 from recmodels.serving.app import MAX_BODY_BYTES, create_app
+from recmodels.serving.auth import READ_TOKEN_ENV, WRITE_TOKEN_ENV
 from recmodels.serving.bundle import STORE_FILE, load_model
 from recmodels.serving.engines import engine_for
 from recmodels.serving.store import StateStore
 from tests.serving.conftest import item_raw, user_histories
 from tests.serving.test_store import replay
+
+WRITE_TOKEN = "write-token-of-the-tests"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
 
 
 def free_port() -> int:
@@ -63,13 +71,15 @@ def running(app: FastAPI) -> Iterator[str]:
 
 @pytest.fixture
 def serve(served_folder: Callable[[str], Path]) -> Iterator[Callable[[str], tuple[httpx.Client, Path]]]:
-    """``start(model)``: a uvicorn server on a free port for a freshly built folder, and a client for it."""
+    """``start(model)``: a uvicorn server on a free port for a freshly built folder, and a client for it that
+    sends the write token."""
     with contextlib.ExitStack() as servers:
 
         def start(name: str) -> tuple[httpx.Client, Path]:
             folder = served_folder(name)
-            base_url = servers.enter_context(running(create_app(published(folder))))
-            return servers.enter_context(httpx.Client(base_url=base_url, timeout=60)), folder
+            base_url = servers.enter_context(running(create_app(published(folder), write_token=WRITE_TOKEN)))
+            client = httpx.Client(base_url=base_url, headers=bearer(WRITE_TOKEN), timeout=60)
+            return servers.enter_context(client), folder
 
         yield start
 
@@ -251,7 +261,89 @@ def test_the_openapi_document_describes_the_batch_it_enforces(serve):
     assert event["additionalProperties"] is False and set(event["required"]) == {"user", "item", "timestamp"}
     assert {branch["maximum"] for branch in event["properties"]["timestamp"]["anyOf"]} == {2**53 - 1}
     responses = document["paths"]["/events"]["post"]["responses"]
-    assert set(responses) == {"200", "400", "413", "422", "503"}
+    assert set(responses) == {"200", "400", "401", "413", "422", "503"}
+
+
+def test_the_openapi_document_names_the_token_each_operation_needs(serve):
+    client, _ = serve("gru4rec")
+    document = client.get("/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    assert {name: (s["type"], s["scheme"]) for name, s in schemes.items()} == {
+        "write_token": ("http", "bearer"),
+        "read_token": ("http", "bearer"),
+    }
+    security = {
+        (method, path): operation.get("security")
+        for path, methods in document["paths"].items()
+        for method, operation in methods.items()
+    }
+    assert security == {
+        ("get", "/health"): None,
+        ("get", "/users/{user}/recommendations"): None,
+        ("post", "/events"): [{"write_token": []}],
+    }
+
+
+CHALLENGE = 'Bearer realm="recmamba"'
+WRONG = f'{CHALLENGE}, error="invalid_token"'
+
+
+@pytest.mark.parametrize(
+    ("authorization", "challenge", "detail"),
+    [
+        (None, CHALLENGE, "authorization: missing; send Authorization: Bearer <write token>"),
+        ("Basic dTpw", CHALLENGE, "authorization: another scheme; send Authorization: Bearer <write token>"),
+        ("Bearer", WRONG, "authorization: not the write token"),
+        ("Bearer guess", WRONG, "authorization: not the write token"),
+        (f"Bearer {WRITE_TOKEN}x", WRONG, "authorization: not the write token"),
+    ],
+)
+def test_events_without_the_write_token_are_refused_with_401_and_not_applied(serve, authorization, challenge, detail):
+    client, _ = serve("gru4rec")
+    with httpx.Client(base_url=client.base_url, timeout=60) as anonymous:
+        headers = {} if authorization is None else {"authorization": authorization}
+        response = anonymous.post("/events", content=event_body(user="ana"), headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == challenge
+    assert response.json() == {"detail": detail, "errors": [detail]}
+    assert client.get("/users/ana/recommendations").json()["fallback"] is True  # nothing was applied
+
+
+def test_events_without_the_write_token_are_refused_before_their_body_is_read(serve):
+    client, _ = serve("gru4rec")
+    sent = 0
+
+    def endless() -> Iterator[bytes]:
+        nonlocal sent
+        while sent < 20 * MAX_BODY_BYTES:
+            sent += 100_000
+            yield b" " * 100_000
+
+    with httpx.Client(base_url=client.base_url, timeout=60) as anonymous:
+        refused = anonymous.post("/events", content=endless())
+    assert refused.status_code == 401 and sent < 20 * MAX_BODY_BYTES  # the server closed; so did we
+
+
+def test_events_with_the_write_token_are_applied_whatever_the_case_of_the_scheme(serve):
+    client, _ = serve("gru4rec")
+    lower_case = {"authorization": f"bearer {WRITE_TOKEN}"}
+    answer = httpx.post(client.base_url.join("/events"), content=event_body(user="ana"), headers=lower_case)
+    assert answer.json() == {"applied": 1, "duplicates": 0, "stale": 0, "new_users": 1}
+    assert client.get("/users/ana/recommendations").json()["fallback"] is False
+
+
+def test_a_read_token_guards_recommendations_and_health_but_not_the_document(served_folder):
+    app = create_app(published(served_folder("gru4rec")), write_token=WRITE_TOKEN, read_token="read-token")
+    with running(app) as base_url, httpx.Client(base_url=base_url, timeout=60) as client:
+        for path in ("/health", "/users/user-0/recommendations"):
+            assert client.get(path).status_code == 401
+            refused = client.get(path, headers=bearer(WRITE_TOKEN))  # the write token is not a read token
+            assert refused.status_code == 401 and refused.json()["detail"] == "authorization: not the read token"
+            assert client.get(path, headers=bearer("read-token")).status_code == 200
+        document = client.get("/openapi.json").json()
+        recommendations = document["paths"]["/users/{user}/recommendations"]["get"]
+        assert recommendations["security"] == [{"read_token": []}] and "401" in recommendations["responses"]
+        assert client.get("/docs").status_code == 200
 
 
 @pytest.mark.parametrize("name", ["recmamba", "sasrec"])
@@ -278,7 +370,7 @@ def test_eight_concurrent_writers_lose_no_event_while_readers_read(serve):
     initial = {user: store.get(user) for user in users}
 
     def writer(w: int) -> None:
-        with httpx.Client(base_url=client.base_url, timeout=60) as own:
+        with httpx.Client(base_url=client.base_url, headers=bearer(WRITE_TOKEN), timeout=60) as own:
             for r in range(3):
                 items = [1 + 2 * (w * 3 + r) + j for j in (0, 1)]  # distinct across writers and requests
                 events = [{"user": u, "item": item_raw(i), "timestamp": 5000} for u in users for i in items]
@@ -310,19 +402,29 @@ def test_eight_concurrent_writers_lose_no_event_while_readers_read(serve):
         np.testing.assert_allclose(stored.state, replay(engine, journal, initial[user]), rtol=1e-5, atol=1e-6)
 
 
+def without_tokens(**env: str) -> dict[str, str]:
+    """This process's environment without the tokens a developer's shell may hold, and with ``env``."""
+    return {k: v for k, v in os.environ.items() if k not in (WRITE_TOKEN_ENV, READ_TOKEN_ENV)} | env
+
+
 @contextlib.contextmanager
-def serve_command(home: Path, model: str, folder: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen]]:
+def serve_command(
+    home: Path, model: str, folder: Path, *options: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """``python -m recmodels.serve`` in its own process group, serving ``folder`` published under ``home``, until
-    the block ends (the group is killed: uvicorn's worker processes too); yields its base URL and process."""
+    the block ends (the group is killed: uvicorn's worker processes too); yields its base URL and process. Its
+    environment is ``env``, else this one without tokens; its stderr goes to ``home/serve.log``."""
     link = home / "data" / "serving" / "handmade" / model
-    link.parent.mkdir(parents=True)
-    link.symlink_to(folder)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(folder)
     port = free_port()
     command = [sys.executable, "-m", "recmodels.serve", "--model", model, "--port", str(port)]
     log = home / "serve.log"
     with log.open("w") as stderr:
         server = subprocess.Popen(
             [*command, "--home", str(home), *options],
+            env=without_tokens() if env is None else env,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             start_new_session=True,
@@ -332,7 +434,8 @@ def serve_command(home: Path, model: str, folder: Path, *options: str) -> Iterat
         deadline = time.monotonic() + 120
         while True:
             try:
-                httpx.get(f"{base_url}/health").raise_for_status()
+                ready = httpx.get(f"{base_url}/health")
+                assert ready.status_code in (200, 401), ready.text  # 401: reads need a token
                 break
             except httpx.TransportError:
                 assert server.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -343,10 +446,65 @@ def serve_command(home: Path, model: str, folder: Path, *options: str) -> Iterat
         server.wait(timeout=60)
 
 
+def generated_token(home: Path) -> str:
+    """The write token the serve command generated, read as a client on the same machine does."""
+    return (home / "data" / "serving" / ".write_token").read_text().strip()
+
+
 def test_the_serve_command_serves_the_published_folder(served_folder, project_home):
     with serve_command(project_home, "gru4rec", served_folder("gru4rec")) as (base_url, _):
         health = httpx.get(f"{base_url}/health").json()
         assert (health["model"], health["users"]) == ("gru4rec", 6)
+
+
+def test_without_a_token_the_serve_command_generates_one_for_this_machine_and_keeps_it(served_folder, project_home):
+    folder, token_file = served_folder("gru4rec"), project_home / "data" / "serving" / ".write_token"
+    tokens = []
+    for restart in range(2):
+        with serve_command(project_home, "gru4rec", folder) as (base_url, _):
+            assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+            tokens.append(generated_token(project_home))
+            body = {"events": [{"user": "ana", "item": item_raw(1), "timestamp": 5000 + restart}]}
+            assert httpx.post(f"{base_url}/events", json=body).status_code == 401
+            assert httpx.post(f"{base_url}/events", json=body, headers=bearer(tokens[-1])).json()["applied"] == 1
+        log = (project_home / "serve.log").read_text()
+        assert str(token_file) in log and tokens[-1] not in log  # where the token is, never the token
+    assert tokens[0] == tokens[1] and len(tokens[0]) >= 32  # clients that read it once go on working
+
+
+def test_the_serve_command_refuses_other_interfaces_without_a_given_write_token(project_home):
+    command = [sys.executable, "-m", "recmodels.serve", "--home", str(project_home), "--host", "0.0.0.0"]
+    done = subprocess.run(command, env=without_tokens(), capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: --host 0.0.0.0 is reachable from other machines: give a write token (RECMAMBA_WRITE_TOKEN or"
+        " --write-token-file) to open writes to them; the generated token is for clients on this machine only"
+    )
+    assert not (project_home / "data" / "serving" / ".write_token").exists()
+
+
+def test_given_token_files_open_every_interface_and_guard_reads_too(served_folder, project_home, tmp_path):
+    write_file, read_file = tmp_path / "write", tmp_path / "read"
+    write_file.write_text("written-by-an-operator\n")  # as echo writes it: the newline is not part of the token
+    read_file.write_text("read-token")
+    write_file.chmod(0o600)
+    read_file.chmod(0o600)
+    options = ["--host", "0.0.0.0", "--write-token-file", str(write_file), "--read-token-file", str(read_file)]
+    with serve_command(project_home, "gru4rec", served_folder("gru4rec"), *options) as (base_url, _):
+        assert httpx.get(f"{base_url}/health").status_code == 401
+        assert httpx.get(f"{base_url}/health", headers=bearer("read-token")).json()["users"] == 6
+        body = {"events": [{"user": "ana", "item": item_raw(1), "timestamp": 5000}]}
+        posted = httpx.post(f"{base_url}/events", json=body, headers=bearer("written-by-an-operator"))
+        assert posted.json()["new_users"] == 1
+    assert not (project_home / "data" / "serving" / ".write_token").exists()
+
+
+def test_a_write_token_in_the_environment_is_the_one_writes_need(served_folder, project_home):
+    env = without_tokens(RECMAMBA_WRITE_TOKEN="from-the-environment")
+    with serve_command(project_home, "gru4rec", served_folder("gru4rec"), env=env) as (base_url, _):
+        body = {"events": [{"user": "ana", "item": item_raw(1), "timestamp": 5000}]}
+        assert httpx.post(f"{base_url}/events", json=body, headers=bearer("from-the-environment")).status_code == 200
+    assert "from RECMAMBA_WRITE_TOKEN" in (project_home / "serve.log").read_text()
 
 
 def test_two_worker_processes_apply_every_event_exactly_once(served_folder, project_home):
@@ -355,10 +513,12 @@ def test_two_worker_processes_apply_every_event_exactly_once(served_folder, proj
     with serve_command(project_home, "gru4rec", folder, "--workers", "2") as (base_url, server):
         children = psutil.Process(server.pid).children()
         assert sum("spawn_main" in " ".join(child.cmdline()) for child in children) == 2  # uvicorn's workers
+        token = generated_token(project_home)
+        assert not any(token in " ".join(child.cmdline()) for child in children)  # inherited, not on a command line
 
         def writer(w: int) -> int:
             applied = 0
-            with httpx.Client(base_url=base_url, timeout=60) as client:
+            with httpx.Client(base_url=base_url, headers=bearer(token), timeout=60) as client:
                 for r in range(requests_each):  # later requests, later timestamps: none is stale
                     events = [
                         {"user": f"w{w}-{u}", "item": item_raw(1 + (w + r + u) % 50), "timestamp": 10_000 + r}

@@ -2,7 +2,8 @@
 4xx that names the field at fault, never a 5xx.
 
 schemathesis drives every operation from the live server's /openapi.json (valid and invalid requests) and
-holds each answer to the document; hypothesis sends event batches and paths no schema would generate (lone
+holds each answer to the document, sending the tokens the document names and checking that a request without
+them, or with wrong ones, is refused; hypothesis sends event batches and paths no schema would generate (lone
 surrogates, bytes that are not UTF-8, huge integers, nested junk).
 """
 
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
+    ignored_auth,
     negative_data_rejection,
     not_a_server_error,
     response_schema_conformance,
@@ -28,7 +30,7 @@ from schemathesis.checks import (
 
 from recmodels.serving.app import create_app
 from tests.serving.conftest import NUM_ITEMS, item_raw
-from tests.serving.test_http import published, running
+from tests.serving.test_http import WRITE_TOKEN, bearer, published, running
 
 CHECKS = [
     not_a_server_error,
@@ -36,7 +38,9 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
     negative_data_rejection,  # an invalid request is refused
+    ignored_auth,  # a request without its token, or with a wrong one, is refused
 ]
+READ_TOKEN = "read-token-of-the-tests"
 
 # A server lives for one test and answers every example of it: examples share (and add to) its store.
 SHARED_SERVER = settings(
@@ -48,8 +52,9 @@ SHARED_SERVER = settings(
 
 @pytest.fixture
 def base_url(served_folder) -> Iterator[str]:
-    """A server for HSTU, the model that reads event times (timestamps reach the model's arithmetic)."""
-    with running(create_app(published(served_folder("hstu")))) as url:
+    """A server for HSTU, the model that reads event times (timestamps reach the model's arithmetic), whose
+    reads need a token too."""
+    with running(create_app(published(served_folder("hstu")), write_token=WRITE_TOKEN, read_token=READ_TOKEN)) as url:
         yield url
 
 
@@ -66,7 +71,9 @@ def with_catalogue_items(case: schemathesis.Case) -> schemathesis.Case:
 # ("'Function' object has no attribute '_nodeid'").
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_every_operation_answers_as_its_document_says(base_url, mode):
-    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    tokens = {"write_token": {"bearer": WRITE_TOKEN}, "read_token": {"bearer": READ_TOKEN}}
+    config = schemathesis.config.SchemathesisConfig.from_dict({"auth": {"openapi": tokens}})
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=config)
     for operation in (result.ok() for result in schema.get_all_operations()):
         cases = operation.as_strategy(mode)
         if mode is GenerationMode.POSITIVE and operation.body:
@@ -92,7 +99,7 @@ valid_events = st.fixed_dictionaries(
     {
         "user": st.sampled_from(["user-0", "user-1", "ana"]) | st.text(min_size=1, max_size=20) | st.integers(0, 99),
         "item": st.sampled_from([item_raw(i) for i in range(1, NUM_ITEMS + 1)]),
-        "timestamp": st.integers(0, 2**53 - 1),
+        "timestamp": st.integers(0, 1_700_000_000_000),  # up to 2023: later ones may be after tomorrow
     }
 )
 odd_events = st.fixed_dictionaries(
@@ -136,7 +143,8 @@ def test_event_batches_get_a_report_or_a_4xx_naming_the_field(base_url, body, as
     raw = json.dumps(body, ensure_ascii=as_bytes != "json").encode("utf-8", "surrogatepass")
     if as_bytes == "broken utf-8":
         raw = raw.replace(b"u", b"\xff", 1)
-    response = httpx.post(f"{base_url}/events", content=raw, headers={"content-type": "application/json"}, timeout=60)
+    headers = {"content-type": "application/json", **bearer(WRITE_TOKEN)}
+    response = httpx.post(f"{base_url}/events", content=raw, headers=headers, timeout=60)
     event(str(response.status_code))
     if response.status_code == 200:
         report = response.json()
@@ -155,7 +163,7 @@ def test_any_path_user_and_query_get_recommendations_or_a_4xx_naming_the_paramet
     escaped = urllib.parse.quote_from_bytes(user, safe="").replace(".", "%2E")  # or a client drops "/../"
     path = f"/users/{escaped}/recommendations"
     query = {name: str(value) for name, value in [("k", k), ("exclude_seen", exclude_seen)] if value is not None}
-    response = httpx.get(f"{base_url}{path}", params=query, timeout=60)
+    response = httpx.get(f"{base_url}{path}", params=query, headers=bearer(READ_TOKEN), timeout=60)
     event(str(response.status_code))
     if response.status_code != 200:
         assert_refusal_names_a_field(response, {"user", "k", "exclude_seen"})

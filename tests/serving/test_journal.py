@@ -1,4 +1,5 @@
-"""Journal compaction on real SQLite stores: by age, by size, and never a row newer than the store's split."""
+"""Journal compaction on real SQLite stores: by age, by size, and never a row newer than the store's split or not
+yet landed."""
 
 from __future__ import annotations
 
@@ -6,16 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
-from recmodels.serving.journal import DAY_MS, HORIZON_KEY, JournalPolicy, compact_journal
+from recmodels.serving.journal import DAY_MS, HORIZON_KEY, JournalPolicy, compact_journal, record_landed
 from recmodels.serving.store import StateStore
 
 
-def store_with_journal(path: Path, days: list[int], horizon_day: int | None) -> StateStore:
-    """A store whose journal holds one event per entry of ``days`` (event time in days), applied in that order."""
+def store_with_journal(path: Path, days: list[int], horizon_day: int | None, landed: int | None = None) -> StateStore:
+    """A store whose journal holds one event per entry of ``days`` (event time in days), applied in that order,
+    the first ``landed`` of them (all by default) written out as landing data."""
     meta = {} if horizon_day is None else {HORIZON_KEY: str(horizon_day * DAY_MS)}
     store = StateStore.create(path, np.float32, 4, meta)
     with store.write():
         store.append_journal((f"user-{n}", 1 + n, day * DAY_MS) for n, day in enumerate(days))
+    record_landed(store, len(days) if landed is None else landed)
     return store
 
 
@@ -49,6 +52,15 @@ def test_a_store_without_a_recorded_horizon_keeps_its_whole_journal(tmp_path):
     store = store_with_journal(tmp_path / "states.sqlite", list(range(10)), horizon_day=None)
     report = compact_journal(store, JournalPolicy(max_age_days=1, max_rows=1))
     assert journal_days(store) == list(range(10)) and report.kept_for_rebuild == 9
+
+
+def test_rows_not_yet_landed_are_kept_whatever_the_policy(tmp_path):
+    store = store_with_journal(tmp_path / "states.sqlite", list(range(10)), horizon_day=9, landed=4)
+    report = compact_journal(store, JournalPolicy(max_age_days=1, max_rows=1))
+    assert journal_days(store) == [4, 5, 6, 7, 8, 9]
+    assert report.kept_for_rebuild == 5  # days 4 to 8 are past both limits; day 9 is within them
+    record_landed(store, 10)
+    assert journal_days(store) == [4, 5, 6, 7, 8, 9] and compact_journal(store, JournalPolicy(1, 1)).rows == 1
 
 
 def test_the_last_applied_row_stays_so_sequence_numbers_keep_growing(tmp_path):

@@ -29,7 +29,7 @@ from recmodels.serving.service import RecommendationService, ServedFolder
 from recmodels.serving.store import StateStore, StoreRetired
 from tests.serving import test_user_states_asset as asset_test
 from tests.serving.conftest import NUM_ITEMS, item_raw, user_histories, write_model_files
-from tests.serving.test_http import free_port
+from tests.serving.test_http import WRITE_TOKEN, bearer, free_port
 
 RawEvent = tuple[str, str, int]  # (user, raw item, ts)
 EVENTS_PER_USER = 25  # per request: a write transaction long enough for a publish to meet one in flight
@@ -89,7 +89,7 @@ def test_carry_over_counts_each_event_it_does_not_apply_with_its_reason(project_
     catalogue = [item_raw(i) for i in range(NUM_ITEMS - 1, 0, -1)] + ["item-51"]  # other dense ids, no item-50
     new = build_version(project_home, "v2", catalogue, (users, items, stamps))
 
-    report = publish_version(link, new)
+    report = publish_version(link, new, ProjectPaths.from_env().served_events("handmade"))
 
     expected = CarryOverReport(applied=2, stale=1, duplicates=1, unknown_items=1, new_users=1, under_lock=0)
     assert report == expected and report.read == len(posted)
@@ -143,7 +143,7 @@ def test_events_written_while_a_rebuild_is_published_are_all_in_the_new_store(pr
         return sum(len(writer.acknowledged) for writer in writers)
 
     wait_for(lambda: acknowledged() >= 20)
-    report = publish_version(link, new)
+    report = publish_version(link, new, ProjectPaths.from_env().served_events("handmade"))
     published_at = acknowledged()
     wait_for(lambda: acknowledged() >= published_at + 20)
     stop.set()
@@ -159,7 +159,8 @@ def test_events_written_while_a_rebuild_is_published_are_all_in_the_new_store(pr
 
 def start_service(link: Path) -> tuple[uvicorn.Server, threading.Thread, str]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(link), host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(link, write_token=WRITE_TOKEN)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started)
@@ -181,7 +182,7 @@ def posting(base_url: str, clients: list[list[str]], pause: float) -> Iterator[l
     stop = threading.Event()
 
     def run(users: list[str]) -> None:
-        with httpx.Client(base_url=base_url, timeout=60) as client:
+        with httpx.Client(base_url=base_url, headers=bearer(WRITE_TOKEN), timeout=60) as client:
             n = 0
             while not stop.is_set():
                 events = [(user, asset_test.item_raw(1 + (n + u + e) % asset_test.NUM_ITEMS), 20_000 + n)

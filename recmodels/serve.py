@@ -27,6 +27,7 @@ import uvicorn
 
 from recmodels.serving.auth import READ_TOKEN_ENV, WRITE_TOKEN_ENV, GivenToken, generated_write_token, given_token
 from recmodels.serving.bundle import SERVING_FOLDER
+from recmodels.serving.service import ANSWER_CACHE_ENV, DEFAULT_CACHED_ANSWERS
 from recmodels.serving.write_lock import DEFAULT_LOCK_TIMEOUT_S, LOCK_TIMEOUT_ENV
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]  # RECMAMBA_HOME's default, as in pipelines/paths.py
@@ -116,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"seconds a batch waits for the store's write lock before a 503 (default: {DEFAULT_LOCK_TIMEOUT_S:g})",
     )
     parser.add_argument(
+        "--answer-cache",
+        type=int,
+        default=DEFAULT_CACHED_ANSWERS,
+        help="recommendations each worker keeps until their user's next event; 0: none"
+        f" (default: {DEFAULT_CACHED_ANSWERS:,})",
+    )
+    parser.add_argument(
         "--write-token-file",
         type=Path,
         help=f"file holding the token POST /events needs (default: {WRITE_TOKEN_ENV}, else one generated"
@@ -130,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workers and --threads must be at least 1 (got {args.workers} and {args.threads})")
     if not 0 < args.lock_timeout < float("inf"):
         parser.error(f"--lock-timeout must be seconds above 0 (got {args.lock_timeout})")
+    if args.answer_cache < 0:
+        parser.error(f"--answer-cache must be 0 or more (got {args.answer_cache})")
     write, read = given_tokens(args)
     link = served_link(home, args.model, args.dataset)
     hand_over(write or generated_write_token(home / SERVING_FOLDER), read)
@@ -138,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[SERVED_LINK_ENV] = str(link)  # worker processes inherit both
     os.environ[THREADS_ENV] = str(args.threads)
     os.environ[LOCK_TIMEOUT_ENV] = str(args.lock_timeout)  # each worker's StateStore reads it
+    os.environ[ANSWER_CACHE_ENV] = str(args.answer_cache)  # and each worker's RecommendationService this
     uvicorn.run(
         "recmodels.serving.app:app_from_environment",
         factory=True,

@@ -23,6 +23,8 @@ from recmodels.serving.store import StateStore, StoreRetired
 from recmodels.serving.updates import ApplyReport, EventColumns, apply_events
 
 SEEN_MARGIN = 16  # candidates checked beyond 2k at first, for users who saw many of the best items
+ANSWER_CACHE_ENV = "RECMAMBA_ANSWER_CACHE"  # answers kept per worker (python -m recmodels.serve --answer-cache)
+DEFAULT_CACHED_ANSWERS = 100_000  # a few hundred bytes each at k = 10
 RETIRED_RETRIES = 5  # a retired store means the link already moved: one retry normally suffices
 # The data layer's window: no event after tomorrow. A later one would make every real event of its user
 # stale from then on (the user's state frozen), and would fail the next ingest of the landing data.
@@ -92,6 +94,40 @@ def latest_plausible_ms() -> int:
     return time.time_ns() // 1_000_000 + FUTURE_TOLERANCE_MS
 
 
+def answer_cache_size() -> int:
+    """Answers kept per worker: ``RECMAMBA_ANSWER_CACHE`` when set (0: none), else 100,000."""
+    text = os.environ.get(ANSWER_CACHE_ENV, "")
+    if text and not text.isdigit():
+        raise ValueError(f"{ANSWER_CACHE_ENV}={text!r}: expected a number of answers, 0 or more")
+    return int(text) if text else DEFAULT_CACHED_ANSWERS
+
+
+class AnswerCache:
+    """Answers computed before, by (user, k, exclude_seen), each with the user's applied-event count then.
+
+    An answer is a function of the user's stored state (hidden vector and seen items), which only an applied
+    event changes, and every applied event raises the count: an answer held for the count the store shows now
+    is exactly the one a new computation would give. A worker that has not seen another worker's write still
+    reads the new count from the store, so workers need not tell each other. Bounded: beyond ``capacity``
+    answers, the oldest goes.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._held: dict[tuple[str, int, bool], tuple[int, Recommendation]] = {}
+
+    def get(self, asked: tuple[str, int, bool], events: int) -> Recommendation | None:
+        held = self._held.get(asked)
+        return held[1] if held is not None and held[0] == events else None
+
+    def put(self, asked: tuple[str, int, bool], events: int, answer: Recommendation) -> None:
+        if not self.capacity:
+            return
+        if len(self._held) >= self.capacity and asked not in self._held:
+            del self._held[next(iter(self._held))]  # dicts keep insertion order: the oldest answer
+        self._held[asked] = (events, answer)
+
+
 class RecommendationService:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder).resolve()
@@ -104,6 +140,7 @@ class RecommendationService:
         self.embedding = self.model.item_vectors().detach().float().contiguous()
         self.popular = self.catalogue.popular()
         self.integer_users = self.meta.get(USER_IDS_KEY) == "integer"
+        self.answers = AnswerCache(answer_cache_size())
 
     def health(self) -> dict[str, object]:
         """The served model, its users, and how many of them a past client froze with an event after
@@ -120,10 +157,15 @@ class RecommendationService:
             top = self.popular[:k]
             counts = self.catalogue.train_count[top].astype(float)
             return Recommendation([self.catalogue.item_raw[i - 1] for i in top], counts.tolist(), fallback=True)
-        slot, hidden = found
-        scores = self.scores(hidden)
-        top = self.top_unseen(slot, scores, k) if exclude_seen else top_items(scores, min(k, len(scores) - 1))
-        return Recommendation([self.catalogue.item_raw[i - 1] for i in top], scores[top].tolist(), fallback=False)
+        slot, events, hidden = found
+        asked = (user, k, exclude_seen)
+        answer = self.answers.get(asked, events)
+        if answer is None:
+            scores = self.scores(hidden)
+            top = self.top_unseen(slot, scores, k) if exclude_seen else top_items(scores, min(k, len(scores) - 1))
+            answer = Recommendation([self.catalogue.item_raw[i - 1] for i in top], scores[top].tolist(), False)
+            self.answers.put(asked, events, answer)
+        return answer
 
     def scores(self, hidden: np.ndarray) -> np.ndarray:
         """(num_items + 1,) scores of every item, padding at -inf. torch's matrix-vector product runs on the

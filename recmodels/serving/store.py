@@ -192,10 +192,11 @@ class StateStore:
         applied): a writer that finds its store retired writes to the new one instead."""
         self.connection.execute("INSERT INTO meta VALUES (?, ?)", (RETIRED_KEY, when))
 
-    def hidden(self, user: str) -> tuple[int, np.ndarray] | None:
-        """(slot, last hidden vector) of a user, or None: all a recommendation reads."""
-        row = self.connection.execute("SELECT slot, hidden FROM users WHERE user = ?", (user,)).fetchone()
-        return None if row is None else (int(row[0]), np.frombuffer(row[1], np.float32).copy())
+    def hidden(self, user: str) -> tuple[int, int, np.ndarray] | None:
+        """(slot, events applied, last hidden vector) of a user, or None: all a recommendation reads (the count
+        tells whether an answer computed before still holds)."""
+        row = self.connection.execute("SELECT slot, events, hidden FROM users WHERE user = ?", (user,)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), np.frombuffer(row[2], np.float32).copy())
 
     def get(self, user: str) -> UserRow | None:
         return self.get_many([user]).get(user)

@@ -59,7 +59,7 @@ def test_recommendations_skip_seen_items_as_a_mask_over_the_catalogue_would(serv
     users, _, _ = user_histories()
     for user in [*users, "fan"]:
         seen = store.seen(user)
-        _, hidden = store.hidden(user)
+        *_, hidden = store.hidden(user)
         scores = service.scores(hidden)
         scores[seen] = -np.inf
         expected = top_items(scores, min(k, int(np.isfinite(scores).sum())))

@@ -6,9 +6,12 @@
 
 Protocol of the published numbers: RecBole's ``ml-1m.inter`` (landed by the script above), 5-core filter,
 leave-one-out (each user's last event is the test target, the one before it validation), ``max_len`` 200,
-full ranking over every item, all 6,040 users. The data layer runs through the real Dagster data assets
-(dataset ``ml-1m``, under ``RECMAMBA_HOME``); each model then trains through ``recmodels.training.loop.fit`` with its
-recipe below, validated on every user after each epoch.
+full ranking over every item, all 6,040 users. Events at one timestamp keep the references' stable order
+(time, then source row): a target's history holds the events before its position, even those sharing its
+timestamp, where our global time split reads only strictly earlier ones (ARCHITECTURE.md, Contract 1).
+The data layer runs through the real Dagster data assets (dataset ``ml-1m``, under ``RECMAMBA_HOME``); each
+model then trains through ``recmodels.training.loop.fit`` with its recipe below, validated on every user after
+each epoch.
 
 A recipe is never shortened silently: ``--max-epochs`` and ``--time-budget-minutes`` stop a model early,
 and its row then says "shortened", with the learning curve so far and the epochs the recipe still asks for.

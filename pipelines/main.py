@@ -1,7 +1,9 @@
 """The main job: materialize the whole graph, print the comparison, and say where to look next.
 
 ``python -m pipelines.main [--config configs/smoke.yaml]``. Runs through the ``dagster`` command line, so
-that the run, its logs and its materializations appear in the Dagster UI afterwards (same DAGSTER_HOME).
+that the run, its logs and its materializations appear in the Dagster UI afterwards (same DAGSTER_HOME). The
+terminal gets the run's progress lines, warnings and the final table; Dagster's DEBUG events stay in the
+run's log (the home's ``python_logs`` setting, ``configs/dagster.yaml``).
 """
 
 from __future__ import annotations
@@ -25,11 +27,16 @@ def dagster_home(paths: ProjectPaths) -> Path:
     return prepare_dagster_home(Path(os.environ.get("DAGSTER_HOME") or paths.home / ".dagster_home"))
 
 
+def materialize_command(config: Path | None, selection: str = "*") -> list[str]:
+    """``dagster asset materialize`` of ``selection``; what its console shows is the home's ``python_logs``
+    setting (``configs/dagster.yaml``: INFO and above)."""
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipelines.definitions"]
+    command += ["--select", selection]
+    return command + (["-c", str(config)] if config is not None else [])
+
+
 def materialize_everything(config: Path | None, env: dict[str, str]) -> None:
-    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipelines.definitions", "--select", "*"]
-    if config is not None:
-        command += ["-c", str(config)]
-    subprocess.run(command, check=True, env=env, cwd=PROJECT_DIR)
+    subprocess.run(materialize_command(config), check=True, env=env, cwd=PROJECT_DIR)
 
 
 def comparison_report(home: Path) -> tuple[str, str | None]:

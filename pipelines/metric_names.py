@@ -1,4 +1,4 @@
-"""MLflow metric and tag names shared by the training runs and the comparison that reads them back."""
+"""MLflow metric, param and tag names shared by the training runs and the comparison that reads them back."""
 
 from collections.abc import Iterable
 
@@ -8,6 +8,13 @@ TAG_SPLIT = "recmamba.split_fingerprint"
 TAG_KIND = "recmamba.run_kind"
 TAG_MODEL_URI = "recmamba.model_uri"
 TAG_CONVERGENCE = "recmamba.convergence"  # the one-line verdict, e.g. "not converged: best epoch is the last ..."
+
+# Params the comparison reads back from each training run: what the model had to learn with. Models that differ
+# in any of them are flagged, as their ranking may then reflect the budgets rather than the architectures.
+PARAM_WARM_START = "warm_start"  # COLD_START, or the registered version the weights started from ("<name> v3")
+COLD_START = "none"
+BUDGET_PARAMS = {"train.epochs": "epochs", "train.patience": "patience", "model.max_len": "max_len",
+                 PARAM_WARM_START: "warm start"}  # fmt: skip
 
 KIND_TRAINING = "training"  # a model's result: its one run, or the parent of its seeds' runs
 KIND_TRAINING_SEED = "training_seed"  # one seed's run, a child of a multi-seed KIND_TRAINING run

@@ -89,10 +89,13 @@ def register_version(
 
 @dataclass(frozen=True)
 class RegisteredWeights:
-    """A registered version's weights and the raw item id of each embedding row."""
+    """A registered version's weights and the raw item id of each embedding row; ``version`` and ``run_id``
+    say which version they are and which run trained it (a warm start checks that run's split)."""
 
     state_dict: dict[str, torch.Tensor]
     item_raw_ids: list[str]
+    version: str = ""
+    run_id: str = ""
 
 
 def load_current(client: mlflow.MlflowClient, name: str) -> RegisteredWeights | None:
@@ -113,7 +116,8 @@ def load_registered(client: mlflow.MlflowClient, name: str, alias: str) -> Regis
         return None
     folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@{alias}"))
     item_map = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=ITEM_MAP_ARTIFACT)
-    return RegisteredWeights(_load_weights(folder), pq.read_table(item_map)["item_raw"].to_pylist())
+    item_raw_ids = pq.read_table(item_map)["item_raw"].to_pylist()
+    return RegisteredWeights(_load_weights(folder), item_raw_ids, str(version.version), version.run_id)
 
 
 def adapt_to_catalogue(

@@ -1,14 +1,18 @@
 -- The target protocol, counted per user and window independently of how splits chose the targets: users
--- with more than $cap validation or test targets ($cap NULL: no limit), targets at a history's first event
--- (nothing to predict them from), and windows with a predictable event (not a history's first) but no
--- target, which would drop that user from the window silently.
+-- with more than $cap validation or test targets ($cap NULL: no limit), targets at the moment of a history's
+-- first event (nothing strictly earlier to predict them from), and windows with a predictable event (one
+-- after the first event's moment) but no target, which would drop that user from the window silently.
 WITH per_user AS (
     SELECT
         list_count(list_filter(split, lambda s: s = 1)) AS valid_targets,
         list_count(list_filter(split, lambda s: s = 2)) AS test_targets,
-        split[1] IN (1, 2) AS first_is_target,
-        list_count(list_filter(timestamps[2:], lambda t: t >= $cutoff_valid AND t < $cutoff_test)) AS valid_events,
-        list_count(list_filter(timestamps[2:], lambda t: t >= $cutoff_test)) AS test_events
+        list_count(list_filter(
+            range(len(split)), lambda i: split[i + 1] IN (1, 2) AND timestamps[i + 1] = timestamps[1]
+        )) > 0 AS first_is_target,
+        list_count(list_filter(
+            timestamps, lambda t: t > timestamps[1] AND t >= $cutoff_valid AND t < $cutoff_test
+        )) AS valid_events,
+        list_count(list_filter(timestamps, lambda t: t > timestamps[1] AND t >= $cutoff_test)) AS test_events
     FROM splits
 )
 SELECT

@@ -1,8 +1,9 @@
 -- Global time split: events before $cutoff_valid train (0). In the validation window [$cutoff_valid,
 -- $cutoff_test) and the test window [$cutoff_test, inf), independently, each user's chosen events are
 -- targets (1, 2) and the others context (3): never trained on or ranked, but kept in the history, so later
--- targets see them as a deployed model would. A history's first event is never chosen (nothing precedes
--- it to predict it from).
+-- targets see them as a deployed model would. An event at the moment of a history's first event is never
+-- chosen: nothing strictly precedes it to predict it from (a target's history holds only earlier events,
+-- never one at its own timestamp: simultaneous events have no order, and their row order is the source's).
 -- A window's candidates are ordered by a key: position ('first_per_user'), position from the end
 -- ('last_per_user') or a hash of (user, position, $seed) ('sample_per_user': a uniform draw, the same for
 -- the same seed); the first $cap of them are chosen, every candidate when $cap is NULL ('all'). Ties of
@@ -15,7 +16,9 @@ WITH bounds AS (
         timestamps,
         -- histories are in time order, so these are the positions where the windows start
         list_count(list_filter(timestamps, lambda t: t < $cutoff_valid)) AS valid_start,
-        list_count(list_filter(timestamps, lambda t: t < $cutoff_test)) AS test_start
+        list_count(list_filter(timestamps, lambda t: t < $cutoff_test)) AS test_start,
+        -- the events at the first event's moment: nothing strictly earlier to predict them from
+        list_count(list_filter(timestamps, lambda t: t = timestamps[1])) AS first_moment
     FROM sequences
 ),
 keyed AS (
@@ -36,10 +39,10 @@ chosen AS (
         *,
         -- the key of the last chosen candidate; NULL when every candidate is chosen
         CASE WHEN $cap IS NOT NULL THEN list_sort(list_filter(
-            window_keys[1:test_start - valid_start], lambda k: k.position > 0
+            window_keys[1:test_start - valid_start], lambda k: k.position >= first_moment
         ))[$cap] END AS last_valid_key,
         CASE WHEN $cap IS NOT NULL THEN list_sort(list_filter(
-            window_keys[test_start - valid_start + 1:], lambda k: k.position > 0
+            window_keys[test_start - valid_start + 1:], lambda k: k.position >= first_moment
         ))[$cap] END AS last_test_key
     FROM keyed
 )
@@ -49,7 +52,7 @@ SELECT
     timestamps,
     CAST(list_transform(range(len(timestamps)), lambda i: CASE
         WHEN i < valid_start THEN 0
-        WHEN i = 0 THEN 3
+        WHEN i < first_moment THEN 3
         WHEN i < test_start THEN
             CASE WHEN last_valid_key IS NULL OR window_keys[i - valid_start + 1] <= last_valid_key THEN 1 ELSE 3 END
         ELSE

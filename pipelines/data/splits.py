@@ -11,6 +11,7 @@ reported as cold targets.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import duckdb
@@ -59,22 +60,35 @@ def targets_per_window(protocol: dict) -> int | None:
 
 
 def cutoffs(con: duckdb.DuckDBPyConnection, config: SplitsConfig) -> tuple[int, int]:
-    """``(cutoff_valid_ms, cutoff_test_ms)`` from explicit dates when both are given, else from quantiles."""
+    """``(cutoff_valid_ms, cutoff_test_ms)`` from explicit dates when both are given, else from quantiles.
+
+    The validation cut-off must come strictly first: with equal cut-offs the validation window is empty, no
+    epoch can be chosen on it, and training would silently keep its first epoch."""
     if config.valid_start or config.test_start:
         if not (config.valid_start and config.test_start):
             raise ValueError("give both valid_start and test_start, or neither (to use quantiles)")
         valid, test = utc_ms(config.valid_start), utc_ms(config.test_start)
+        given = f"valid_start {config.valid_start!r} and test_start {config.test_start!r}"
     else:
-        if not 0.0 < config.valid_quantile <= config.test_quantile <= 1.0:
+        if not 0.0 < config.valid_quantile < config.test_quantile <= 1.0:
             raise ValueError(
-                f"need 0 < valid_quantile <= test_quantile <= 1, got {config.valid_quantile}, {config.test_quantile}"
+                f"need 0 < valid_quantile < test_quantile <= 1 (an empty validation window cannot choose an epoch), "
+                f"got {config.valid_quantile}, {config.test_quantile}"
             )
         valid, test = fetch_one(
             con, "cutoffs_quantile", valid_quantile=config.valid_quantile, test_quantile=config.test_quantile
         )
-    if valid > test:
-        raise ValueError(f"validation cut-off {valid} is after test cut-off {test}")
+        given = f"valid_quantile {config.valid_quantile} and test_quantile {config.test_quantile}"
+    if valid >= test:
+        raise ValueError(
+            f"the validation cut-off ({_utc(valid)}) must be before the test cut-off ({_utc(test)}), got {given}: "
+            "with these the validation window is empty and no epoch could be chosen on it"
+        )
     return int(valid), int(test)
+
+
+def _utc(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def build_splits(con: duckdb.DuckDBPyConnection, config: SplitsConfig) -> SplitSummary:

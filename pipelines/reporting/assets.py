@@ -9,22 +9,18 @@ import mlflow
 from pipelines.metric_names import KIND_COMPARISON, KIND_TRAINING, TAG_DATASET, TAG_KIND, TAG_SPLIT
 from pipelines.model_names import MODEL_NAMES, model_asset_name
 from pipelines.registry import CHAMPION, CURRENT, register_version, registered_name
-from pipelines.reporting.comparison import (
-    Comparison,
-    ModelSummary,
-    compare,
+from pipelines.reporting.comparison import Comparison, ModelSummary, compare, download_per_target
+from pipelines.reporting.plots import markdown_image, plot_bucket_ndcg, plot_peak_memory, plot_quality_vs_cost
+from pipelines.reporting.summary import headline, verdict_label
+from pipelines.reporting.tables import (
     comparison_metrics,
-    download_per_target,
-    headline,
     markdown_table,
     paired_columns,
     paired_markdown,
     table_columns,
-    verdict_label,
     write_csv,
     write_paired_csv,
 )
-from pipelines.reporting.plots import markdown_image, plot_bucket_ndcg, plot_peak_memory, plot_quality_vs_cost
 from pipelines.resources import MlflowTracking
 from pipelines.split_source import CurrentSplit, current_split
 from recmodels.data.split_data import target_protocol

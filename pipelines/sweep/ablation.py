@@ -24,13 +24,10 @@ from pipelines.reporting.comparison import (
     ModelSummary,
     PerTargetResults,
     baseline_summaries,
-    comparison_metrics,
-    paired_columns,
-    paired_markdown,
-    table_columns,
     with_per_target,
 )
 from pipelines.reporting.plots import bucket_label, markdown_image, plot_bucket_ndcg, plot_quality_vs_cost
+from pipelines.reporting.tables import comparison_metrics, paired_columns, paired_markdown, table_columns
 from pipelines.sweep.config import Variant
 from pipelines.sweep.points import PointResult
 from pipelines.target_results import PAIRED_METRICS, PerTarget, from_table

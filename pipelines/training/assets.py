@@ -14,23 +14,20 @@ from typing import Any
 
 import dagster as dg
 import mlflow
-import pyarrow.parquet as pq
-import torch
 from mlflow.entities import Run
 from pydantic import BaseModel
 
-from pipelines.metric_names import KIND_TRAINING, TAG_DATASET, TAG_KIND, TAG_MODEL, TAG_SPLIT
+from pipelines.metric_names import KIND_TRAINING, PARAM_WARM_START, TAG_DATASET, TAG_KIND, TAG_MODEL, TAG_SPLIT
 from pipelines.model_names import MODEL_NAMES, TRAINING_TAG, model_asset_name
 from pipelines.paths import ProjectPaths
-from pipelines.registry import CURRENT, adapt_to_catalogue, load_current, registered_name
 from pipelines.resources import MlflowTracking
 from pipelines.split_source import CurrentSplit, current_split
 from pipelines.training.checks import check_results, check_specs
 from pipelines.training.config import TrainingAssetConfig, training_config_class
 from pipelines.training.params import run_params, split_dataset, split_params
 from pipelines.training.seeds import SeedRun, log_parent, open_seed_run
+from pipelines.training.warm_start import WarmStart, warm_start
 from recmodels.data.split_data import target_protocol
-from recmodels.training.loop import build_run_model
 from recmodels.training.warmup import warm_kernel_cache
 
 WORKER = "pipelines.training.worker"
@@ -66,32 +63,34 @@ def build_training_asset(model_name: str) -> dg.AssetsDefinition:
             TAG_SPLIT: split.fingerprint,
             TAG_KIND: KIND_TRAINING,
         }
-        with (
-            mlflow_tracking.materialization_run(context, split.dataset, model_name, tags) as run,
-            tempfile.TemporaryDirectory(prefix=f"{model_name}-") as scratch,
-        ):
-            seeds = [run_config.train.seed for run_config in run_configs] if len(run_configs) > 1 else None
-            mlflow.log_params({**run_params(run_configs[0], seeds), **split_params(split.metadata)})
-            mlflow.log_input(split_dataset(split), context="training")
-            launch = SeedLaunch(
-                context=context,
-                client=pipes_subprocess_client,
-                config=config,
-                model_name=model_name,
-                split=split,
-                tracking=mlflow_tracking,
-                checkpoints=checkpoints,
-                scratch=Path(scratch),
-                init_state=_warm_start(context, mlflow_tracking, split, model_name, run_configs[0], Path(scratch))
-                if config.warm_start
-                else None,
-            )
-            if seeds is None:  # one run: the worker logs into the asset's own MLflow run
-                metadata = launch.run(run_configs[0], run.info.run_id)
-            else:
-                metadata = _train_seeds(launch, run_configs, run)
+        with tempfile.TemporaryDirectory(prefix=f"{model_name}-") as scratch:
+            # Before the MLflow run opens, so that a refused warm start leaves no failed run behind.
+            warm = WarmStart()
+            if config.warm_start:
+                warm = warm_start(context, mlflow_tracking, split, model_name, run_configs[0], Path(scratch))
+            with mlflow_tracking.materialization_run(context, split.dataset, model_name, tags) as run:
+                seeds = [run_config.train.seed for run_config in run_configs] if len(run_configs) > 1 else None
+                params = {**run_params(run_configs[0], seeds), **split_params(split.metadata)}
+                mlflow.log_params(params | {PARAM_WARM_START: warm.source})
+                mlflow.log_input(split_dataset(split), context="training")
+                launch = SeedLaunch(
+                    context=context,
+                    client=pipes_subprocess_client,
+                    config=config,
+                    model_name=model_name,
+                    split=split,
+                    tracking=mlflow_tracking,
+                    checkpoints=checkpoints,
+                    scratch=Path(scratch),
+                    init_state=warm.init_state,
+                )
+                if seeds is None:  # one run: the worker logs into the asset's own MLflow run
+                    metadata = launch.run(run_configs[0], run.info.run_id)
+                else:
+                    metadata = _train_seeds(launch, run_configs, run)
         shutil.rmtree(checkpoints, ignore_errors=True)  # the model now lives in MLflow
         metadata |= {
+            "warm_start": warm.source,
             "split_fingerprint": split.fingerprint,
             "target_protocol": target_protocol(split.metadata),
             "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(run)),
@@ -184,28 +183,6 @@ def _launch(
             f"Training failed in {first.stem.replace('-', ' ')}: {lines[-1]}",
             metadata={"traceback": dg.MetadataValue.text("\n".join(lines[-40:]))},
         ) from error
-
-
-def _warm_start(
-    context: dg.AssetExecutionContext,
-    tracking: MlflowTracking,
-    split: CurrentSplit,
-    model_name: str,
-    run_config,
-    scratch: Path,
-) -> str | None:
-    """The ``current`` version's weights fitted to this catalogue, saved for the worker; None without one."""
-    current = load_current(tracking.client, registered_name(split.dataset, model_name))
-    if current is None:
-        context.log.info(f"No {model_name} version registered as {CURRENT!r} yet: training from scratch.")
-        return None
-    model = build_run_model(model_name, run_config, int(split.metadata["num_items"]))
-    item_raw_ids = pq.read_table(split.export_dir / "item_map.parquet")["item_raw"].to_pylist()
-    state, skipped = adapt_to_catalogue(current, model.state_dict(), item_raw_ids)
-    context.log.info(f"Warm start from {model_name}@{CURRENT}; re-initialised: {skipped or 'nothing'}.")
-    path = scratch / "init_state.pt"
-    torch.save(state, path)
-    return str(path)
 
 
 training_assets = [build_training_asset(name) for name in MODEL_NAMES]

@@ -142,6 +142,7 @@ def write_split_export(
     timestamps: Sequence[Sequence[int]] | None = None,
     num_items: int | None = None,
     dataset: str = "handmade",
+    split_mode: str = "global_time",
 ) -> Path:
     """Write a Contract-1 export from Python lists (tests, examples); atomically, like the data layer."""
     export_dir = Path(export_dir)
@@ -161,7 +162,7 @@ def write_split_export(
         "dataset": dataset,
         "num_users": len(histories),
         "num_items": int(num_items),
-        "split_mode": "global_time",
+        "split_mode": split_mode,
         "cutoff_valid_ms": None,
         "cutoff_test_ms": None,
         "num_train_events": int((flat_split == TRAIN).sum()),

@@ -6,6 +6,12 @@ just before each target; attention models see exactly the last ``max_len`` event
 (targets in a user's first ``max_len`` events share one encoding of that prefix; later targets get
 their own window, since a shared window would give them a different context than truncation does).
 
+Under the global time split a target's prior history holds only events strictly earlier than it: it ends
+before the first event at the target's own timestamp. Simultaneous events have no order (the export keeps
+the source's row order among them, which a model could learn), so neither is read to predict the other, as
+in training (``recmodels.training.windows``). Leave-one-out keeps the reference's stable order: there the
+prior history is every event before the target's position, as published results count it.
+
 Ranks are pessimistic on ties: rank = 1 + #items scoring higher + #other items scoring equal, so a
 model that scores everything alike gets the worst rank, never the best.
 """
@@ -47,7 +53,7 @@ class TargetRanks:
     model. Targets are identified across models by (user_id, position), which the split fixes."""
 
     user_id: np.ndarray  # (T,) int64, the export's dense user id
-    position: np.ndarray  # (T,) int64, the target's index in the history = its prior history length
+    position: np.ndarray  # (T,) int64, the target's index in the history (its history-length bucket)
     item: np.ndarray  # (T,) int64
     timestamp: np.ndarray  # (T,) int64, ms since the epoch
     rank: np.ndarray  # (T,) int64, 1 = best, pessimistic on ties
@@ -117,15 +123,18 @@ class EvalResult:
 
 @dataclass(frozen=True)
 class Targets:
-    """The targets to score: user row, position in the history (= prior history length), item."""
+    """The targets to score: user row, position in the history (its identity and history-length bucket),
+    item, and the prior history it is predicted from: the first ``history_lengths`` events of the user's
+    history (its position, or fewer under the global time split when earlier events share its timestamp)."""
 
     rows: np.ndarray  # (T,) int64
     positions: np.ndarray  # (T,) int64, >= 1
     items: np.ndarray  # (T,) int64
+    history_lengths: np.ndarray  # (T,) int64, 1..positions
 
 
 def select_targets(data: SplitData, split: str, max_targets: int | None = None) -> Targets:
-    """Targets of a split, skipping a history's first event (nothing to predict it from).
+    """Targets of a split, skipping those with an empty prior history (nothing to predict them from).
 
     ``max_targets`` keeps a deterministic random subset (seed 0), still ranked over the full catalogue.
     """
@@ -133,18 +142,35 @@ def select_targets(data: SplitData, split: str, max_targets: int | None = None) 
         raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
     events = np.flatnonzero(data.split == SPLIT_CODES[split])
     rows = np.searchsorted(data.offsets, events, side="right") - 1
-    positions = events - data.offsets[rows]
-    keep = positions > 0
-    events, rows, positions = events[keep], rows[keep], positions[keep]
+    lengths = prior_history_lengths(data, events, rows)
+    keep = lengths > 0
+    events, rows, lengths = events[keep], rows[keep], lengths[keep]
     if max_targets is not None and len(events) > max_targets:
         chosen = np.sort(np.random.default_rng(0).choice(len(events), size=max_targets, replace=False))
-        events, rows, positions = events[chosen], rows[chosen], positions[chosen]
-    return Targets(rows.astype(np.int64), positions.astype(np.int64), data.items[events].astype(np.int64))
+        events, rows, lengths = events[chosen], rows[chosen], lengths[chosen]
+    positions = events - data.offsets[rows]
+    items = data.items[events].astype(np.int64)
+    return Targets(rows.astype(np.int64), positions.astype(np.int64), items, lengths.astype(np.int64))
+
+
+def prior_history_lengths(data: SplitData, events: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """How many of its user's events each of ``events`` (flat indices, in user ``rows``) is predicted from:
+    those before it, and under the global time split only those strictly earlier than its timestamp."""
+    starts = data.offsets[rows]
+    ends = np.array(events, dtype=np.int64)
+    if data.metadata.get("split_mode") == "global_time":
+        moments = data.timestamps[ends]
+        tied = np.flatnonzero(ends > starts)
+        while len(tied):  # step back over the events at the target's moment, a step per simultaneous event
+            tied = tied[data.timestamps[ends[tied] - 1] == moments[tied]]
+            ends[tied] -= 1
+            tied = tied[ends[tied] > starts[tied]]
+    return ends - starts
 
 
 @dataclass(frozen=True)
 class Window:
-    """Encode events [start, end) of one user; target j reads the hidden state of event positions[j] - 1."""
+    """Encode events [start, end) of one user; target j reads the hidden state of event history_lengths[j] - 1."""
 
     row: int
     start: int
@@ -154,22 +180,24 @@ class Window:
 
 
 def plan_windows(targets: Targets, streaming: bool, max_len: int) -> list[Window]:
-    order = np.lexsort((targets.positions, targets.rows))
+    """The encodings that give every target exactly its prior history (the last ``max_len`` events of it
+    for a model that is not ``streaming``)."""
+    order = np.lexsort((targets.history_lengths, targets.rows))
     windows = []
     boundaries = np.flatnonzero(np.diff(targets.rows[order])) + 1
     for group in np.split(order, boundaries):
         if not len(group):
             continue
-        row, positions = int(targets.rows[group[0]]), targets.positions[group]
-        if streaming:  # the whole history up to the last target, streamed once
-            windows.append(Window(row, 0, int(positions.max()), group, positions - 1))
+        row, lengths = int(targets.rows[group[0]]), targets.history_lengths[group]
+        if streaming:  # the whole history up to the last target's, streamed once
+            windows.append(Window(row, 0, int(lengths.max()), group, lengths - 1))
             continue
-        early = positions <= max_len  # prefix targets: truncation leaves their context whole
+        early = lengths <= max_len  # prefix targets: truncation leaves their context whole
         if early.any():
-            windows.append(Window(row, 0, int(positions[early].max()), group[early], positions[early] - 1))
-        for target_id, position in zip(group[~early], positions[~early], strict=True):
+            windows.append(Window(row, 0, int(lengths[early].max()), group[early], lengths[early] - 1))
+        for target_id, length in zip(group[~early], lengths[~early], strict=True):
             windows.append(
-                Window(row, int(position) - max_len, int(position), np.array([target_id]), np.array([max_len - 1]))
+                Window(row, int(length) - max_len, int(length), np.array([target_id]), np.array([max_len - 1]))
             )
     return windows
 
@@ -245,7 +273,7 @@ def _seen_items(data: SplitData, targets: Targets, rows: slice) -> list[np.ndarr
     """Per target of ``rows``: the items of its prior history, the target item itself excluded."""
     seen = []
     for target in range(rows.start, rows.stop):
-        history = data.history(int(targets.rows[target]))[: targets.positions[target]]
+        history = data.history(int(targets.rows[target]))[: targets.history_lengths[target]]
         seen.append(np.setdiff1d(history, [targets.items[target]]))
     return seen
 

@@ -193,6 +193,8 @@ def train_step(
     inputs, targets = batch.inputs.to(device), batch.targets.to(device)
     count = int((targets != 0).sum())
     global_count = all_sum(count, device)
+    if not global_count:  # every pair's target shares its input's timestamp (``WindowIndex``): nothing to learn
+        return 0.0, 0, 0
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     with autocast:
         hidden = network(inputs, batch.timestamps.to(device)) if model.uses_timestamps else network(inputs)

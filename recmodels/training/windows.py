@@ -4,6 +4,11 @@ Materializing every window would cost 16 bytes per event and the padding; here a
 (user, end), and a batch gathers its events from the training histories, which may be memory maps
 (``recmodels.data.history_store``), so in-memory and out-of-core training cut the same batches for the same seed.
 The inputs' timestamps are gathered only for a model that reads them (``uses_timestamps``).
+
+Under the global time split no event is predicted from one at its own timestamp, as in evaluation
+(``recmodels.evaluation.evaluate``): simultaneous events have no order (the export keeps the source's row
+order among them, which a model could learn), so a pair whose input shares its target's timestamp has no
+target. Leave-one-out keeps the reference's stable order and trains on every pair.
 """
 
 from __future__ import annotations
@@ -29,7 +34,11 @@ class Batch(NamedTuple):
 class WindowIndex:
     """Window w predicts the training events of user ``users[w]`` at ``ends[w] - max_len + 1 .. ends[w]``
     from the ones just before; windows are aligned at the end of a history (only a user's oldest one may
-    be short, left padded) and listed per user, newest first."""
+    be short, left padded) and listed per user, newest first.
+
+    ``tie_times``: the training events' timestamps (aligned with ``train_items``) when no event may be
+    predicted from one at its own timestamp; a pair whose input shares its target's timestamp then has no
+    target (0, which the loss skips)."""
 
     def __init__(
         self,
@@ -37,9 +46,11 @@ class WindowIndex:
         train_offsets: np.ndarray,
         max_len: int,
         train_timestamps: np.ndarray | None = None,
+        tie_times: np.ndarray | None = None,
     ) -> None:
         self.train_items, self.train_offsets, self.max_len = train_items, np.asarray(train_offsets), max_len
         self.train_timestamps = train_timestamps  # aligned with train_items, or None: batches carry no times
+        self.tie_times = tie_times
         pairs = np.maximum(np.diff(self.train_offsets) - 1, 0)  # (input, target) pairs per user
         per_user = -(-pairs // max_len)
         self.users = np.repeat(np.arange(len(pairs)), per_user)
@@ -48,9 +59,11 @@ class WindowIndex:
 
     @classmethod
     def of(cls, data: SplitData, max_len: int, timestamps: bool = False) -> WindowIndex:
-        """The windows of ``data``'s training events; with ``timestamps`` batches carry the inputs' times."""
-        train_timestamps = data.train_timestamps() if timestamps else None
-        return cls(*data.train_histories(), max_len, train_timestamps)
+        """The windows of ``data``'s training events; with ``timestamps`` batches carry the inputs' times.
+        Under the global time split no target is predicted from an event at its own timestamp."""
+        global_time = data.metadata.get("split_mode") == "global_time"
+        times = data.train_timestamps() if timestamps or global_time else None
+        return cls(*data.train_histories(), max_len, times if timestamps else None, times if global_time else None)
 
     def __len__(self) -> int:
         return len(self.users)
@@ -64,9 +77,13 @@ class WindowIndex:
         inputs = np.zeros((len(chosen), self.max_len), dtype=np.int64)
         targets = np.zeros_like(inputs)
         for row, (first, end, size) in enumerate(self._spans(chosen)):
-            events = self.train_items[first + end - size : first + end + 1]  # inputs then one more target
+            span = slice(first + end - size, first + end + 1)  # inputs then one more target
+            events = self.train_items[span]
             inputs[row, self.max_len - size :] = events[:-1]
             targets[row, self.max_len - size :] = events[1:]
+            if self.tie_times is not None:
+                times = self.tie_times[span]
+                targets[row, self.max_len - size :][times[1:] == times[:-1]] = 0
         return inputs, targets
 
     def input_timestamps(self, chosen: np.ndarray) -> np.ndarray:

@@ -165,3 +165,25 @@ def test_a_setting_the_rule_ignores_does_not_change_the_export(paths):
 def test_exports_before_the_protocol_read_as_every_event():
     assert target_protocol({"split_mode": "global_time"}) == "all"
     assert target_protocol({"split_mode": "leave_one_out"}) == "last_per_user"
+
+
+@pytest.mark.parametrize(
+    ("cutoffs", "message"),
+    [
+        (
+            {"valid_start": "2001-01-05", "test_start": "2001-01-05"},
+            r"the validation cut-off \(2001-01-05 00:00:00 UTC\) must be before the test cut-off \(2001-01-05 "
+            r"00:00:00 UTC\), got valid_start '2001-01-05' and test_start '2001-01-05': with these the validation "
+            "window is empty",
+        ),
+        (
+            {"valid_start": "", "test_start": "", "valid_quantile": 0.9, "test_quantile": 0.9},
+            r"need 0 < valid_quantile < test_quantile <= 1 \(an empty validation window cannot choose an epoch\)",
+        ),
+    ],
+    ids=["dates", "quantiles"],
+)
+def test_equal_cutoffs_for_validation_and_test_are_refused(paths, cutoffs, message):
+    """An empty validation window would leave no epoch to choose: training would silently keep its first."""
+    with pytest.raises(ValueError, match=message):
+        materialize(hand_log(paths, **cutoffs))

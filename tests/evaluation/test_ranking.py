@@ -80,7 +80,9 @@ def test_exclude_seen_removes_history_items_but_not_the_target(hand_scored):
     assert ranks.tolist() == [1]  # item 3 was seen, so it no longer outranks the target
 
 
-def cyclic_export(tmp_path, num_users=6, num_items=25, seed=0):
+def cyclic_export(tmp_path, num_users=6, num_items=25, seed=0, paired_moments=False, split_mode="global_time"):
+    """Random histories with six targets each in their second half; with ``paired_moments`` events come in
+    pairs that share a timestamp."""
     rng = np.random.default_rng(seed)
     histories, splits = [], []
     for _ in range(num_users):
@@ -92,8 +94,20 @@ def cyclic_export(tmp_path, num_users=6, num_items=25, seed=0):
         splits.append(split)
     gaps = np.random.default_rng(seed + 1)  # ms between events, a second to a few days
     times = [1_700_000_000_000 + (10 ** gaps.uniform(3, 8.5, len(h))).astype(np.int64).cumsum() for h in histories]
-    export = write_split_export(tmp_path / "export", histories, splits, times, num_items=num_items)
+    if paired_moments:
+        times = [moments[np.arange(len(moments)) // 2 * 2] for moments in times]
+    export = write_split_export(
+        tmp_path / "export", histories, splits, times, num_items=num_items, split_mode=split_mode
+    )
     return SplitData.load(export)
+
+
+def prior_history(data, row, position):
+    """The events a target is predicted from: those before its position, and under the global time split
+    only those strictly earlier than its timestamp."""
+    moments = data.timestamps[data.offsets[row] : data.offsets[row + 1]]
+    end = np.searchsorted(moments, moments[position]) if data.metadata["split_mode"] == "global_time" else position
+    return data.history(int(row))[:end], moments[:end]
 
 
 def brute_force_ranks(model, data, split, max_len=None):
@@ -102,8 +116,8 @@ def brute_force_ranks(model, data, split, max_len=None):
     targets = select_targets(data, split)
     ranks = []
     for row, position, item in zip(targets.rows, targets.positions, targets.items, strict=True):
-        history = torch.from_numpy(data.history(int(row))[:position].astype(np.int64))[None]
-        times = torch.tensor(data.timestamps[data.offsets[row] :][:position])[None]
+        items, moments = prior_history(data, row, position)
+        history, times = torch.from_numpy(items.astype(np.int64))[None], torch.tensor(moments)[None]
         if max_len is not None:
             history, times = history[:, -max_len:], times[:, -max_len:]
         with torch.no_grad():
@@ -138,6 +152,26 @@ def test_evaluation_equals_scoring_each_target_alone(tmp_path, name, stream_chun
     assert result.num_targets == len(select_targets(data, "test").items)
     for key, value in expected.items():
         assert result.overall[key] == pytest.approx(value, abs=1e-9), key
+
+
+@pytest.mark.parametrize("split_mode", ["global_time", "leave_one_out"])
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_under_the_global_time_split_no_target_is_predicted_from_an_event_at_its_own_timestamp(
+    tmp_path, name, split_mode
+):
+    """Events come in pairs at one moment: under the global time split the second of a pair is predicted
+    from the events before the pair, as is the first; leave-one-out keeps the stable order (the first of the
+    pair is in the second's history), as the published protocol does."""
+    data = cyclic_export(tmp_path, paired_moments=True, split_mode=split_mode)
+    torch.manual_seed(0)
+    model = build_model(name, data.num_items, d_model=16, max_len=12).eval()
+    result = evaluate(model, data, "test")
+    expected = ranking_metrics(brute_force_ranks(model, data, "test", None if model.supports_streaming else 12), (10,))
+    for key, value in expected.items():
+        assert result.overall[key] == pytest.approx(value, abs=1e-9), key
+    targets = select_targets(data, "test")
+    shortened = targets.history_lengths < targets.positions
+    assert shortened.any() if split_mode == "global_time" else not shortened.any()
 
 
 def test_max_targets_takes_a_fixed_subset_and_sampled_metrics_are_labelled(tmp_path):

@@ -18,6 +18,7 @@ from pipelines.metric_names import (
     KIND_COMPARISON,
     KIND_TRAINING,
     KIND_TRAINING_SEED,
+    PARAM_WARM_START,
     TAG_CONVERGENCE,
     TAG_KIND,
     TAG_MODEL,
@@ -38,14 +39,17 @@ from pipelines.reporting.comparison import (
     ModelSummary,
     PerTargetResults,
     compare,
-    comparison_metrics,
     download_per_target,
-    headline,
+    with_per_target,
+)
+from pipelines.reporting.significance import Pairing
+from pipelines.reporting.summary import headline, verdict_label
+from pipelines.reporting.tables import (
+    comparison_metrics,
     markdown_table,
     paired_columns,
     paired_markdown,
-    verdict_label,
-    with_per_target,
+    table_columns,
     write_csv,
 )
 from pipelines.resources import MlflowTracking
@@ -53,6 +57,7 @@ from pipelines.target_results import per_target
 from pipelines.training.checks import check_results
 from recmodels.data.split_data import write_split_export
 from recmodels.evaluation.evaluate import TargetRanks
+from recmodels.evaluation.stats import PairedDifference
 from recmodels.models import build_model
 
 
@@ -176,6 +181,32 @@ def test_a_validation_champion_behind_on_test_is_reported_as_a_disagreement():
     assert "| **sasrec ahead** |" in paired_markdown(comparison)
 
 
+def pairing(model: str, estimate: float, half_width: float, is_baseline: bool = False) -> Pairing:
+    """The champion minus ``model`` on both paired metrics, with a p-value that agrees with the interval."""
+    difference = PairedDifference(
+        estimate, estimate - half_width, estimate + half_width, 0.001 if abs(estimate) > half_width else 0.5, 1000, 100
+    )
+    return Pairing(model, is_baseline, {"ndcg_10": difference, "hr_10": difference})
+
+
+def test_every_model_and_baseline_ahead_of_the_champion_is_named_though_a_noisier_one_scores_higher():
+    """linrec and most_popular have the best point estimates on test, within the noise; sasrec, gru4rec and
+    recent_popular are ahead of the champion beyond it."""
+    models = [summary("recmamba", 0.10, 0.3), summary("linrec", 0.16, 0.2), summary("sasrec", 0.15, 0.1)]
+    models.append(summary("gru4rec", 0.13, 0.05))
+    pairings = [pairing("linrec", -0.06, 0.08), pairing("sasrec", -0.05, 0.02), pairing("gru4rec", -0.03, 0.01)]
+    pairings += [pairing("most_popular", -0.04, 0.06, True), pairing("recent_popular", -0.02, 0.01, True)]
+    comparison = Comparison(models, [popularity(0.14)], pairings, num_targets=1000, num_users=100)
+    assert verdict_label(comparison) == "validation and test disagree: sasrec and gru4rec ahead of recmamba on test"
+    text = headline(comparison)
+    assert text.startswith(
+        "Validation and test disagree: **recmamba** has the best validation NDCG@10 and stays the registered "
+        "champion, but sasrec is ahead on test NDCG@10 by +0.0500 [0.030, 0.070]"
+    )
+    assert "gru4rec is also ahead of recmamba beyond the noise. recmamba is statistically tied with linrec." in text
+    assert "recmamba is below the popularity floor: recent_popular is ahead by +0.0200 [0.010, 0.030]" in text
+
+
 def test_a_model_without_per_target_results_keeps_its_point_numbers_with_a_note():
     comparison = paired_comparison(
         {"recmamba": USERS % 5 + 2, "sasrec": USERS % 5, "gru4rec": USERS % 4},
@@ -229,12 +260,14 @@ def log_training_run(
     valid: float,
     seeds: int = 1,
     baselines: dict[str, TargetRanks] | None = None,
+    params: dict[str, object] | None = None,
 ) -> None:
-    """A finished training run as the training side logs it: tags, metrics, model and per-target artifacts
-    (``ranks`` repeated once per seed; a multi-seed run as the parent of its seeds' runs)."""
+    """A finished training run as the training side logs it: tags, params, metrics, model and per-target
+    artifacts (``ranks`` repeated once per seed; a multi-seed run as the parent of its seeds' runs)."""
     tags = {TAG_MODEL: model, TAG_KIND: KIND_TRAINING, TAG_SPLIT: split, TAG_CONVERGENCE: "converged: best epoch 2"}
     experiment_id = MlflowTracking().experiment_id(DATASET)
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run, tempfile.TemporaryDirectory() as folder:
+        mlflow.log_params(params or {})
         mlflow.set_tag(TAG_MODEL_URI, log_model_files(client, build_model(model, 30, d_model=8, max_len=8), model))
         test = 0.1 if ranks is None else float(per_target(ranks).values["ndcg_10"].mean())
         metrics = {final_metric("test", "ndcg_10"): test, final_metric("valid", "ndcg_10"): valid, "num_seeds": seeds}
@@ -320,3 +353,24 @@ def test_the_comparison_asset_logs_intervals_pairs_and_the_verdict(split_with_ru
     assert "| recmamba − |" in run.data.tags["mlflow.note.content"]
     csv_text = Path(client.download_artifacts(run.info.run_id, "comparison.csv")).read_text()
     assert "test_ndcg_10_ci_low" in csv_text and "nan" not in csv_text.lower()
+
+
+def test_the_comparison_shows_warm_starts_and_flags_models_trained_on_other_budgets(project_home):
+    ProjectPaths.from_env().mlflow.mkdir()
+    tracking = MlflowTracking()
+    mlflow.set_tracking_uri(tracking.resolved_tracking_uri)
+    same = {"train.patience": 2, "model.max_len": 8}
+    cold = {"train.epochs": 3, PARAM_WARM_START: "none", **same}
+    log_training_run(tracking.client, "sasrec", "split", None, 0.2, params={**cold, "model.max_len": 16})
+    log_training_run(tracking.client, "gru4rec", "split", None, 0.1, params=cold)
+    warm = {"train.epochs": 5, PARAM_WARM_START: "handmade-recmamba v2", **same}
+    log_training_run(tracking.client, "recmamba", "split", None, 0.3, params=warm)
+    comparison = compare(tracking.runs_of(DATASET, {TAG_SPLIT: "split"}))
+    assert (
+        "Training budgets differ, so the ranking may reflect them rather than the architectures: "
+        "epochs 5 (recmamba) vs 3 (sasrec, gru4rec); max_len 8 (recmamba, gru4rec) vs 16 (sasrec); "
+        "warm start handmade-recmamba v2 (recmamba) vs none (sasrec, gru4rec)." in headline(comparison)
+    )
+    table = markdown_table(comparison)
+    assert "| warm start | converged |" in table and "| handmade-recmamba v2 | yes |" in table and "| none |" in table
+    assert table_columns(comparison)["warm_start"] == ["handmade-recmamba v2", "none", "none"]

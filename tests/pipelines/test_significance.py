@@ -110,3 +110,14 @@ def test_the_verdict_names_a_winner_only_when_every_interval_excludes_zero():
     assert (noisy.kind, noisy.closest, noisy.tied) == (TIED, "linrec", ("linrec",))
     reversed_ = judge("recmamba", {"sasrec": difference(-0.05, 0.02), "gru4rec": difference(0.0, 0.02)})
     assert (reversed_.kind, reversed_.closest, reversed_.tied) == (REVERSED, "sasrec", ("gru4rec",))
+
+
+def test_a_model_ahead_of_the_champion_is_named_though_a_noisier_one_scores_higher():
+    """linrec has the best point estimate on test but its interval includes zero; sasrec and gru4rec are ahead
+    of the champion beyond the noise: the verdict names both, best first, instead of hiding them behind linrec."""
+    verdict = judge(
+        "recmamba",
+        {"linrec": difference(-0.06, 0.08), "sasrec": difference(-0.05, 0.02), "gru4rec": difference(-0.03, 0.01)},
+    )
+    assert (verdict.kind, verdict.closest) == (REVERSED, "sasrec")
+    assert (verdict.ahead, verdict.tied) == (("sasrec", "gru4rec"), ("linrec",))

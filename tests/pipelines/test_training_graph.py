@@ -16,6 +16,7 @@ from pipelines.definitions import defs
 from pipelines.metric_names import (
     KIND_COMPARISON,
     KIND_TRAINING,
+    PARAM_WARM_START,
     TAG_KIND,
     TAG_MODEL,
     TAG_MODEL_URI,
@@ -160,3 +161,8 @@ def test_warm_start_loads_each_models_current_version(smoke_graph):
     assert result.success
     logs = [event.message for event in instance.all_logs(result.run_id) if event.message]
     assert any("Warm start from gru4rec@current" in message for message in logs)
+    client = smoke_graph.client
+    version = client.get_model_version_by_alias(registered_name("synthetic", "gru4rec"), CURRENT).version
+    started = {run.data.tags[TAG_RUN]: run.data.params[PARAM_WARM_START] for run in training_runs(client)
+               if run.data.tags[TAG_MODEL] == "gru4rec"}  # fmt: skip
+    assert started == {smoke_graph.run_id: "none", result.run_id: f"synthetic-gru4rec v{version}"}

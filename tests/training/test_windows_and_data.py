@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
+from recmodels import build_model
 from recmodels.data.split_data import SplitData, write_split_export
+from recmodels.training.config import TrainConfig
+from recmodels.training.loop import fit
 from recmodels.training.windows import WindowIndex
 
 
@@ -38,6 +43,32 @@ def test_windows_cover_every_training_pair_once_newest_window_full(tmp_path):
     assert inputs.tolist() == [[3, 4, 5, 6], [0, 0, 1, 2], [0, 0, 0, 9]]
     assert targets.tolist() == [[4, 5, 6, 7], [0, 0, 2, 3], [0, 0, 0, 10]]
     assert windows.num_targets == 6 + 1
+
+
+TIED = [[10, 20, 20, 30, 40, 40, 40, 50, 60], [5, 5]]  # ms: user 1 has events at 20 and at 40 together, user 2 both
+
+
+def tied_export(tmp_path, split_mode: str) -> SplitData:
+    """Train events 1..7 of user 1 with simultaneous ones, then a validation and a test target; user 2's
+    two train events share their moment."""
+    histories, splits = [[1, 2, 3, 4, 5, 6, 7, 8, 9], [10, 11]], [[0] * 7 + [1, 2], [0, 0]]
+    return SplitData.load(write_split_export(tmp_path / "e", histories, splits, TIED, split_mode=split_mode))
+
+
+def test_under_the_global_time_split_no_training_event_is_predicted_from_one_at_its_own_timestamp(tmp_path):
+    windows = WindowIndex.of(tied_export(tmp_path, "global_time"), max_len=4)
+    inputs, targets = windows.window(np.arange(len(windows)))
+    assert inputs.tolist() == [[3, 4, 5, 6], [0, 0, 1, 2], [0, 0, 0, 10]]
+    assert targets.tolist() == [[4, 5, 0, 0], [0, 0, 2, 0], [0, 0, 0, 0]]  # 3 (at 20), 6 and 7 (at 40), 11 (at 5)
+    one_window_per_step = TrainConfig(epochs=1, batch_size=1, device="cpu")  # user 2's step has no target
+    trained = fit(build_model("gru4rec", 11, d_model=8), tied_export(tmp_path, "global_time"), one_window_per_step)
+    assert math.isfinite(trained.epochs[0].train_loss)
+
+
+def test_leave_one_out_trains_on_every_pair_in_the_stable_order(tmp_path):
+    windows = WindowIndex.of(tied_export(tmp_path, "leave_one_out"), max_len=4)
+    _, targets = windows.window(np.arange(len(windows)))
+    assert targets.tolist() == [[4, 5, 6, 7], [0, 0, 2, 3], [0, 0, 0, 11]]
 
 
 def test_batches_are_shuffled_reproducibly_and_cropped(tmp_path):

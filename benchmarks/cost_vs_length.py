@@ -30,13 +30,14 @@ sys.path.insert(0, str(ROOT))
 from recmodels import build_model  # noqa: E402
 from recmodels.models.gru4rec import GRU4RecConfig  # noqa: E402
 from recmodels.models.linrec import CausalLinearAttention  # noqa: E402
+from recmodels.models.lrurec import LinearRecurrentUnit, LRURecConfig  # noqa: E402
 from recmodels.models.mamba4rec import Mamba4RecBlock, Mamba4RecConfig  # noqa: E402
 from recmodels.models.mamba_mixer import MambaMixer  # noqa: E402
 from recmodels.models.sasrec import CausalSelfAttention, SASRecConfig  # noqa: E402
 from recmodels.models.transformer import TransformerRecommender, merge_heads, split_heads  # noqa: E402
 from recmodels.ops.dispatch import backend_for  # noqa: E402
 
-ROWS = ("recmamba", "recmamba_lti", "mamba4rec", "sasrec", "hstu", "naive_attention", "linrec", "gru4rec")
+ROWS = ("recmamba", "recmamba_lti", "mamba4rec", "sasrec", "hstu", "naive_attention", "linrec", "gru4rec", "lrurec")
 SCOPES = ("layer", "model")
 NUM_ITEMS = 1000
 LIMIT_GB = 8.0  # skip a configuration whose L x L score tensors alone would exceed this (RAM is finite)
@@ -85,6 +86,9 @@ def build(row: str, scope: str, length: int, d_model: int) -> nn.Module:
         return CausalLinearAttention(d_model, SASRecConfig().n_heads, 64)
     if row == "gru4rec":
         return nn.GRU(d_model, GRU4RecConfig(d_model=d_model).d_model, batch_first=True)
+    if row == "lrurec":
+        config = LRURecConfig(d_model=d_model)
+        return LinearRecurrentUnit(d_model, config.expand * d_model, config.r_min, config.r_max)
     raise ValueError(row)
 
 
@@ -96,7 +100,7 @@ def forward_backward(module: nn.Module, row: str, scope: str, inputs: Tensor, ma
         out = module(inputs)
     elif row == "gru4rec":
         out = module(inputs)[0]
-    elif row == "mamba4rec":
+    elif row in ("mamba4rec", "lrurec"):
         out = module(inputs, mask)[0]
     else:
         out = module(inputs, mask)

@@ -39,7 +39,7 @@ from pathlib import Path
 from measured_child import median_range, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("recmamba", "sasrec", "gru4rec", "hstu", "mamba4rec", "linrec")
+MODELS = ("recmamba", "sasrec", "gru4rec", "hstu", "mamba4rec", "linrec", "lrurec")
 MATMUL_SIZE = 2048
 
 

@@ -2,7 +2,7 @@
 op tag that keeps their steps one at a time. Training defines the assets; reporting and the executor only
 need these names, so they import them from here rather than from training's assets."""
 
-MODEL_NAMES = ("recmamba", "sasrec", "gru4rec", "linrec", "hstu")
+MODEL_NAMES = ("recmamba", "sasrec", "gru4rec", "linrec", "hstu", "lrurec")
 # Training runs one at a time (see training/definitions.py): cost figures of models sharing two cores mean nothing.
 TRAINING_TAG = {"recmamba/cpu": "training"}
 

@@ -1,4 +1,4 @@
-"""Sequential recommenders for lifelong histories (RecMamba, SASRec, GRU4Rec, LinRec, Mamba4Rec, HSTU)."""
+"""Sequential recommenders for lifelong histories (RecMamba, SASRec, GRU4Rec, LinRec, Mamba4Rec, HSTU, LRURec)."""
 
 from recmodels.models import MODELS, SequentialRecommender, build_model
 

@@ -27,8 +27,8 @@ import uvicorn
 
 from recmodels.serving.auth import READ_TOKEN_ENV, WRITE_TOKEN_ENV, GivenToken, generated_write_token, given_token
 from recmodels.serving.bundle import SERVING_FOLDER
-from recmodels.serving.service import ANSWER_CACHE_ENV, DEFAULT_CACHED_ANSWERS
-from recmodels.serving.write_lock import DEFAULT_LOCK_TIMEOUT_S, LOCK_TIMEOUT_ENV
+from recmodels.serving.service import ANSWER_CACHE_ENV, DEFAULT_CACHED_ANSWERS, answer_cache_size
+from recmodels.serving.write_lock import DEFAULT_LOCK_TIMEOUT_S, LOCK_TIMEOUT_ENV, lock_timeout_from_environment
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]  # RECMAMBA_HOME's default, as in pipelines/paths.py
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     parser.add_argument(
-        "--model", default="recmamba", help="recmamba, gru4rec, sasrec, linrec or hstu (default: recmamba)"
+        "--model", default="recmamba", help="recmamba, gru4rec, sasrec, linrec, hstu or lrurec (default: recmamba)"
     )
     parser.add_argument("--dataset", help="dataset to serve (default: the only one served)")
     parser.add_argument("--home", type=Path, help="RECMAMBA_HOME (default: the environment's, else the project)")
@@ -113,15 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lock-timeout",
         type=float,
-        default=DEFAULT_LOCK_TIMEOUT_S,
-        help=f"seconds a batch waits for the store's write lock before a 503 (default: {DEFAULT_LOCK_TIMEOUT_S:g})",
+        default=lock_timeout_from_environment(),
+        help=f"seconds a batch waits for the store's write lock before a 503 (default: {LOCK_TIMEOUT_ENV}, else"
+        f" {DEFAULT_LOCK_TIMEOUT_S:g})",
     )
     parser.add_argument(
         "--answer-cache",
         type=int,
-        default=DEFAULT_CACHED_ANSWERS,
+        default=answer_cache_size(),
         help="recommendations each worker keeps until their user's next event; 0: none"
-        f" (default: {DEFAULT_CACHED_ANSWERS:,})",
+        f" (default: {ANSWER_CACHE_ENV}, else {DEFAULT_CACHED_ANSWERS:,})",
     )
     parser.add_argument(
         "--write-token-file",

@@ -3,9 +3,9 @@
 For each model with a registered version (``<dataset>-<model>@current``), every user's whole history in
 the current split is encoded (chunk by chunk, any length) into a fresh store, which is then published by
 moving a link (``publish.py``): a failed build leaves the served store as it was, and no event the service
-applied to it is lost. Recurrent models (RecMamba, GRU4Rec) keep their recurrent state, attention models
-(SASRec, LinRec) their last window. Each store records the newest event time of its split, and the new store's
-journal is compacted after the publish, never below that horizon (``recmodels/serving/journal.py``).
+applied to it is lost. Recurrent models (RecMamba, GRU4Rec, LRURec) keep their recurrent state, attention
+models (SASRec, LinRec, HSTU) their last window. Each store records the newest event time of its split, and the
+new store's journal is compacted after the publish, never below that horizon (``recmodels/serving/journal.py``).
 """
 
 import tempfile

@@ -1,6 +1,6 @@
 """Full-ranking evaluation: every validation/test target ranked against the whole catalogue.
 
-Each target is scored from its full prior history: streaming models (RecMamba, GRU4Rec, Mamba4Rec)
+Each target is scored from its full prior history: streaming models (RecMamba, GRU4Rec, Mamba4Rec, LRURec)
 encode each user's history once, chunk by chunk with the state carried over, and read the hidden state
 just before each target; attention models see exactly the last ``max_len`` events before each target
 (targets in a user's first ``max_len`` events share one encoding of that prefix; later targets get

@@ -8,6 +8,7 @@ from recmodels.models.base import SequentialRecommender
 from recmodels.models.gru4rec import GRU4Rec, GRU4RecConfig
 from recmodels.models.hstu import HSTU, HSTUConfig
 from recmodels.models.linrec import LinRec, LinRecConfig
+from recmodels.models.lrurec import LRURec, LRURecConfig
 from recmodels.models.mamba4rec import Mamba4Rec, Mamba4RecConfig
 from recmodels.models.recmamba import RecMamba, RecMambaConfig
 from recmodels.models.sasrec import SASRec, SASRecConfig
@@ -19,6 +20,7 @@ MODELS: dict[str, tuple[type[SequentialRecommender], type]] = {
     "linrec": (LinRec, LinRecConfig),
     "mamba4rec": (Mamba4Rec, Mamba4RecConfig),
     "hstu": (HSTU, HSTUConfig),
+    "lrurec": (LRURec, LRURecConfig),
 }
 
 
@@ -38,6 +40,7 @@ __all__ = [
     "HSTU",
     "MODELS",
     "GRU4Rec",
+    "LRURec",
     "LinRec",
     "Mamba4Rec",
     "RecMamba",

@@ -2,7 +2,7 @@
 
 An engine packs a model's per-user state into a flat numpy row (what the store keeps), encodes whole
 histories of any length into rows, and advances rows by new events. Recurrent models (RecMamba, Mamba4Rec,
-GRU4Rec) keep their recurrent state: O(1) per event, whatever the history length. Attention models (SASRec,
+GRU4Rec, LRURec) keep their recurrent state: O(1) per event, whatever the history length. Attention models (SASRec,
 LinRec, HSTU) keep their last ``max_len`` items and re-encode that window, so the service is like for like;
 HSTU, which reads event times, keeps their timestamps beside them.
 Every engine also keeps each user's last hidden vector, so a recommendation is one product with the catalogue.
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recmodels.models import GRU4Rec, RecMamba, SequentialRecommender
+from recmodels.models import GRU4Rec, LRURec, RecMamba, SequentialRecommender
 from recmodels.models.mamba_mixer import MixerState
 from recmodels.models.mamba_stack import MambaRecommender
 
@@ -81,12 +81,55 @@ class Engine(ABC):
         """Advance rows in place by new events (B, T), left padded with 0, at ``timestamps`` (B, T) ms."""
 
 
-class MambaEngine(Engine):
+class RecurrentEngine(Engine):
+    """A model with a fixed-size recurrent state (``init_state``, ``forward_with_state``, ``step``), as a float32
+    row: ``encode`` runs each whole history through ``forward_with_state`` in chunks, ``advance`` steps it one
+    event at a time with ``model.step``. Subclasses say how the state lies in the row."""
+
+    state_dtype = np.dtype(np.float32)
+
+    @abstractmethod
+    def pack(self, state) -> np.ndarray:
+        """The model's state for B users -> rows (B, state_width)."""
+
+    @abstractmethod
+    def unpack(self, states: np.ndarray):
+        """Rows (B, state_width) -> the model's state for B users, on the model's device."""
+
+    @torch.no_grad()
+    def encode(
+        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        states, hidden = self.initial(len(histories))
+        if not len(histories):
+            return states, hidden
+        items = torch.from_numpy(left_padded(histories)).to(self.model.item_embedding.weight.device)
+        state = self.model.init_state(len(histories))
+        out = torch.zeros(len(histories), self.hidden_width)
+        for start in range(0, items.shape[1], ENCODE_CHUNK):
+            chunk_hidden, state = self.model.forward_with_state(items[:, start : start + ENCODE_CHUNK], state)
+            out = chunk_hidden[:, -1].float().cpu()
+        has_events = np.fromiter((len(history) > 0 for history in histories), bool, len(histories))
+        hidden[has_events] = out.numpy()[has_events]  # a user with no events keeps the fresh user's 0
+        return self.pack(state), hidden
+
+    @torch.no_grad()
+    def advance(
+        self, items: np.ndarray, states: np.ndarray, hidden: np.ndarray, timestamps: np.ndarray | None = None
+    ) -> None:
+        device = self.model.item_embedding.weight.device
+        state = self.unpack(states)
+        for column in torch.from_numpy(np.asarray(items, dtype=np.int64)).to(device).T:
+            step_hidden, state = self.model.step(column, state)
+            real = (column != 0).cpu().numpy()
+            hidden[real] = step_hidden[column != 0].float().cpu().numpy()
+        states[:] = self.pack(state)
+
+
+class MambaEngine(RecurrentEngine):
     """Per layer: the conv window (E, K - 1) then the SSM state (E, N), float32; RecMamba on the CPU steps
     through the fused kernel, other Mamba models (and CUDA) through ``model.step``, the mixer's ``mix`` of
     length 1."""
-
-    state_dtype = np.dtype(np.float32)
 
     def __init__(self, model: MambaRecommender) -> None:
         super().__init__(model)
@@ -127,35 +170,35 @@ class MambaEngine(Engine):
         return out
 
     @torch.no_grad()
-    def encode(
-        self, histories: Sequence[np.ndarray], timestamps: Sequence[np.ndarray] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        states, hidden = self.initial(len(histories))
-        if not len(histories):
-            return states, hidden
-        items = torch.from_numpy(left_padded(histories)).to(self.model.item_embedding.weight.device)
-        state = self.model.init_state(len(histories))
-        out = torch.zeros(len(histories), self.hidden_width)
-        for start in range(0, items.shape[1], ENCODE_CHUNK):
-            chunk_hidden, state = self.model.forward_with_state(items[:, start : start + ENCODE_CHUNK], state)
-            out = chunk_hidden[:, -1].float().cpu()
-        return self.pack(state), out.numpy()
-
-    @torch.no_grad()
     def advance(
         self, items: np.ndarray, states: np.ndarray, hidden: np.ndarray, timestamps: np.ndarray | None = None
     ) -> None:
-        if self.fused is not None:
-            self.check_items(items)
-            self._fused_step(self.fused, np.ascontiguousarray(items, dtype=np.int64), states, hidden)
+        if self.fused is None:
+            super().advance(items, states, hidden, timestamps)
             return
-        device = self.model.item_embedding.weight.device
-        state = self.unpack(states)
-        for column in torch.from_numpy(np.asarray(items, dtype=np.int64)).to(device).T:
-            step_hidden, state = self.model.step(column, state)
-            real = (column != 0).cpu().numpy()
-            hidden[real] = step_hidden[column != 0].float().cpu().numpy()
-        states[:] = self.pack(state)
+        self.check_items(items)
+        self._fused_step(self.fused, np.ascontiguousarray(items, dtype=np.int64), states, hidden)
+
+
+class LRUEngine(RecurrentEngine):
+    """Per layer the complex state (H,) as (real, imaginary) float32 pairs: n_layers x H x 2 numbers."""
+
+    def __init__(self, model: LRURec) -> None:
+        super().__init__(model)
+        self.layer_shape = (model.d_state, 2)
+        self.n_layers = model.config.n_layers
+
+    @property
+    def state_width(self) -> int:
+        return self.n_layers * int(np.prod(self.layer_shape))
+
+    def pack(self, state: Tensor) -> np.ndarray:
+        return state.transpose(0, 1).reshape(state.shape[1], -1).float().cpu().numpy()  # (n_layers, B, H, 2) -> (B, S)
+
+    def unpack(self, states: np.ndarray) -> Tensor:
+        weight = self.model.item_embedding.weight
+        rows = torch.from_numpy(states).to(weight.device, weight.dtype)
+        return rows.reshape(len(states), self.n_layers, *self.layer_shape).transpose(0, 1).contiguous()
 
 
 class GRUEngine(Engine):
@@ -268,6 +311,8 @@ def engine_for(model: SequentialRecommender) -> Engine:
         return MambaEngine(model)
     if isinstance(model, GRU4Rec):
         return GRUEngine(model)
+    if isinstance(model, LRURec):
+        return LRUEngine(model)
     if hasattr(model, "forward_last"):
         return WindowEngine(model)
     raise TypeError(f"no serving engine for {type(model).__name__}")

@@ -20,7 +20,7 @@ from recmodels.models import MODELS
 # Help for the model fields, shared by every architecture that has them (the names mean the same everywhere).
 MODEL_FIELD_HELP = {
     "d_model": "Width of item embeddings and hidden states.",
-    "n_layers": "Number of stacked blocks (Mamba, attention or GRU layers).",
+    "n_layers": "Number of stacked blocks (Mamba, attention, GRU or LRU layers).",
     "max_len": "Training window in events, and the position table of attention models; longer histories are "
     "cut into windows (recurrent models also carry state across them at evaluation).",
     "dropout": "Dropout rate on embeddings and inside blocks during training.",
@@ -28,7 +28,8 @@ MODEL_FIELD_HELP = {
     "d_conv": "Mamba: width of the causal depthwise convolution; 0: none (the ablation of the convolution).",
     "selective": "RecMamba: delta, B and C computed from each input (Mamba); false: learned constants, a "
     "time-invariant SSM with everything else equal (the ablation of selection).",
-    "expand": "Mamba: inner width as a multiple of d_model.",
+    "expand": "Mamba: inner width as a multiple of d_model; LRURec: width of the complex recurrent state as a "
+    "multiple of d_model.",
     "n_heads": "Attention heads (d_model must be divisible by it).",
     "ffn_multiplier": "Inner width of the feed-forward block as a multiple of d_model.",
     "chunk_size": "LinRec: chunk length of the causal linear attention's prefix sums.",
@@ -37,6 +38,8 @@ MODEL_FIELD_HELP = {
     "l2_normalize": "HSTU: unit-length hidden states and item vectors, logits = cosine / temperature (the "
     "published recipe, with sampled_softmax).",
     "temperature": "HSTU: every logit is divided by it (e.g. 0.05 with l2_normalize); 1: unchanged.",
+    "r_min": "LRURec: the recurrence's eigenvalues start with moduli uniform (in area) on the ring [r_min, r_max].",
+    "r_max": "LRURec: the largest initial modulus of the recurrence's eigenvalues (below 1: a decaying memory).",
 }
 
 

@@ -138,6 +138,8 @@ def brute_force_ranks(model, data, split, max_len=None):
         ("recmamba", 7),
         ("gru4rec", 8192),
         ("gru4rec", 7),
+        ("lrurec", 8192),
+        ("lrurec", 7),
     ],
 )
 def test_evaluation_equals_scoring_each_target_alone(tmp_path, name, stream_chunk):

@@ -99,9 +99,11 @@ def assert_champion_is_the_best_series(client, runs, metadata):
     assert client.get_model_version_by_alias("lifelong-best", "champion").version == version.version
 
 
-def test_hstu_walks_forward_like_every_model(ingested):
-    """Trained, fine-tuned and retrained on windows cut from daily_events, with the events' times."""
-    walk = {**TINY, "models": ["hstu"], "hstu": TINY["gru4rec"]}
+@pytest.mark.parametrize("name", ["hstu", "lrurec"])
+def test_walks_forward_like_every_model(ingested, name):
+    """Trained, fine-tuned and retrained on windows cut from daily_events (HSTU with the events' times, LRURec
+    evaluated from its streamed state)."""
+    walk = {**TINY, "models": [name], name: TINY["gru4rec"]}
     for day in DAYS[3:5]:
         assert check_passed(run(walk_forward, day, walk=walk))
     client = mlflow.MlflowClient(ingested.mlflow_tracking_uri)

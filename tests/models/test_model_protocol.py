@@ -10,7 +10,7 @@ from recmodels.models.mamba_mixer import MambaMixer
 from recmodels.ops import use_backend
 
 ALL = sorted(MODELS)
-STREAMING = ["gru4rec", "mamba4rec", "recmamba"]
+STREAMING = ["gru4rec", "lrurec", "mamba4rec", "recmamba"]
 SMALL = {"d_model": 32, "max_len": 40}
 
 
@@ -92,7 +92,7 @@ def test_streaming_in_chunks_equals_one_forward(name):
     torch.testing.assert_close(torch.cat(parts, dim=1)[mask], whole[mask], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["recmamba", "mamba4rec"])
+@pytest.mark.parametrize("name", ["recmamba", "mamba4rec", "lrurec"])
 def test_step_equals_the_full_forward(name):
     model = small_model(name)
     items = random_items(2, 12)

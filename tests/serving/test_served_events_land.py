@@ -1,6 +1,6 @@
-"""Events the service acknowledged become part of the dataset's log: landed as day files, compacted out of the
-journal, ingested by raw_events, and in the rebuilt store exactly once; real Dagster runs of the data assets and
-user_states over a real warehouse, MLflow registry and state stores."""
+"""Events the service acknowledged become part of the dataset's log: posted over real HTTP, landed as day files,
+compacted out of the journal, ingested by raw_events, and in the rebuilt store exactly once; real Dagster runs of
+the data assets and user_states over a real warehouse, MLflow registry and state stores."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import httpx
 import mlflow
 import pytest
 import torch
@@ -22,8 +23,10 @@ from pipelines.serving.assets import user_states
 from pipelines.serving.jobs import compact_served
 from pipelines.serving.landing import day_file, utc_day
 from recmodels.models import build_model
-from recmodels.serving.service import ServedFolder, TextUser
+from recmodels.serving.app import create_app
+from recmodels.serving.service import ServedFolder
 from tests.data.conftest import TINY, table
+from tests.serving.test_http import WRITE_TOKEN, bearer, running
 
 DATASET = "synthetic"
 
@@ -97,9 +100,14 @@ def test_acknowledged_events_reach_raw_events_and_the_rebuilt_store_exactly_once
         (late_user, items[2], horizon + 1_000),  # after the horizon: kept in the journal for a rebuild
     ]
     assert early_last + 2 < horizon
-    assert service.post_events(posted).applied == 3
-    with pytest.raises(TextUser):  # the dataset's ids are integers: its log could not hold this user
-        service.post_events([("ann", items[0], horizon)])
+    with running(create_app(link, write_token=WRITE_TOKEN)) as base_url:
+        client = httpx.Client(base_url=base_url, headers=bearer(WRITE_TOKEN), timeout=60)
+        body = {"events": [{"user": user, "item": item, "timestamp": ts} for user, item, ts in posted]}
+        assert client.post("/events", json=body).json()["applied"] == 3
+        text_user = {"events": [{"user": "ann", "item": items[0], "timestamp": horizon}]}
+        refused = client.post("/events", json=text_user)  # the dataset's ids are integers: its log could not hold it
+        assert refused.status_code == 422 and refused.json()["detail"].startswith("events[0].user: ")
+        client.close()
 
     compacted = compact_served(service, paths.served_events(DATASET))  # lands, then deletes what it may
     assert compacted["journal_deleted"] == 2

@@ -43,8 +43,9 @@ def test_build_stores_every_user_with_its_last_events(served_folder):
     assert store.meta()["version"] == "3"
 
 
-def test_duplicates_are_idempotent_and_order_is_by_timestamp(served_folder):
-    store, engine = open_store(served_folder("gru4rec"))
+@pytest.mark.parametrize("name", ["gru4rec", "lrurec"])
+def test_duplicates_are_idempotent_and_order_is_by_timestamp(served_folder, name):
+    store, engine = open_store(served_folder(name))
     before = store.get("user-1")
     batch = [Event("user-1", 5, 5000), Event("user-1", 4, 4000), Event("user-1", 6, 5000)]
     first = apply_events(store, engine, batch)

@@ -56,7 +56,7 @@ def top_items(model: torch.nn.Module, hidden: np.ndarray, k: int = 10) -> np.nda
         return model.scores(torch.from_numpy(hidden)).topk(k).indices.numpy()
 
 
-@pytest.mark.parametrize("name", ["recmamba", "gru4rec"])
+@pytest.mark.parametrize("name", ["recmamba", "gru4rec", "lrurec"])
 @pytest.mark.parametrize("per_call", [1, 6])
 def test_streamed_state_equals_whole_history_encode(name: str, per_call: int):
     recommender = model(name)
@@ -69,7 +69,7 @@ def test_streamed_state_equals_whole_history_encode(name: str, per_call: int):
     np.testing.assert_array_equal(top_items(recommender, hidden), top_items(recommender, whole_hidden))
 
 
-@pytest.mark.parametrize("name", ["recmamba", "gru4rec"])
+@pytest.mark.parametrize("name", ["recmamba", "gru4rec", "lrurec"])
 def test_encoded_hidden_equals_the_models_forward(name: str):
     recommender = model(name).eval()
     rows = histories()
@@ -94,8 +94,9 @@ def test_fused_recmamba_step_equals_the_models_step(monkeypatch: pytest.MonkeyPa
     assert relative_error(fused_hidden, plain_hidden) <= 1e-5
 
 
-def test_state_size_does_not_grow_with_history():
-    engine = engine_for(model("recmamba"))
+@pytest.mark.parametrize("name", ["recmamba", "lrurec"])
+def test_state_size_does_not_grow_with_history(name: str):
+    engine = engine_for(model(name))
     short, _ = engine.encode([np.arange(1, 3)])
     long, _ = engine.encode([np.arange(1, 200) % NUM_ITEMS + 1])
     assert short.shape == long.shape

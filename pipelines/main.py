@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     paths = ProjectPaths.from_env()
     home = dagster_home(paths)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "RECMAMBA_HOME": str(paths.home)}
+    # MLflow's download progress bars would print a dozen lines per served model between the progress lines.
+    env = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", **os.environ}
+    env |= {"DAGSTER_HOME": str(home), "RECMAMBA_HOME": str(paths.home)}
     started = time.perf_counter()
     try:
         materialize_everything(args.config, env)

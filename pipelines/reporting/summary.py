@@ -35,7 +35,7 @@ def headline(comparison: Comparison, protocol: str = "") -> str:
         if floor:
             lines[0] += " " + floor
     lines.append(_cost_text(comparison))
-    unconverged = [s.model for s in comparison.models if not s.converged]
+    unconverged = _unconverged(comparison)
     if unconverged:
         lines.append(
             f"Not converged: {', '.join(unconverged)} (best epoch = last epoch): the ranking may change with more "
@@ -60,10 +60,19 @@ def verdict_label(comparison: Comparison) -> str:
     if verdict.kind == ALONE:
         return f"{champion} (the only model)"
     if verdict.kind == WINNER:
-        return f"{champion} wins"
+        return (
+            f"{champion} wins (provisional: not every model converged)"
+            if _unconverged(comparison)
+            else f"{champion} wins"
+        )
     if verdict.kind == REVERSED:
         return f"validation and test disagree: {joined(verdict.ahead)} ahead of {champion} on test"
     return f"tied: {joined((champion, *verdict.tied))}"
+
+
+def _unconverged(comparison: Comparison) -> list[str]:
+    """The models whose validation metric still rose at their last epoch (the baselines train nothing)."""
+    return [s.model for s in comparison.models if not s.converged]
 
 
 def _point_estimates(comparison: Comparison) -> str:
@@ -94,6 +103,13 @@ def _verdict_text(comparison: Comparison, verdict: Verdict) -> str:
     differences = {p.model: p.headline for p in comparison.pairings}
     closest = differences[verdict.closest]
     if verdict.kind == WINNER:
+        unconverged = _unconverged(comparison)
+        if unconverged:  # a winner only among converged models: more epochs may reorder them
+            return (
+                f"Provisionally, **{champion.model}** wins{among}: {score}, {difference_text(closest)} vs "
+                f"{verdict.closest} ({p_text(closest)}) {scope}; provisional because {joined(unconverged)} did not "
+                "converge, so more epochs may change the order."
+            )
         return (
             f"**{champion.model}** wins{among}: {score}, {difference_text(closest)} vs {verdict.closest} "
             f"({p_text(closest)}) {scope}."

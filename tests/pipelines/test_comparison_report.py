@@ -3,6 +3,7 @@ training runs report them, and what the comparison asset writes from a real MLfl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 from pathlib import Path
@@ -155,6 +156,17 @@ def test_the_summary_names_the_winner_when_the_paired_interval_excludes_zero():
     assert metrics["paired/sasrec/ndcg_10_diff"] == pytest.approx(0.2)
     assert metrics["paired/sasrec/ndcg_10_diff_ci_low"] > 0 and metrics["paired/most_popular/hr_10_p_value"] < 0.01
     assert metrics["recmamba/test_ndcg_10_ci_low"] < 0.4 < metrics["recmamba/test_ndcg_10_ci_high"]
+
+
+def test_a_winner_among_unconverged_models_is_called_provisional_and_they_are_named():
+    comparison = paired_comparison(
+        {"recmamba": USERS % 5 + 1 + USERS % 3, "sasrec": USERS % 5, "gru4rec": USERS % 4}, np.zeros(60, int)
+    )
+    comparison.models[2] = dataclasses.replace(comparison.models[2], convergence="not converged: best epoch 3 of 3")
+    text = headline(comparison)
+    assert text.startswith("Provisionally, **recmamba** wins: test NDCG@10 0.4000 [0.358, 0.442]")
+    assert "provisional because gru4rec did not converge, so more epochs may change the order." in text
+    assert verdict_label(comparison) == "recmamba wins (provisional: not every model converged)"
 
 
 def test_the_summary_says_tied_and_names_the_models_when_the_interval_includes_zero():

@@ -68,8 +68,13 @@ def files_by_day(config: RawEventsConfig, paths: ProjectPaths) -> dict[str, list
     """Every published landing file with a date in its name, grouped by that day (files in name order)."""
     folder = landing_folder(config, paths)
     patterns = [config.file_glob] if config.file_glob else default_globs(config)
+    return by_day(landing_files(folder, patterns, paths.landing))
+
+
+def by_day(files: list[Path]) -> dict[str, list[Path]]:
+    """``files`` with a date in their names, grouped by that day (in the order given)."""
     days: dict[str, list[Path]] = {}
-    for path in landing_files(folder, patterns, paths.landing):
+    for path in files:
         day = day_of_file(path)
         if day is not None:
             days.setdefault(day, []).append(path)
@@ -81,7 +86,7 @@ def ingest_days(
 ) -> DailySummary:
     """Replace the rows of ``days`` with what their landed files hold now, the service's day files included."""
     landed = files_by_day(config, paths)
-    served = served_by_day(paths.served_events(config.dataset_name))
+    served = by_day(served_files(paths.served_events(config.dataset_name)))
     chosen = [(day, path) for day in sorted(days) for path in landed.get(day, [])]
     chosen_served = [(day, path) for day in sorted(days) for path in served.get(day, [])]
     if not chosen and not chosen_served:
@@ -112,16 +117,6 @@ def _merge(con: duckdb.DuckDBPyConnection, days: list[str]) -> None:
     except BaseException:
         con.execute("ROLLBACK")
         raise
-
-
-def served_by_day(folder: Path) -> dict[str, list[Path]]:
-    """The service's day files (``sources/served.py``), by the day in their names."""
-    days: dict[str, list[Path]] = {}
-    for path in served_files(folder):
-        day = day_of_file(path)
-        if day is not None:
-            days.setdefault(day, []).append(path)
-    return days
 
 
 def _stage_batch(

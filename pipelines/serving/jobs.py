@@ -13,18 +13,13 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.paths import ProjectPaths
-from pipelines.serving.inbox import INBOX, inbox_files, mark_done, read_events
-from pipelines.serving.landing import land_served_store
+from pipelines.serving.inbox import inbox_files, mark_done, read_events
+from pipelines.serving.landing import land_served_store, served_models
 from recmodels.serving.journal import JournalPolicy, compact_journal
 from recmodels.serving.service import ServedFolder
 from recmodels.serving.store import StoreRetired
 
 BATCH_EVENTS = 10_000
-
-
-def served_models(dataset_root: Path) -> list[Path]:
-    """The links ``data/serving/<dataset>/<model>`` (the inbox and hidden folders are not models)."""
-    return sorted(p for p in dataset_root.iterdir() if p.is_symlink() and p.name != INBOX)
 
 
 def apply_to_model(link: Path, events: list[tuple[str, str, int]], landing: Path) -> Counter:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipelines.serving.inbox import INBOX
 from recmodels.serving.bundle import STORE_FILE, Catalogue, load_model
 from recmodels.serving.engines import engine_for
 from recmodels.serving.journal import journal_after, landed_seq, last_seq, record_landed
@@ -131,11 +132,18 @@ def land_served_store(served: Path, folder: Path) -> LandingReport:
     return report
 
 
+def served_models(dataset_root: Path) -> list[Path]:
+    """The links ``data/serving/<dataset>/<model>`` (the inbox and hidden folders are not models); none when
+    nothing is served for the dataset."""
+    if not dataset_root.is_dir():
+        return []
+    return sorted(p for p in dataset_root.iterdir() if p.is_symlink() and p.name != INBOX)
+
+
 def land_served_events(serving_root: Path, folder: Path) -> LandingReport:
     """Land what every model served for one dataset (``serving_root`` = ``data/serving/<dataset>``) acknowledged."""
     report = LandingReport()
-    links = sorted(p for p in serving_root.iterdir() if p.is_symlink()) if serving_root.is_dir() else []
-    for link in links:
+    for link in served_models(serving_root):
         one = land_served_store(link.resolve(), folder)
         report.rows += one.rows
         report.future += one.future

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recmodels.models.dropout import Dropout
 
 PADDING_ITEM = 0
+NORM_EPS = 1e-6  # the smallest norm a vector is divided by when made a unit vector
+REFERENCE_ITEM_STD = 0.02  # generative-recommenders' item table: truncated N(0, 0.02), cut at two std
 
 
 class SequentialRecommender(nn.Module):
@@ -24,6 +28,10 @@ class SequentialRecommender(nn.Module):
     supports_streaming: ClassVar[bool] = False
     uses_timestamps: ClassVar[bool] = False
     config: Any
+    # The output head (``use_cosine_head``): unit hidden states and item vectors, every logit a cosine over the
+    # temperature; by default a normed hidden state and a dot product.
+    l2_normalize: bool = False
+    temperature: float = 1.0
 
     def __init__(self, num_items: int, d_model: int) -> None:
         super().__init__()
@@ -39,8 +47,30 @@ class SequentialRecommender(nn.Module):
     def item_vectors(self, items: Tensor | None = None) -> Tensor:
         """The vectors hidden states are scored against (tied to the item embeddings): the rows of ``items``,
         read through the embedding module so that sparse item gradients stay sparse, or the whole table
-        (num_items + 1, D). A model that normalises its item vectors does it here, for every caller."""
-        return self.item_embedding.weight if items is None else self.item_embedding(items)
+        (num_items + 1, D); unit vectors with ``l2_normalize``, for every caller."""
+        vectors = self.item_embedding.weight if items is None else self.item_embedding(items)
+        return F.normalize(vectors, dim=-1, eps=NORM_EPS) if self.l2_normalize else vectors
+
+    def use_cosine_head(self, l2_normalize: bool, temperature: float) -> None:
+        """Logits = (unit hidden . unit item) / temperature with ``l2_normalize`` (generative-recommenders'
+        SASRec and HSTU recipes: cosine over 0.05); else the output norm's hidden state over ``temperature``."""
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.l2_normalize, self.temperature = l2_normalize, temperature
+
+    def read_out(self, x: Tensor, output_norm: nn.Module) -> Tensor:
+        """The hidden state every logit is read from: its dot product with an item vector is the logit."""
+        x = F.normalize(x, dim=-1, eps=NORM_EPS) if self.l2_normalize else output_norm(x)
+        return x / self.temperature if self.temperature != 1.0 else x
+
+    def reference_item_init(self) -> float:
+        """The reference's item table (truncated N(0, 0.02), padding row zero); returns the factor the table
+        is read with at the input, sqrt(d_model), so that inputs start at the positions' scale."""
+        weight = self.item_embedding.weight
+        nn.init.trunc_normal_(weight, std=REFERENCE_ITEM_STD, a=-2 * REFERENCE_ITEM_STD, b=2 * REFERENCE_ITEM_STD)
+        with torch.no_grad():
+            weight[PADDING_ITEM].zero_()
+        return math.sqrt(weight.shape[1])
 
     def scores(self, hidden: Tensor) -> Tensor:
         """Logits over the catalogue (tied embeddings); column 0 (padding) is -inf so it is never ranked."""
@@ -74,3 +104,11 @@ class FeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+
+def xavier_normal_matrices(module: nn.Module) -> None:
+    """Every weight matrix of ``module`` xavier-normal (its vectors, biases and norms, keep their init): the
+    reference's encoder init (generative-recommenders' SASRec and HSTU ``reset_state``)."""
+    for parameter in module.parameters():
+        if parameter.dim() >= 2:
+            nn.init.xavier_normal_(parameter)

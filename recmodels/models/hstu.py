@@ -30,7 +30,9 @@ is O(B L (D + buckets)) plus a few tiles; ``forward_last`` computes its one quer
 
 With ``l2_normalize`` hidden states and item vectors are unit vectors and every logit is their cosine over
 ``temperature`` (the published recipe, trained with sampled softmax); by default the output is layer
-normalised and scored by a dot product, like the other models. Histories are truncated to ``max_len``.
+normalised and scored by a dot product, like the other models. ``reference_init`` starts from the public
+code's init: the item table truncated N(0, 0.02) read times sqrt(d_model), positions xavier-normal, each
+layer's projection N(0, 0.02) and output xavier-uniform. Histories are truncated to ``max_len``.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class HSTUConfig:
     num_time_buckets: int = 128
     l2_normalize: bool = False
     temperature: float = 1.0
+    reference_init: bool = False
 
 
 def bucket_starts(num_buckets: int, device: torch.device | None = None) -> Tensor:
@@ -345,6 +348,11 @@ class HSTULayer(nn.Module):
         gated = F.layer_norm(attended, (self.d_model,), eps=EPS) * u
         return residual + self.out(self.dropout(gated))
 
+    def reference_init(self) -> None:
+        """The reference layer's init: the projection N(0, 0.02), the output's matrix xavier-uniform."""
+        nn.init.normal_(self.uvqk.weight, std=0.02)
+        nn.init.xavier_uniform_(self.out.weight)
+
 
 class HSTU(SequentialRecommender):
     """Item + learned position embeddings -> HSTU layers -> output norm (or unit vectors) / temperature."""
@@ -353,43 +361,42 @@ class HSTU(SequentialRecommender):
 
     def __init__(self, num_items: int, config: HSTUConfig | None = None) -> None:
         config = config or HSTUConfig()
-        if config.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {config.temperature}")
         super().__init__(num_items, config.d_model)
         self.config = config
+        self.use_cosine_head(config.l2_normalize, config.temperature)
         self.position_embedding = nn.Embedding(config.max_len, config.d_model)
         nn.init.normal_(self.position_embedding.weight, std=config.d_model**-0.5)
         self.embedding_dropout = Dropout(config.dropout)
         self.layers = nn.ModuleList(HSTULayer(config) for _ in range(config.n_layers))
         self.output_norm = nn.LayerNorm(config.d_model)
+        self.input_scale = 1.0
+        if config.reference_init:
+            for layer in self.layers:
+                layer.reference_init()
+            nn.init.xavier_normal_(self.position_embedding.weight)
+            self.input_scale = self.reference_item_init()
 
     def forward(self, items: Tensor, timestamps: Tensor | None = None) -> Tensor:
         """items (B, L), timestamps (B, L) ms or None (no time bias) -> hidden (B, L, D)."""
         x, layout = self.embed(items, timestamps)
         for layer in self.layers:
             x = layer(x, layout)
-        return self.output(x)
+        return self.read_out(x, self.output_norm)
 
     def forward_last(self, items: Tensor, timestamps: Tensor | None = None) -> Tensor:
         """``forward(items, timestamps)[:, -1]`` (B, D), the last layer computing the last position only."""
         x, layout = self.embed(items, timestamps)
         for layer in self.layers[:-1]:
             x = layer(x, layout)
-        return self.output(self.layers[-1](x, layout.last_query())[:, -1])
+        return self.read_out(self.layers[-1](x, layout.last_query())[:, -1], self.output_norm)
 
     def embed(self, items: Tensor, timestamps: Tensor | None) -> tuple[Tensor, Layout]:
         items = items[:, -self.config.max_len :]  # at most the last max_len events, like the attention models
         if timestamps is not None:
             timestamps = timestamps[:, -self.config.max_len :]
         mask = real_events(items)  # (B, L)
-        x = self.item_embedding(items) + self.position_embedding(positions_from_first_event(mask))
+        x = self.item_embedding(items)
+        if self.input_scale != 1.0:
+            x = x * self.input_scale
+        x = x + self.position_embedding(positions_from_first_event(mask))
         return self.embedding_dropout(x) * mask[..., None], Layout.of(mask, timestamps, self.config)
-
-    def output(self, x: Tensor) -> Tensor:
-        """The hidden state every logit is read from: its dot product with an item vector is the logit."""
-        x = F.normalize(x, dim=-1, eps=EPS) if self.config.l2_normalize else self.output_norm(x)
-        return x / self.config.temperature if self.config.temperature != 1.0 else x
-
-    def item_vectors(self, items: Tensor | None = None) -> Tensor:
-        vectors = super().item_vectors(items)
-        return F.normalize(vectors, dim=-1, eps=EPS) if self.config.l2_normalize else vectors

@@ -1,6 +1,18 @@
 """SASRec (Kang & McAuley 2018): learned positions + causal softmax self-attention blocks (``transformer``).
 
 Pads are masked as keys; positions count from a row's first real event, so left padding never shifts them.
+
+With ``reference_init``, ``l2_normalize``/``temperature`` and the trainer's per-position negatives and
+``adam_beta2`` it follows generative-recommenders' SASRec (the ML-1M recipe in
+``benchmarks/literature_parity.py``). What stays different, on purpose:
+- the block is pre-norm, x + attention(LN(x)) then x + FFN(LN(x)), with learned LayerNorm weights and GELU;
+  theirs (the original SASRec's) takes LN(x) as the query and as the residual, layer-normalises after the
+  attention, uses ReLU, and has no final LayerNorm before the unit vectors. Pre-norm is the block every
+  attention model here shares, so that the comparison with LinRec measures the attention alone;
+- no dropout on the attention weights: on the CPU it takes SDPA off its fused kernel onto an explicit
+  (L, L) path, 10x slower at L=2048; the residual and embedding dropout regularise instead;
+- positions count from a window's first real event (theirs from the padded sequence's first slot), and
+  training reads every ``max_len`` window of a history (theirs each user's last ``max_len`` events).
 """
 
 from __future__ import annotations

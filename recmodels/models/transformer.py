@@ -2,6 +2,11 @@
 
 The models differ only in the attention module each block holds. Positions count from a row's first
 real event, so left padding never shifts them; an attention module masks pads as keys itself.
+
+Two options bring the published SASRec recipe's (generative-recommenders) parametrisation: ``reference_init``
+(item table truncated N(0, 0.02) read times sqrt(d_model), positions truncated N(0, d^-1/2), xavier-normal
+weight matrices) and the cosine head (``l2_normalize``, ``temperature``). By default item vectors start at
+N(0, d^-1/2), read as they are, and layers keep torch's default init.
 """
 
 from __future__ import annotations
@@ -10,7 +15,13 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from recmodels.models.base import FeedForward, SequentialRecommender, positions_from_first_event, real_events
+from recmodels.models.base import (
+    FeedForward,
+    SequentialRecommender,
+    positions_from_first_event,
+    real_events,
+    xavier_normal_matrices,
+)
 from recmodels.models.dropout import Dropout
 
 
@@ -24,6 +35,9 @@ class TransformerConfig:
     dropout: float = 0.2
     n_heads: int = 2
     ffn_multiplier: int = 4
+    reference_init: bool = False
+    l2_normalize: bool = False
+    temperature: float = 1.0
 
 
 def split_heads(x: Tensor, n_heads: int) -> Tensor:
@@ -58,11 +72,13 @@ class TransformerBlock(nn.Module):
 
 
 class TransformerRecommender(SequentialRecommender):
-    """Item + learned position embeddings -> blocks -> final norm; histories truncated to ``max_len``."""
+    """Item + learned position embeddings -> blocks -> final norm (or unit vectors) / temperature; histories
+    truncated to ``max_len``."""
 
     def __init__(self, num_items: int, config, attentions: list[nn.Module]) -> None:
         super().__init__(num_items, config.d_model)
         self.config = config
+        self.use_cosine_head(config.l2_normalize, config.temperature)
         self.position_embedding = nn.Embedding(config.max_len, config.d_model)
         nn.init.normal_(self.position_embedding.weight, std=config.d_model**-0.5)
         self.embedding_dropout = Dropout(config.dropout)
@@ -71,23 +87,32 @@ class TransformerRecommender(SequentialRecommender):
             for attention in attentions
         )
         self.output_norm = nn.LayerNorm(config.d_model)
+        self.input_scale = 1.0
+        if config.reference_init:
+            std = config.d_model**-0.5
+            nn.init.trunc_normal_(self.position_embedding.weight, std=std, a=-2 * std, b=2 * std)
+            xavier_normal_matrices(self.blocks)
+            self.input_scale = self.reference_item_init()
 
     def forward(self, items: Tensor) -> Tensor:
         x, mask = self.embed(items)
         for block in self.blocks:
             x = block(x, mask)
-        return self.output_norm(x)
+        return self.read_out(x, self.output_norm)
 
     def forward_last(self, items: Tensor) -> Tensor:
         """``forward(items)[:, -1]`` (B, D) for evaluation, with the last block computing one position."""
         x, mask = self.embed(items)
         for block in self.blocks[:-1]:
             x = block(x, mask)
-        return self.output_norm(self.blocks[-1].forward_last(x, mask))
+        return self.read_out(self.blocks[-1].forward_last(x, mask), self.output_norm)
 
     def embed(self, items: Tensor) -> tuple[Tensor, Tensor]:
         items = items[:, -self.config.max_len :]  # attention models see at most the last max_len events
         mask = real_events(items)  # (B, L)
         positions = positions_from_first_event(mask)
-        x = self.item_embedding(items) + self.position_embedding(positions)  # (B, L, D)
+        x = self.item_embedding(items)
+        if self.input_scale != 1.0:
+            x = x * self.input_scale
+        x = x + self.position_embedding(positions)  # (B, L, D)
         return self.embedding_dropout(x) * mask[..., None], mask

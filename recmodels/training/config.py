@@ -35,9 +35,11 @@ MODEL_FIELD_HELP = {
     "chunk_size": "LinRec: chunk length of the causal linear attention's prefix sums.",
     "num_time_buckets": "HSTU: buckets of the time gap between two events (log-spaced seconds) in the relative "
     "attention bias.",
-    "l2_normalize": "HSTU: unit-length hidden states and item vectors, logits = cosine / temperature (the "
-    "published recipe, with sampled_softmax).",
-    "temperature": "HSTU: every logit is divided by it (e.g. 0.05 with l2_normalize); 1: unchanged.",
+    "l2_normalize": "SASRec, LinRec, HSTU: unit-length hidden states and item vectors, logits = cosine / "
+    "temperature (generative-recommenders' published recipes, with sampled_softmax).",
+    "temperature": "SASRec, LinRec, HSTU: every logit is divided by it (e.g. 0.05 with l2_normalize); 1: unchanged.",
+    "reference_init": "SASRec, LinRec, HSTU: generative-recommenders' init: item table truncated N(0, 0.02) read "
+    "times sqrt(d_model), xavier-normal weight matrices; false: items N(0, d^-1/2) read as they are.",
     "r_min": "LRURec: the recurrence's eigenvalues start with moduli uniform (in area) on the ring [r_min, r_max].",
     "r_max": "LRURec: the largest initial modulus of the recurrence's eigenvalues (below 1: a decaying memory).",
 }
@@ -51,13 +53,23 @@ class TrainConfig(BaseModel):
     epochs: int = Field(3, ge=0, description="Passes over the training windows (the best epoch is kept).")
     batch_size: int = Field(16, ge=1, description="Training windows per optimizer step (over all processes).")
     lr: float = Field(2e-3, description="AdamW learning rate.")
+    adam_beta2: float = Field(
+        0.999, gt=0.0, lt=1.0, description="AdamW's second-moment decay (0.98 in generative-recommenders' recipes)."
+    )
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay (not on biases, norms, A_log, D).")
     loss: Literal["ce", "sampled_softmax", "bce"] = Field(
         "ce",
         description="ce: full softmax over the catalogue; sampled_softmax: num_negatives shared negatives "
         "with log-Q correction; bce: one random negative per position.",
     )
-    num_negatives: int = Field(256, ge=1, description="Negatives per step for sampled_softmax.")
+    num_negatives: int = Field(
+        256, ge=1, description="sampled_softmax's negatives: per step, or per position with negatives_per_position."
+    )
+    negatives_per_position: bool = Field(
+        False,
+        description="sampled_softmax draws num_negatives for every position (generative-recommenders' recipes) "
+        "instead of one set shared by the step's positions; in_batch negatives are always shared.",
+    )
     negatives: Literal["uniform", "popularity", "in_batch"] = Field(
         "popularity",
         description="sampled_softmax's shared negatives: num_negatives drawn uniformly or by training "
@@ -73,6 +85,11 @@ class TrainConfig(BaseModel):
     patience: int = Field(2, ge=0, description="Epochs without a better validation NDCG@10 before stopping; 0: never.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when torch sees a GPU.")
     seed: int = Field(42, description="Seeds weights, shuffling, dropout and negative sampling.")
+    exclude_seen: bool = Field(
+        False,
+        description="Validation and test rank with the user's already-seen items removed (the published "
+        "MovieLens-1M protocols); false: every item, as a re-consuming lifelong log needs.",
+    )
     eval_max_targets: int | None = Field(
         2000,
         ge=1,

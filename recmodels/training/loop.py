@@ -113,8 +113,8 @@ def build_optimizer(model: SequentialRecommender, config: TrainConfig) -> torch.
         {"params": no_decay, "weight_decay": 0.0},
     ]
     if item_table is not None:
-        return build_sparse_optimizer(groups, model.item_embedding, config.lr)
-    return torch.optim.AdamW(groups, lr=config.lr)
+        return build_sparse_optimizer(groups, model.item_embedding, config.lr, (0.9, config.adam_beta2))
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, config.adam_beta2))
 
 
 @dataclass
@@ -259,6 +259,7 @@ def fit(
     compile_seconds = warm_up(model, device)
     network = _data_parallel(model, device) if ranks.distributed else model
     memory = PeakMemory(device)
+    seen = {"exclude_seen": config.exclude_seen}  # every evaluation of the run ranks by the same rule
 
     for epoch in range(progress.next_epoch, config.epochs + 1):
         if progress.stopped_early:
@@ -272,7 +273,7 @@ def fit(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - began
-        valid = evaluate(model, data, "valid", device=device, max_targets=config.eval_max_targets)
+        valid = evaluate(model, data, "valid", device=device, max_targets=config.eval_max_targets, **seen)
         report = EpochReport(epoch, train_loss, dict(valid.overall), seconds, events / max(seconds, 1e-9))
         progress.reports.append(dataclasses.asdict(report))
         progress.train_seconds += seconds
@@ -296,8 +297,8 @@ def fit(
         model.load_state_dict(best_state)
     valid = EvalResult.from_dict(progress.best_valid) if progress.best_valid else None
     if valid is None:  # no epoch trained: evaluate the model as given
-        valid = evaluate(model, data, "valid", device=device, max_targets=config.eval_max_targets)
-    test = evaluate(model, data, "test", device=device)
+        valid = evaluate(model, data, "valid", device=device, max_targets=config.eval_max_targets, **seen)
+    test = evaluate(model, data, "test", device=device, **seen)
     epochs_run = max(len(progress.reports), 1)
     cost = CostReport(
         train_seconds_per_epoch=progress.train_seconds / epochs_run,

@@ -2,9 +2,13 @@
 
 Full-softmax logits over a million-item catalogue cost gigabytes per step; a sampled softmax scores each
 position against its target and a few shared candidates only, so one step touches at most
-``num_negatives + batch targets`` item rows. Subtracting log Q(item) from every logit, where Q is the
-distribution the candidates were drawn from, removes the bias that sampling popular items more often
-would put on the softmax (Bengio & Senecal 2008; Yi et al. 2019 for in-batch negatives).
+``num_negatives + batch targets`` item rows. With ``per_position`` every position draws candidates of its own
+(generative-recommenders' "local" negatives): (positions x num_negatives) logits, each position's softmax
+against a different sample, at the price of gathering num_negatives item vectors per position.
+
+Subtracting log Q(item) from every logit, where Q is the distribution the candidates were drawn from,
+removes the bias that sampling popular items more often would put on the softmax (Bengio & Senecal 2008;
+Yi et al. 2019 for in-batch negatives).
 
 Item rows are read through the model's ``item_vectors(ids)``, which reads the ``nn.Embedding`` module, so with
 ``sparse=True`` their gradient is sparse and a row-wise optimizer (``recmodels.training.sparse_optim``) updates only
@@ -13,6 +17,7 @@ the rows a step touched.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -39,25 +44,37 @@ def proposal_distribution(sampler: NegativeSampler, item_counts: np.ndarray) -> 
 
 
 class SampledSoftmax:
-    """Draws the shared candidates of a step and scores every position against them."""
+    """Draws a step's candidates (shared, or ``per_position``) and scores every position against them."""
 
     def __init__(
-        self, sampler: NegativeSampler, num_negatives: int, item_counts: np.ndarray, generator: torch.Generator
+        self,
+        sampler: NegativeSampler,
+        num_negatives: int,
+        item_counts: np.ndarray,
+        generator: torch.Generator,
+        per_position: bool = False,
     ) -> None:
         self.sampler, self.num_negatives, self.generator = sampler, num_negatives, generator
+        self.per_position = per_position and sampler != "in_batch"  # in-batch candidates are the step's own
         self.proposal = proposal_distribution(sampler, item_counts)
         self.log_q = self.proposal.log().clamp_min(SMALLEST_LOG)
 
     def negatives(self, targets: Tensor) -> Tensor:
-        """(K,) candidate ids shared by every position of the step (drawn on the CPU: reproducible)."""
+        """Candidate ids drawn on the CPU (reproducible): (K,) shared by every position of the step, or
+        (n, K) with ``per_position``."""
         if self.sampler == "in_batch":
             return targets.unique()
-        drawn = torch.multinomial(self.proposal, self.num_negatives, replacement=True, generator=self.generator)
-        return drawn.to(targets.device)
+        shape = (len(targets), self.num_negatives) if self.per_position else (self.num_negatives,)
+        if self.sampler == "uniform":  # the same law as the proposal, without a multinomial over the catalogue
+            drawn = torch.randint(1, len(self.proposal), shape, generator=self.generator)
+        else:
+            drawn = torch.multinomial(self.proposal, math.prod(shape), replacement=True, generator=self.generator)
+        return drawn.view(shape).to(targets.device)
 
     def __call__(self, item_rows: ItemRows, hidden: Tensor, targets: Tensor) -> Tensor:
         negatives = self.negatives(targets)
-        return sampled_softmax_loss(item_rows, hidden, targets, negatives, self.log_q.to(hidden.device))
+        loss = per_position_softmax_loss if self.per_position else sampled_softmax_loss
+        return loss(item_rows, hidden, targets, negatives, self.log_q.to(hidden.device))
 
 
 def sampled_softmax_loss(
@@ -75,5 +92,24 @@ def sampled_softmax_loss(
     positive = (hidden * embedded[target_rows]).sum(-1) - log_q[targets]  # (n,)
     negative = hidden @ embedded[negative_rows].T - log_q[negatives]  # (n, K)
     negative = negative.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+    logits = torch.cat([positive[:, None], negative], dim=1).float()
+    return F.cross_entropy(logits, torch.zeros_like(targets))
+
+
+def per_position_softmax_loss(
+    item_rows: ItemRows, hidden: Tensor, targets: Tensor, negatives: Tensor, log_q: Tensor
+) -> Tensor:
+    """``sampled_softmax_loss`` with candidates of each position's own: negatives (n, K).
+
+    Accidental hits are left out (as there); each position's K candidate vectors are gathered from the
+    step's distinct rows, so the item table is read once per distinct item.
+    """
+    count = len(targets)
+    rows, inverse = torch.cat([targets, negatives.flatten()]).unique(return_inverse=True)
+    embedded = item_rows(rows)  # (R, D)
+    target_rows, negative_rows = inverse[:count], inverse[count:].view_as(negatives)
+    positive = (hidden * embedded[target_rows]).sum(-1) - log_q[targets]  # (n,)
+    negative = torch.bmm(embedded[negative_rows], hidden[:, :, None])[..., 0] - log_q[negatives]  # (n, K)
+    negative = negative.masked_fill(negatives == targets[:, None], float("-inf"))
     logits = torch.cat([positive[:, None], negative], dim=1).float()
     return F.cross_entropy(logits, torch.zeros_like(targets))

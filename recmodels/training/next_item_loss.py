@@ -25,7 +25,9 @@ class NextItemLoss:
 
     def __init__(self, config: TrainConfig, item_counts: np.ndarray, generator: torch.Generator) -> None:
         self.kind, self.generator = config.loss, generator
-        self.sampled = SampledSoftmax(config.negatives, config.num_negatives, item_counts, generator)
+        self.sampled = SampledSoftmax(
+            config.negatives, config.num_negatives, item_counts, generator, config.negatives_per_position
+        )
 
     def __call__(self, model: SequentialRecommender, hidden: Tensor, targets: Tensor) -> Tensor:
         present = targets != 0

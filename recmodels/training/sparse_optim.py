@@ -47,13 +47,17 @@ class ItemRowsAndDense:
 
 
 def build_sparse_optimizer(
-    dense_groups: list[dict[str, Any]], item_embedding: nn.Embedding, lr: float
+    dense_groups: list[dict[str, Any]],
+    item_embedding: nn.Embedding,
+    lr: float,
+    betas: tuple[float, float],
 ) -> ItemRowsAndDense:
     """AdamW over ``dense_groups`` and SparseAdam over the item table (whose module has ``sparse=True``)."""
     if not item_embedding.sparse:
         raise ValueError("the item embedding must have sparse=True for row-wise updates")
     return ItemRowsAndDense(
-        torch.optim.AdamW(dense_groups, lr=lr), torch.optim.SparseAdam([item_embedding.weight], lr=lr)
+        torch.optim.AdamW(dense_groups, lr=lr, betas=betas),
+        torch.optim.SparseAdam([item_embedding.weight], lr=lr, betas=betas),
     )
 
 

@@ -225,7 +225,7 @@ def dense_hstu(model, items: torch.Tensor, timestamps: torch.Tensor | None) -> t
         attended = (F.silu(scores) @ (v / config.max_len)).transpose(1, 2).flatten(2)
         gated = F.layer_norm(attended, (config.d_model,), eps=1e-6) * u
         x = x + layer.out(gated)
-    return model.output(x)
+    return model.read_out(x, model.output_norm)
 
 
 def padded_history(times_in_order: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,6 +29,7 @@ from torch import Tensor
 NegativeSampler = Literal["uniform", "popularity", "in_batch"]
 ItemRows = Callable[[Tensor], Tensor]  # item ids (R,) -> their vectors (R, D): a model's item_vectors, an nn.Embedding
 SMALLEST_LOG = -27.6  # log(1e-12): an item no proposal ever draws keeps a finite correction
+DENSE_SCORES_PER_NEGATIVE = 32  # per_position_softmax_loss scores the whole catalogue up to this many per candidate
 
 
 def proposal_distribution(sampler: NegativeSampler, item_counts: np.ndarray) -> Tensor:
@@ -101,15 +102,24 @@ def per_position_softmax_loss(
 ) -> Tensor:
     """``sampled_softmax_loss`` with candidates of each position's own: negatives (n, K).
 
-    Accidental hits are left out (as there); each position's K candidate vectors are gathered from the
-    step's distinct rows, so the item table is read once per distinct item.
+    Accidental hits are left out (as there). A catalogue of at most ``DENSE_SCORES_PER_NEGATIVE`` times K
+    items is scored whole, one matrix product, and each position's logits picked from its row: on the CPU
+    that is 1.5x faster than gathering K vectors per position (ML-1M, K = 128), though it multiplies the
+    arithmetic. A larger one has each position's K candidate vectors gathered from the step's distinct rows.
     """
-    count = len(targets)
-    rows, inverse = torch.cat([targets, negatives.flatten()]).unique(return_inverse=True)
-    embedded = item_rows(rows)  # (R, D)
-    target_rows, negative_rows = inverse[:count], inverse[count:].view_as(negatives)
-    positive = (hidden * embedded[target_rows]).sum(-1) - log_q[targets]  # (n,)
-    negative = torch.bmm(embedded[negative_rows], hidden[:, :, None])[..., 0] - log_q[negatives]  # (n, K)
+    catalogue = len(log_q)
+    if catalogue <= DENSE_SCORES_PER_NEGATIVE * negatives.shape[1]:
+        scores = hidden @ item_rows(torch.arange(catalogue, device=hidden.device)).T  # (n, num_items + 1)
+        positive = scores.gather(1, targets[:, None])[:, 0]
+        negative = scores.gather(1, negatives)
+    else:
+        count = len(targets)
+        rows, inverse = torch.cat([targets, negatives.flatten()]).unique(return_inverse=True)
+        embedded = item_rows(rows)  # (R, D)
+        target_rows, negative_rows = inverse[:count], inverse[count:].view_as(negatives)
+        positive = (hidden * embedded[target_rows]).sum(-1)  # (n,)
+        negative = torch.bmm(embedded[negative_rows], hidden[:, :, None])[..., 0]  # (n, K)
+    positive, negative = positive - log_q[targets], negative - log_q[negatives]
     negative = negative.masked_fill(negatives == targets[:, None], float("-inf"))
     logits = torch.cat([positive[:, None], negative], dim=1).float()
     return F.cross_entropy(logits, torch.zeros_like(targets))

@@ -14,6 +14,7 @@ from recmodels import build_model
 from recmodels.data.split_data import SplitData, write_split_export
 from recmodels.evaluation.evaluate import evaluate
 from recmodels.ops import use_backend
+from recmodels.training import losses
 from recmodels.training.config import TrainConfig, run_config_class
 from recmodels.training.loop import build_optimizer, fit
 from recmodels.training.losses import SampledSoftmax, per_position_softmax_loss
@@ -33,7 +34,9 @@ def reference_sampled_softmax(hidden, table, targets, negatives, temperature):
     return -F.log_softmax(torch.cat([positive, negative], dim=1), dim=1)[:, 0].mean()
 
 
-def test_per_position_candidates_give_the_reference_loss_and_gradients():
+@pytest.mark.parametrize("whole_catalogue", [True, False])
+def test_per_position_candidates_give_the_reference_loss_and_gradients(monkeypatch, whole_catalogue):
+    monkeypatch.setattr(losses, "DENSE_SCORES_PER_NEGATIVE", 100 if whole_catalogue else 1)
     torch.manual_seed(0)
     model = build_model("sasrec", NUM_ITEMS, **SMALL, l2_normalize=True, temperature=0.05)
     loss = SampledSoftmax("uniform", 9, np.zeros(NUM_ITEMS + 1), torch.Generator().manual_seed(1), per_position=True)

@@ -1,16 +1,20 @@
-"""Training step and full-ranking evaluation at catalogue scale (KuaiRand-1K has 4.37 M items).
+"""Training step and full-ranking evaluation at catalogue scale (KuaiRand-1K has 4.37 M items, LFM-1b 32.3 M).
 
     .venv/bin/python benchmarks/catalogue_scale.py [--catalogues 20000 1000000 4400000] [--repeats 3]
+    .venv/bin/python benchmarks/catalogue_scale.py --catalogues 32291134 --item-dtype bfloat16 \
+        --item-optimizer rowwise_adagrad --targets 200
 
 Training: one RecMamba layer, d_model 64, windows of max_len 2048 (random items), the median of 5 steps
 (1 for ce) after a warm-up step, with ``sampled_softmax`` (1,024 popularity negatives, log-Q, sparse item
-updates) and with ``ce`` (full softmax, dense AdamW) where it finishes within ``--ce-timeout`` seconds.
+updates; the table stored as ``--item-dtype`` and trained by ``--item-optimizer``) and with ``ce`` (full
+softmax, dense AdamW, float32 tables only) where it finishes within ``--ce-timeout`` seconds.
 Evaluation: the exact rank (3 runs; what ``evaluate`` computes) and top-10 (1 run) of ``--targets``
 targets over the whole catalogue, blockwise, with seen-item filtering; its peak memory is the rise above
 the embedding table, and a subset is checked against dense scores.
 
 Each measurement runs in a process of its own (``benchmarks/measured_child.py``); peak memory is the rise
-of the resident set (VmHWM reset, ``recmodels.evaluation.cost.PeakMemory``). Writes
+of the resident set (VmHWM reset, ``recmodels.evaluation.cost.PeakMemory``) and ``peak_rss_mb`` the whole
+resident peak of the process, table and optimizer state included. Writes
 benchmarks/results/catalogue_scale.json.
 """
 
@@ -35,6 +39,7 @@ from benchmarks.measured_child import median_range, run_child  # noqa: E402
 from recmodels import build_model  # noqa: E402
 from recmodels.evaluation.cost import PeakMemory  # noqa: E402
 from recmodels.evaluation.topk import SeenItems, blockwise_ranks, blockwise_topk  # noqa: E402
+from recmodels.models.base import ITEM_DTYPES  # noqa: E402
 from recmodels.training.config import TrainConfig  # noqa: E402
 from recmodels.training.loop import build_optimizer  # noqa: E402
 from recmodels.training.next_item_loss import NextItemLoss  # noqa: E402
@@ -44,12 +49,19 @@ RESULTS = ROOT / "benchmarks" / "results" / "catalogue_scale.json"
 MAX_LEN, D_MODEL, NEGATIVES = 2048, 64, 1024
 
 
-def train_step(num_items: int, loss: str, batch: int, steps: int) -> dict:
-    """Median seconds of ``steps`` training steps (forward, loss, backward, clip, optimizer), peak memory rise."""
+def train_step(num_items: int, loss: str, batch: int, steps: int, item_dtype: str, item_optimizer: str) -> dict:
+    """Median seconds of ``steps`` training steps (forward, loss, backward, clip, optimizer), peak memory."""
     torch.manual_seed(0)
-    model = build_model("recmamba", num_items, d_model=D_MODEL, n_layers=1, max_len=MAX_LEN, dropout=0.0)
+    model = build_model(
+        "recmamba", num_items, d_model=D_MODEL, n_layers=1, max_len=MAX_LEN, dropout=0.0, item_dtype=item_dtype
+    )
     sampled = loss == "sampled_softmax"
-    config = TrainConfig(loss=loss, num_negatives=NEGATIVES, sparse_item_updates=sampled)
+    config = TrainConfig(
+        loss=loss,
+        num_negatives=NEGATIVES,
+        sparse_item_updates=sampled,
+        item_optimizer=item_optimizer if sampled else "adam",
+    )
     optimizer = build_optimizer(model, config)
     counts = np.random.default_rng(0).zipf(1.3, num_items + 1).clip(max=10**6)
     loss_fn = NextItemLoss(config, counts, torch.Generator().manual_seed(0))
@@ -71,18 +83,36 @@ def train_step(num_items: int, loss: str, batch: int, steps: int) -> dict:
     step()  # warm-up: kernels, optimizer state allocated
     memory = PeakMemory(torch.device("cpu"))
     seconds = statistics.median(step() for _ in range(steps))
+    table = model.item_embedding.weight
     return {
         "seconds": seconds,
         "peak_rise_mb": memory.peak_mb(),
-        "table_mb": model.item_embedding.weight.numel() * 4 / 2**20,
+        "peak_rss_mb": resident_peak_mb(),
+        "table_mb": table.numel() * table.element_size() / 2**20,
     }
 
 
-def evaluation(num_items: int, targets: int, check: int, what: str) -> dict:
+def resident_peak_mb() -> float:
+    """The process's resident peak since its last VmHWM reset (PeakMemory's), table included, in MB."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+
+def random_table(num_items: int, dtype: torch.dtype, generator: torch.Generator) -> torch.Tensor:
+    """(num_items + 1, D_MODEL) N(0, 1/D) in ``dtype``, filled a million rows at a time: no float32 copy of a
+    bfloat16 table."""
+    weight = torch.empty(num_items + 1, D_MODEL, dtype=dtype)
+    for start in range(0, num_items + 1, 2**20):
+        rows = weight[start : start + 2**20]
+        rows.copy_(torch.randn(rows.shape, generator=generator) * D_MODEL**-0.5)
+    return weight
+
+
+def evaluation(num_items: int, targets: int, check: int, what: str, item_dtype: str) -> dict:
     """Exact ranks (what ``evaluate`` computes) or top-10 of ``targets`` random hidden states, blockwise, with
     200 seen items per target filtered; the first ``check`` targets are compared with dense scores."""
     generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(num_items + 1, D_MODEL, generator=generator) * D_MODEL**-0.5
+    weight = random_table(num_items, ITEM_DTYPES[item_dtype], generator)
     hidden = torch.randn(targets, D_MODEL, generator=generator)
     target_items = torch.randint(1, num_items + 1, (targets,), generator=generator)
     rng = np.random.default_rng(0)
@@ -94,7 +124,11 @@ def evaluation(num_items: int, targets: int, check: int, what: str) -> dict:
     else:
         result = blockwise_topk(hidden, weight, 10, SeenItems(seen, hidden.device))
     seconds, peak = time.perf_counter() - began, memory.peak_mb()
-    dense = hidden[:check] @ weight[1:].T  # (check, num_items): the reference, on a subset only
+    dense = torch.cat(
+        [hidden[:check] @ weight[1 + start : 1 + start + 2**20].float().T for start in range(0, num_items, 2**20)],
+        dim=1,
+    )  # (check, num_items): the reference
+
     for row in range(check):
         dense[row, torch.from_numpy(seen[row]) - 1] = float("-inf")
     # A GEMM's rounding depends on its shape, so scores may differ from the dense ones in the last bit:
@@ -107,15 +141,22 @@ def evaluation(num_items: int, targets: int, check: int, what: str) -> dict:
         exact = torch.equal(result[1][:check], top.indices + 1) and torch.allclose(
             result[0][:check], top.values, rtol=0, atol=1e-5
         )
-    return {"seconds": seconds, "peak_rise_mb": peak, "table_mb": weight.numel() * 4 / 2**20, "exact": bool(exact)}
+    table_mb = weight.numel() * weight.element_size() / 2**20
+    return {
+        "seconds": seconds,
+        "peak_rise_mb": peak,
+        "peak_rss_mb": resident_peak_mb(),
+        "table_mb": table_mb,
+        "exact": bool(exact),
+    }
 
 
 def child(args: argparse.Namespace) -> None:
     if args.child == "train":
         steps = 5 if args.loss == "sampled_softmax" else 1
-        result = train_step(args.items, args.loss, args.batch, steps)
+        result = train_step(args.items, args.loss, args.batch, steps, args.item_dtype, args.item_optimizer)
     else:
-        result = evaluation(args.items, args.targets, args.check, args.child)
+        result = evaluation(args.items, args.targets, args.check, args.child, args.item_dtype)
     print(json.dumps(result))
 
 
@@ -142,6 +183,8 @@ def main() -> None:
     parser.add_argument("--ce-timeout", type=float, default=300.0)
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--check", type=int, default=50, help="targets checked against dense scores")
+    parser.add_argument("--item-dtype", choices=sorted(ITEM_DTYPES), default="float32")
+    parser.add_argument("--item-optimizer", choices=["adam", "rowwise_adagrad"], default="adam")
     parser.add_argument("--child", choices=["train", "ranks", "topk"])
     parser.add_argument("--items", type=int)
     parser.add_argument("--loss")
@@ -149,10 +192,11 @@ def main() -> None:
     if args.child:
         return child(args)
 
+    table = ["--item-dtype", args.item_dtype, "--item-optimizer", args.item_optimizer]
     rows = []
     for items in args.catalogues:
-        for loss in ("sampled_softmax", "ce"):
-            extra = ["--child", "train", "--items", str(items), "--loss", loss, "--batch", str(args.batch)]
+        for loss in ("sampled_softmax", "ce") if args.item_dtype == "float32" else ("sampled_softmax",):
+            extra = ["--child", "train", "--items", str(items), "--loss", loss, "--batch", str(args.batch), *table]
             repeats = args.repeats if loss == "sampled_softmax" else 1
             runs = [
                 measure(args, extra, None if loss == "sampled_softmax" else args.ce_timeout) for _ in range(repeats)
@@ -165,26 +209,34 @@ def main() -> None:
     for what, repeats in (("ranks", args.repeats), ("topk", 1)):  # ranks: what evaluate computes
         items = args.catalogues[-1]
         extra = ["--child", what, "--items", str(items), "--targets", str(args.targets), "--check", str(args.check)]
+        extra += table
         runs = [measure(args, extra) for _ in range(repeats)]
         rows.append({"kind": f"eval_{what}", "items": items, "targets": args.targets, "runs": runs})
         print(rows[-1], flush=True)
 
-    print(f"\nbatch {args.batch} x max_len {MAX_LEN}, d_model {D_MODEL}, 1 RecMamba layer; median [min-max]")
-    print("| what | items | loss | step/eval s | peak rise MB | table MB | note |\n|---|---|---|---|---|---|---|")
+    print(
+        f"\nbatch {args.batch} x max_len {MAX_LEN}, d_model {D_MODEL}, 1 RecMamba layer, item table "
+        f"{args.item_dtype} ({args.item_optimizer} for sampled_softmax); median [min-max]"
+    )
+    print("| what | items | loss | step/eval s | peak rise MB | peak RSS MB | table MB | note |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         if not row["runs"]:
             timed_out = f"> {args.ce_timeout:.0f} (timed out)"
-            print(f"| {row['kind']} | {row['items']:,} | {row.get('loss', '')} | {timed_out} | - | - | |")
+            print(f"| {row['kind']} | {row['items']:,} | {row.get('loss', '')} | {timed_out} | - | - | - | |")
             continue
         seconds = median_range([run["seconds"] for run in row["runs"]], 2)
         peak = median_range([run["peak_rise_mb"] for run in row["runs"]], 0)
+        rss = median_range([run["peak_rss_mb"] for run in row["runs"]], 0)
         note = f"exact={all(run['exact'] for run in row['runs'])}" if row["kind"] != "train" else ""
         print(
-            f"| {row['kind']} | {row['items']:,} | {row.get('loss', '')} | {seconds} | {peak} | "
+            f"| {row['kind']} | {row['items']:,} | {row.get('loss', '')} | {seconds} | {peak} | {rss} | "
             f"{row['runs'][0]['table_mb']:.0f} | {note} |"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"batch": args.batch, "max_len": MAX_LEN, "rows": rows}, indent=2))
+    settings = {"batch": args.batch, "max_len": MAX_LEN, "item_dtype": args.item_dtype}
+    settings["item_optimizer"] = args.item_optimizer
+    RESULTS.write_text(json.dumps({**settings, "rows": rows}, indent=2))
     print(f"wrote {RESULTS}")
 
 

@@ -8,11 +8,14 @@ Ties: ranks are pessimistic (every other item scoring the same counts as above t
 orders equal scores by ascending item id, which is what a stable sort of the full scores gives. A NaN
 score is never above anything; a target whose own score is NaN (or -inf) gets the worst rank.
 
-Two paths give the same answers. On CPU with float32 weights the GEMM writes each block into one reused
+A bfloat16 table (``model.item_dtype``) is read a block at a time as float32, never copied whole, and
+scored in float32 like any other.
+
+Two paths give the same answers. On CPU with float32 (or bfloat16) weights the GEMM writes each block into one reused
 buffer small enough to stay in the last-level cache (``CACHE_BLOCK_BYTES``), and a Numba kernel reduces
 it in a single pass (hide seen items, compare and count, or update the running top-K) before it is
 evicted, instead of the 4-5 passes that tensor ops take; the GEMM is then most of the cost
-(``benchmarks/ranking_speed.py``). Elsewhere (CUDA, other dtypes, no Numba) a torch path reduces each
+(``benchmarks/ranking_speed.py``). Elsewhere (CUDA, half precision, no Numba) a torch path reduces each
 block with a few tensor ops and no host synchronisation, on a GPU in larger blocks (``DEVICE_BLOCK_BYTES``).
 """
 
@@ -93,7 +96,7 @@ def blockwise_ranks(
     the Numba kernel on CPU float32 and the torch path elsewhere.
     """
     num_items = weight.shape[0] - 1
-    hidden = hidden.to(weight.dtype)
+    hidden = hidden.to(score_dtype(weight))
     numba_path = _use_numba(backend, weight)
     block_items = _block_items(block_items, len(hidden), weight.device, numba_path)
     target_scores = _target_scores(hidden, weight, target_items, block_items)
@@ -105,13 +108,19 @@ def blockwise_ranks(
     return torch.where(worst, num_items, above + 1)
 
 
+def score_dtype(weight: Tensor) -> torch.dtype:
+    """The dtype scores are computed in: float32 for a half-precision table (each block upcast), else the
+    table's own (float64 in tests)."""
+    return torch.float32 if weight.dtype in (torch.bfloat16, torch.float16) else weight.dtype
+
+
 def _use_numba(backend: Backend, weight: Tensor) -> bool:
     """Whether the Numba kernels serve this call; an explicit "numba" the kernels cannot serve is an error."""
-    fits = numba is not None and weight.device.type == "cpu" and weight.dtype == torch.float32
+    fits = numba is not None and weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16)
     if backend == "numba" and not fits:
         raise ValueError(
-            f"backend='numba' needs Numba and float32 weights on the CPU, got {weight.dtype} on {weight.device}"
-            + ("" if numba is not None else " and no Numba")
+            "backend='numba' needs Numba and float32 or bfloat16 weights on the CPU, "
+            f"got {weight.dtype} on {weight.device}" + ("" if numba is not None else " and no Numba")
         )
     return fits and backend != "torch"
 
@@ -133,10 +142,11 @@ def _target_scores(hidden: Tensor, weight: Tensor, target_items: Tensor, block_i
     for start in range(0, len(hidden), ROW_CHUNK):
         rows = slice(start, start + ROW_CHUNK)
         if one_block:
-            scores = (hidden[rows] @ weight[1:].T).float()  # the very block its rivals are read from
+            scores = (hidden[rows] @ weight[1:].to(hidden.dtype).T).float()  # the block its rivals are read from
             parts.append(scores.gather(1, target_items[rows, None] - 1)[:, 0])
         else:
-            parts.append((hidden[rows] @ weight[target_items[rows]].T).float().diagonal().clone())  # frees the rest
+            rivals = weight[target_items[rows]].to(hidden.dtype)
+            parts.append((hidden[rows] @ rivals.T).float().diagonal().clone())  # clone: frees the rest
     return torch.cat(parts) if parts else hidden.new_empty(0, dtype=torch.float32)
 
 
@@ -162,9 +172,9 @@ def _score_blocks(hidden: Tensor, weight: Tensor, block_items: int) -> Iterator[
     num_items = weight.shape[0] - 1
     buffer = torch.empty(len(hidden) * min(block_items, num_items), dtype=torch.float32, device=hidden.device)
     for first in range(1, num_items + 1, block_items):
-        items = weight[first : first + block_items]
+        items = weight[first : first + block_items].to(hidden.dtype)  # a bfloat16 table: this block's copy only
         scores = buffer[: len(hidden) * len(items)].view(len(hidden), len(items))
-        if weight.dtype == torch.float32:
+        if items.dtype == torch.float32:
             torch.mm(hidden, items.T, out=scores)
         else:
             scores.copy_(hidden @ items.T)
@@ -182,7 +192,7 @@ def _cpu_blocks(
     buffer = torch.empty(chunk * min(block_items, num_items), dtype=torch.float32)
     no_pairs = np.empty(0, np.int64)
     for first in range(1, num_items + 1, block_items):
-        items = weight[first : first + block_items].T  # (d, block)
+        items = weight[first : first + block_items].float().T  # (d, block); a bfloat16 block's copy only
         pairs = seen.span(first, items.shape[1]) if seen is not None else slice(0, 0)
         seen_rows = seen.rows[pairs] if seen is not None else no_pairs
         seen_columns = seen.items[pairs] - first if seen is not None else no_pairs
@@ -221,7 +231,7 @@ def blockwise_topk(
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    hidden = hidden.to(weight.dtype)
+    hidden = hidden.to(score_dtype(weight))
     numba_path = _use_numba(backend, weight)
     block_items = _block_items(block_items, len(hidden), weight.device, numba_path)
     if numba_path:

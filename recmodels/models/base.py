@@ -16,6 +16,19 @@ NORM_EPS = 1e-6  # the smallest norm a vector is divided by when made a unit vec
 REFERENCE_ITEM_STD = 0.02  # generative-recommenders' item table: truncated N(0, 0.02), cut at two std
 
 
+ITEM_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+class ItemTable(nn.Embedding):
+    """The item embedding, stored as float32 or bfloat16 (``item_dtype``: half the memory of a catalogue of
+    tens of millions) and always read as float32 rows, so every layer above it computes in float32 and a
+    row's gradient flows back in the table's dtype (sparse with ``sparse=True``)."""
+
+    def forward(self, items: Tensor) -> Tensor:
+        rows = super().forward(items)
+        return rows.float() if rows.dtype == torch.bfloat16 else rows  # float64 tables (tests) stay float64
+
+
 class SequentialRecommender(nn.Module):
     """Contract 2: ``forward(items (B, L)) -> hidden (B, L, D)``, ``scores(hidden) -> (..., num_items + 1)``.
 
@@ -33,12 +46,15 @@ class SequentialRecommender(nn.Module):
     l2_normalize: bool = False
     temperature: float = 1.0
 
-    def __init__(self, num_items: int, d_model: int) -> None:
+    def __init__(self, num_items: int, d_model: int, item_dtype: str = "float32") -> None:
         super().__init__()
         if num_items < 1:
             raise ValueError(f"num_items must be >= 1 (items are 1..num_items), got {num_items}")
+        if item_dtype not in ITEM_DTYPES:
+            raise ValueError(f"item_dtype must be one of {sorted(ITEM_DTYPES)}, got {item_dtype!r}")
         self.num_items = num_items
-        self.item_embedding = nn.Embedding(num_items + 1, d_model, padding_idx=PADDING_ITEM)
+        # Made in its dtype: a float32 table first would double the peak at a catalogue of tens of millions.
+        self.item_embedding = ItemTable(num_items + 1, d_model, padding_idx=PADDING_ITEM, dtype=ITEM_DTYPES[item_dtype])
         # Unit-variance hidden states times embeddings of std d^-1/2 give logits of order one.
         nn.init.normal_(self.item_embedding.weight, std=d_model**-0.5)
         with torch.no_grad():
@@ -74,7 +90,7 @@ class SequentialRecommender(nn.Module):
 
     def scores(self, hidden: Tensor) -> Tensor:
         """Logits over the catalogue (tied embeddings); column 0 (padding) is -inf so it is never ranked."""
-        logits = hidden @ self.item_vectors().T  # (..., num_items + 1)
+        logits = hidden @ self.item_vectors().to(hidden.dtype).T  # (..., num_items + 1)
         column = torch.arange(logits.shape[-1], device=logits.device)
         return logits.masked_fill(column == PADDING_ITEM, float("-inf"))
 

@@ -22,6 +22,7 @@ class GRU4RecConfig:
     n_layers: int = 1
     max_len: int = 512
     dropout: float = 0.1
+    item_dtype: str = "float32"
 
 
 def _shift_rows(x: Tensor, shift: Tensor) -> Tensor:
@@ -37,7 +38,7 @@ class GRU4Rec(SequentialRecommender):
 
     def __init__(self, num_items: int, config: GRU4RecConfig | None = None) -> None:
         config = config or GRU4RecConfig()
-        super().__init__(num_items, config.d_model)
+        super().__init__(num_items, config.d_model, config.item_dtype)
         self.config = config
         self.embedding_dropout = Dropout(config.dropout)
         self.gru = nn.GRU(

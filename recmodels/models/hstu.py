@@ -78,6 +78,7 @@ class HSTUConfig:
     l2_normalize: bool = False
     temperature: float = 1.0
     reference_init: bool = False
+    item_dtype: str = "float32"
 
 
 def bucket_starts(num_buckets: int, device: torch.device | None = None) -> Tensor:
@@ -361,7 +362,7 @@ class HSTU(SequentialRecommender):
 
     def __init__(self, num_items: int, config: HSTUConfig | None = None) -> None:
         config = config or HSTUConfig()
-        super().__init__(num_items, config.d_model)
+        super().__init__(num_items, config.d_model, config.item_dtype)
         self.config = config
         self.use_cosine_head(config.l2_normalize, config.temperature)
         self.position_embedding = nn.Embedding(config.max_len, config.d_model)

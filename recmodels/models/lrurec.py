@@ -64,6 +64,7 @@ class LRURecConfig:
     ffn_multiplier: int = 4
     r_min: float = 0.8  # moduli of lambda start uniform (in area) on the ring [r_min, r_max]
     r_max: float = 0.99
+    item_dtype: str = "float32"
 
 
 def linear_recurrence(
@@ -185,7 +186,7 @@ class LRURec(SequentialRecommender):
 
     def __init__(self, num_items: int, config: LRURecConfig | None = None) -> None:
         config = config or LRURecConfig()
-        super().__init__(num_items, config.d_model)
+        super().__init__(num_items, config.d_model, config.item_dtype)
         self.config = config
         self.d_state = config.expand * config.d_model
         self.embedding_dropout = Dropout(config.dropout)
@@ -205,10 +206,15 @@ class LRURec(SequentialRecommender):
     def embed(self, items: Tensor) -> Tensor:
         return self.embedding_norm(self.embedding_dropout(self.item_embedding(items)))
 
+    @property
+    def state_dtype(self) -> torch.dtype:
+        """The recurrence's dtype: the layers' (float32 under half precision; a bfloat16 item table is read as
+        float32 whatever it stores)."""
+        return _compute_dtype(self.embedding_norm.weight.dtype)
+
     def init_state(self, batch: int) -> LRUState:
-        weight = self.item_embedding.weight
-        dtype = _compute_dtype(weight.dtype)
-        return torch.zeros(self.config.n_layers, batch, self.d_state, 2, device=weight.device, dtype=dtype)
+        device = self.item_embedding.weight.device
+        return torch.zeros(self.config.n_layers, batch, self.d_state, 2, device=device, dtype=self.state_dtype)
 
     def forward(self, items: Tensor) -> Tensor:
         hidden, _ = self._run(items, None)

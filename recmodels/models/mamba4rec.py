@@ -22,6 +22,7 @@ class Mamba4RecConfig:
     d_conv: int = 4
     expand: int = 2
     ffn_multiplier: int = 4
+    item_dtype: str = "float32"
 
 
 class Mamba4RecBlock(MambaBlockBase):

@@ -32,7 +32,7 @@ class MambaRecommender(SequentialRecommender):
     supports_streaming = True
 
     def __init__(self, num_items: int, config, blocks: list[nn.Module], output_norm: nn.Module) -> None:
-        super().__init__(num_items, config.d_model)
+        super().__init__(num_items, config.d_model, config.item_dtype)
         self.config = config
         self.embedding_dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(blocks)

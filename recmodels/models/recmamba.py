@@ -24,6 +24,7 @@ class RecMambaConfig:
     d_conv: int = 4  # 0: no causal convolution (the ablation of its share)
     expand: int = 2
     selective: bool = True  # False: delta, B and C independent of the input (the ablation of selection)
+    item_dtype: str = "float32"
 
 
 class ResidualMambaBlock(MambaBlockBase):

@@ -38,6 +38,7 @@ class TransformerConfig:
     reference_init: bool = False
     l2_normalize: bool = False
     temperature: float = 1.0
+    item_dtype: str = "float32"
 
 
 def split_heads(x: Tensor, n_heads: int) -> Tensor:
@@ -76,7 +77,7 @@ class TransformerRecommender(SequentialRecommender):
     truncated to ``max_len``."""
 
     def __init__(self, num_items: int, config, attentions: list[nn.Module]) -> None:
-        super().__init__(num_items, config.d_model)
+        super().__init__(num_items, config.d_model, config.item_dtype)
         self.config = config
         self.use_cosine_head(config.l2_normalize, config.temperature)
         self.position_embedding = nn.Embedding(config.max_len, config.d_model)

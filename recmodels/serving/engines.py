@@ -196,8 +196,7 @@ class LRUEngine(RecurrentEngine):
         return state.transpose(0, 1).reshape(state.shape[1], -1).float().cpu().numpy()  # (n_layers, B, H, 2) -> (B, S)
 
     def unpack(self, states: np.ndarray) -> Tensor:
-        weight = self.model.item_embedding.weight
-        rows = torch.from_numpy(states).to(weight.device, weight.dtype)
+        rows = torch.from_numpy(states).to(self.model.item_embedding.weight.device, self.model.state_dtype)
         return rows.reshape(len(states), self.n_layers, *self.layer_shape).transpose(0, 1).contiguous()
 
 

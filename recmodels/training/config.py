@@ -41,6 +41,8 @@ MODEL_FIELD_HELP = {
     "reference_init": "SASRec, LinRec, HSTU: generative-recommenders' init: item table truncated N(0, 0.02) read "
     "times sqrt(d_model), xavier-normal weight matrices; false: items N(0, d^-1/2) read as they are.",
     "r_min": "LRURec: the recurrence's eigenvalues start with moduli uniform (in area) on the ring [r_min, r_max].",
+    "item_dtype": "float32 or bfloat16: the item table's storage (half the memory; read as float32 rows, so every "
+    "layer computes in float32; trains with train.item_optimizer rowwise_adagrad, sparse updates).",
     "r_max": "LRURec: the largest initial modulus of the recurrence's eigenvalues (below 1: a decaying memory).",
 }
 
@@ -81,6 +83,12 @@ class TrainConfig(BaseModel):
         "touched (no weight decay on them), so a step's cost does not grow with the catalogue; needs loss "
         "sampled_softmax or bce and one process.",
     )
+    item_optimizer: Literal["adam", "rowwise_adagrad"] = Field(
+        "adam",
+        description="With sparse_item_updates, the item table's optimizer: adam (lazy Adam, two float32 moments "
+        "per weight) or rowwise_adagrad (one float32 accumulator per row, as torchrec/FBGEMM; needed by a "
+        "bfloat16 table).",
+    )
     grad_clip: float | None = Field(1.0, description="Clip the gradient norm to this; null: no clipping.")
     patience: int = Field(2, ge=0, description="Epochs without a better validation NDCG@10 before stopping; 0: never.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when torch sees a GPU.")
@@ -101,6 +109,8 @@ class TrainConfig(BaseModel):
     def _sparse_updates_need_a_sampled_loss(self) -> TrainConfig:
         if self.sparse_item_updates and self.loss == "ce":
             raise ValueError("train.sparse_item_updates needs loss sampled_softmax or bce: ce scores every item")
+        if self.item_optimizer != "adam" and not self.sparse_item_updates:
+            raise ValueError(f"train.item_optimizer {self.item_optimizer} needs train.sparse_item_updates")
         return self
 
 

@@ -108,12 +108,20 @@ def build_optimizer(model: SequentialRecommender, config: TrainConfig) -> torch.
             no_decay.append(parameter)
         else:
             decay.append(parameter)
+    if model.item_embedding.weight.dtype == torch.bfloat16 and config.item_optimizer != "rowwise_adagrad":
+        raise ValueError(
+            "a bfloat16 item table (model.item_dtype) trains with train.sparse_item_updates and "
+            "train.item_optimizer rowwise_adagrad"
+        )
     groups = [
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
     if item_table is not None:
-        return build_sparse_optimizer(groups, model.item_embedding, config.lr, (0.9, config.adam_beta2))
+        betas = (0.9, config.adam_beta2)
+        return build_sparse_optimizer(
+            groups, model.item_embedding, config.lr, betas, config.item_optimizer, config.seed
+        )
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, config.adam_beta2))
 
 

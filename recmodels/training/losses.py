@@ -17,7 +17,6 @@ the rows a step touched.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -59,6 +58,8 @@ class SampledSoftmax:
         self.per_position = per_position and sampler != "in_batch"  # in-batch candidates are the step's own
         self.proposal = proposal_distribution(sampler, item_counts)
         self.log_q = self.proposal.log().clamp_min(SMALLEST_LOG)
+        # Inverse-CDF draws: torch.multinomial refuses more than 2^24 categories (LFM-1b has 32 M tracks).
+        self.cumulative = self.proposal.double().cumsum(0) if sampler == "popularity" else None
 
     def negatives(self, targets: Tensor) -> Tensor:
         """Candidate ids drawn on the CPU (reproducible): (K,) shared by every position of the step, or
@@ -66,16 +67,24 @@ class SampledSoftmax:
         if self.sampler == "in_batch":
             return targets.unique()
         shape = (len(targets), self.num_negatives) if self.per_position else (self.num_negatives,)
-        if self.sampler == "uniform":  # the same law as the proposal, without a multinomial over the catalogue
+        if self.sampler == "uniform":  # the same law as the proposal, without a search over the catalogue
             drawn = torch.randint(1, len(self.proposal), shape, generator=self.generator)
         else:
-            drawn = torch.multinomial(self.proposal, math.prod(shape), replacement=True, generator=self.generator)
-        return drawn.view(shape).to(targets.device)
+            drawn = inverse_cdf_draws(self.cumulative, shape, self.generator)
+        return drawn.to(targets.device)
 
     def __call__(self, item_rows: ItemRows, hidden: Tensor, targets: Tensor) -> Tensor:
         negatives = self.negatives(targets)
         loss = per_position_softmax_loss if self.per_position else sampled_softmax_loss
         return loss(item_rows, hidden, targets, negatives, self.log_q.to(hidden.device))
+
+
+def inverse_cdf_draws(cumulative: Tensor, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+    """Ids drawn with replacement from the distribution whose float64 running sum is ``cumulative``: for
+    u uniform in [0, total), the first id whose running sum exceeds u, so an id of probability 0 (padding)
+    is never drawn; any catalogue size, O(log n) per draw."""
+    uniform = torch.rand(shape, dtype=torch.float64, generator=generator) * cumulative[-1]
+    return torch.searchsorted(cumulative, uniform, right=True).clamp_(max=len(cumulative) - 1)
 
 
 def sampled_softmax_loss(

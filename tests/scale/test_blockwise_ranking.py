@@ -144,7 +144,7 @@ def test_the_numba_kernels_and_the_torch_path_agree_on_random_scores(monkeypatch
 
 def test_the_numba_backend_refuses_what_it_cannot_serve():
     hidden, weight = tied_scores()
-    with pytest.raises(ValueError, match="float32 weights on the CPU"):
+    with pytest.raises(ValueError, match="float32 or bfloat16 weights on the CPU"):
         blockwise_ranks(hidden.double(), weight.double(), torch.tensor([1] * 7), backend="numba")
 
 

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from recmodels.data.split_data import SPLIT_CODES, SplitData
+from recmodels.evaluation.states import UserStates
 from recmodels.evaluation.topk import SeenItems, blockwise_ranks
 from recmodels.models.base import SequentialRecommender
 from recmodels.training.progress import ProgressLog
@@ -179,9 +180,10 @@ class Window:
     read_at: np.ndarray  # index into the window of the event just before each target
 
 
-def plan_windows(targets: Targets, streaming: bool, max_len: int) -> list[Window]:
+def plan_windows(targets: Targets, streaming: bool, max_len: int, encoded: np.ndarray | None = None) -> list[Window]:
     """The encodings that give every target exactly its prior history (the last ``max_len`` events of it
-    for a model that is not ``streaming``)."""
+    for a model that is not ``streaming``). A streaming user whose first ``encoded[row]`` events an earlier
+    evaluation encoded (``UserStates.ends``) starts after them, when every target of it reads a later event."""
     order = np.lexsort((targets.history_lengths, targets.rows))
     windows = []
     boundaries = np.flatnonzero(np.diff(targets.rows[order])) + 1
@@ -190,7 +192,8 @@ def plan_windows(targets: Targets, streaming: bool, max_len: int) -> list[Window
             continue
         row, lengths = int(targets.rows[group[0]]), targets.history_lengths[group]
         if streaming:  # the whole history up to the last target's, streamed once
-            windows.append(Window(row, 0, int(lengths.max()), group, lengths - 1))
+            start = int(encoded[row]) if encoded is not None and encoded[row] < lengths.min() else 0
+            windows.append(Window(row, start, int(lengths.max()), group, lengths - 1 - start))
             continue
         early = lengths <= max_len  # prefix targets: truncation leaves their context whole
         if early.any():
@@ -204,6 +207,11 @@ def plan_windows(targets: Targets, streaming: bool, max_len: int) -> list[Window
 
 def _length(window: Window) -> int:
     return window.end - window.start
+
+
+def _carried_length(window: Window, states: UserStates | None) -> int | None:
+    """The length of a window that continues a kept state (it must not be padded), else None."""
+    return _length(window) if states is not None and window.start > 0 else None
 
 
 def _padded_batch(
@@ -232,19 +240,28 @@ def encode_targets(
     device: torch.device,
     stream_chunk: int = STREAM_CHUNK,
     what: str = "encoding histories",
+    states: UserStates | None = None,
 ) -> Tensor:
     """(T, D) hidden state from which each target is predicted; progress is logged as ``what``, in events
     encoded (windows go shortest first, so targets would make a poor clock). A model that
-    ``uses_timestamps`` also gets the events' timestamps."""
+    ``uses_timestamps`` also gets the events' timestamps. A streaming model with ``states`` continues each
+    user from its kept state and leaves there its state after this evaluation's events."""
     streaming = model.supports_streaming
-    windows = plan_windows(targets, streaming, model.config.max_len)
+    states = states if streaming else None
+    windows = plan_windows(targets, streaming, model.config.max_len, None if states is None else states.ends)
     windows.sort(key=_length)
     progress = ProgressLog(what, sum(_length(w) for w in windows), "events")
     hidden = torch.empty(len(targets.items), model.config.d_model, device=device)
     index = 0
     while index < len(windows):  # sorted by length: a batch's last window is its longest
-        size = 1
-        while index + size < len(windows) and (size + 1) * _length(windows[index + size]) <= TOKENS_PER_BATCH:
+        # A window that continues a kept state is never padded: padding between the state and its events would
+        # stand in the Mamba convolution's window for the events before them. So no longer window joins it.
+        size, carried = 1, _carried_length(windows[index], states)
+        while index + size < len(windows):
+            following = windows[index + size]
+            if (size + 1) * _length(following) > TOKENS_PER_BATCH or (carried and _length(following) > carried):
+                break
+            carried = carried or _carried_length(following, states)
             size += 1
         batch_windows = windows[index : index + size]
         index += size
@@ -255,12 +272,16 @@ def encode_targets(
         ids = torch.from_numpy(np.concatenate([w.target_ids for w in batch_windows])).to(device)
         progress.advance(sum(_length(w) for w in batch_windows))
         if streaming:
-            state = model.init_state(len(batch_windows))
+            users = np.array([w.row for w in batch_windows], dtype=np.int64)
+            starts = np.array([w.start for w in batch_windows], dtype=np.int64)
+            state = model.init_state(len(batch_windows)) if states is None else states.initial(users, starts)
             for start in range(0, items.shape[1], stream_chunk):
                 chunk_hidden, state = model.forward_with_state(items[:, start : start + stream_chunk], state)
                 inside = (cols >= start) & (cols < start + chunk_hidden.shape[1])
                 picked = chunk_hidden[torch.from_numpy(rows[inside]), torch.from_numpy(cols[inside] - start)]
                 hidden[ids[torch.from_numpy(inside).to(device)]] = picked.float()
+            if states is not None:  # left padded: every row's last column is its window's last event
+                states.keep(users, state, np.array([w.end for w in batch_windows], dtype=np.int64))
         elif all(len(w.read_at) == 1 and w.read_at[0] == _length(w) - 1 for w in batch_windows):
             hidden[ids] = model.forward_last(items, *timed).float()  # one target per window, at its end
         else:
@@ -369,12 +390,15 @@ def evaluate(
     max_targets: int | None = None,
     sampled_negatives: int | None = None,
     stream_chunk: int = STREAM_CHUNK,
+    states: UserStates | None = None,
 ) -> EvalResult:
     """Full-ranking HR/NDCG/MRR@K overall and per prior-history-length bucket.
 
     ``sampled_negatives`` (e.g. 1000) adds metrics prefixed ``sampled_`` from the 1 + N sampled protocol,
     only to compare with numbers reported that way; the unprefixed metrics are always full ranking.
     ``stream_chunk``: events per chunk when streaming models carry their state through a long history.
+    ``states``: a streaming model continues each user from its state kept by an earlier evaluation with the
+    same weights and keeps its state after this one (``recmodels.evaluation.states``); same ranks.
     """
     began = time.perf_counter()
     device = torch.device(device) if device is not None else model.item_embedding.weight.device
@@ -383,7 +407,7 @@ def evaluate(
     try:
         targets = select_targets(data, split, max_targets)
         count = len(targets.items)
-        hidden = encode_targets(model, data, targets, device, stream_chunk, f"{split}: encoding histories")
+        hidden = encode_targets(model, data, targets, device, stream_chunk, f"{split}: encoding histories", states)
         encode_seconds = time.perf_counter() - began
         ranking = ProgressLog(f"{split}: ranking {data.num_items:,} items", count, "targets")
         ranks = full_ranks(model, hidden, data, targets, exclude_seen, ranking)

@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from recmodels.data.split_data import TRAIN, SplitData
 from recmodels.evaluation.cost import CostReport, PeakMemory
 from recmodels.evaluation.evaluate import EvalResult, evaluate
+from recmodels.evaluation.states import UserStates
 from recmodels.models import build_model
 from recmodels.models.base import SequentialRecommender
 from recmodels.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
@@ -253,6 +254,7 @@ def fit(
         )
     loss_fn = NextItemLoss(config, data.train_item_counts(), generator)
     progress, best_state = Progress(), None
+    best_states: UserStates | None = None  # the best epoch's validation states (this process's epochs only)
     path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
     saved = load_checkpoint(path) if path else None
     if saved is not None:
@@ -281,7 +283,10 @@ def fit(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - began
-        valid = evaluate(model, data, "valid", device=device, max_targets=config.eval_max_targets, **seen)
+        epoch_states = UserStates(model, data.num_users) if model.supports_streaming else None
+        valid = evaluate(
+            model, data, "valid", device=device, max_targets=config.eval_max_targets, states=epoch_states, **seen
+        )
         report = EpochReport(epoch, train_loss, dict(valid.overall), seconds, events / max(seconds, 1e-9))
         progress.reports.append(dataclasses.asdict(report))
         progress.train_seconds += seconds
@@ -292,6 +297,7 @@ def fit(
             progress.best_metric, progress.best_epoch, progress.best_valid = metric, epoch, valid.as_dict()
             progress.epochs_without_improvement = 0
             best_state = {name: value.detach().cpu().clone() for name, value in model.state_dict().items()}
+            best_states = epoch_states  # the test continues each history from here, with these weights
         else:
             progress.epochs_without_improvement += 1
         progress.stopped_early = 0 < config.patience <= progress.epochs_without_improvement and epoch < config.epochs
@@ -306,7 +312,7 @@ def fit(
     valid = EvalResult.from_dict(progress.best_valid) if progress.best_valid else None
     if valid is None:  # no epoch trained: evaluate the model as given
         valid = evaluate(model, data, "valid", device=device, max_targets=config.eval_max_targets, **seen)
-    test = evaluate(model, data, "test", device=device, **seen)
+    test = evaluate(model, data, "test", device=device, states=best_states, **seen)
     epochs_run = max(len(progress.reports), 1)
     cost = CostReport(
         train_seconds_per_epoch=progress.train_seconds / epochs_run,

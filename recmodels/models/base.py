@@ -45,6 +45,7 @@ class SequentialRecommender(nn.Module):
     # temperature; by default a normed hidden state and a dot product.
     l2_normalize: bool = False
     temperature: float = 1.0
+    input_scale: float = 1.0  # the factor ``scaled_items`` reads the table with (``reference_item_init``)
 
     def __init__(self, num_items: int, d_model: int, item_dtype: str = "float32") -> None:
         super().__init__()
@@ -79,14 +80,19 @@ class SequentialRecommender(nn.Module):
         x = F.normalize(x, dim=-1, eps=NORM_EPS) if self.l2_normalize else output_norm(x)
         return x / self.temperature if self.temperature != 1.0 else x
 
-    def reference_item_init(self) -> float:
-        """The reference's item table (truncated N(0, 0.02), padding row zero); returns the factor the table
-        is read with at the input, sqrt(d_model), so that inputs start at the positions' scale."""
+    def reference_item_init(self) -> None:
+        """The reference's item table (truncated N(0, 0.02), padding row zero), read at the input times
+        sqrt(d_model) (``input_scale``), so that inputs start at the positions' scale."""
         weight = self.item_embedding.weight
         nn.init.trunc_normal_(weight, std=REFERENCE_ITEM_STD, a=-2 * REFERENCE_ITEM_STD, b=2 * REFERENCE_ITEM_STD)
         with torch.no_grad():
             weight[PADDING_ITEM].zero_()
-        return math.sqrt(weight.shape[1])
+        self.input_scale = math.sqrt(weight.shape[1])
+
+    def scaled_items(self, items: Tensor) -> Tensor:
+        """The input rows of ``items`` (B, L) -> (B, L, D): the item table's rows times ``input_scale``."""
+        x = self.item_embedding(items)
+        return x * self.input_scale if self.input_scale != 1.0 else x
 
     def scores(self, hidden: Tensor) -> Tensor:
         """Logits over the catalogue (tied embeddings); column 0 (padding) is -inf so it is never ranked."""

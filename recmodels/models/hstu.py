@@ -370,12 +370,11 @@ class HSTU(SequentialRecommender):
         self.embedding_dropout = Dropout(config.dropout)
         self.layers = nn.ModuleList(HSTULayer(config) for _ in range(config.n_layers))
         self.output_norm = nn.LayerNorm(config.d_model)
-        self.input_scale = 1.0
         if config.reference_init:
             for layer in self.layers:
                 layer.reference_init()
             nn.init.xavier_normal_(self.position_embedding.weight)
-            self.input_scale = self.reference_item_init()
+            self.reference_item_init()
 
     def forward(self, items: Tensor, timestamps: Tensor | None = None) -> Tensor:
         """items (B, L), timestamps (B, L) ms or None (no time bias) -> hidden (B, L, D)."""
@@ -396,8 +395,5 @@ class HSTU(SequentialRecommender):
         if timestamps is not None:
             timestamps = timestamps[:, -self.config.max_len :]
         mask = real_events(items)  # (B, L)
-        x = self.item_embedding(items)
-        if self.input_scale != 1.0:
-            x = x * self.input_scale
-        x = x + self.position_embedding(positions_from_first_event(mask))
+        x = self.scaled_items(items) + self.position_embedding(positions_from_first_event(mask))
         return self.embedding_dropout(x) * mask[..., None], Layout.of(mask, timestamps, self.config)

@@ -88,12 +88,11 @@ class TransformerRecommender(SequentialRecommender):
             for attention in attentions
         )
         self.output_norm = nn.LayerNorm(config.d_model)
-        self.input_scale = 1.0
         if config.reference_init:
             std = config.d_model**-0.5
             nn.init.trunc_normal_(self.position_embedding.weight, std=std, a=-2 * std, b=2 * std)
             xavier_normal_matrices(self.blocks)
-            self.input_scale = self.reference_item_init()
+            self.reference_item_init()
 
     def forward(self, items: Tensor) -> Tensor:
         x, mask = self.embed(items)
@@ -112,8 +111,5 @@ class TransformerRecommender(SequentialRecommender):
         items = items[:, -self.config.max_len :]  # attention models see at most the last max_len events
         mask = real_events(items)  # (B, L)
         positions = positions_from_first_event(mask)
-        x = self.item_embedding(items)
-        if self.input_scale != 1.0:
-            x = x * self.input_scale
-        x = x + self.position_embedding(positions)  # (B, L, D)
+        x = self.scaled_items(items) + self.position_embedding(positions)  # (B, L, D)
         return self.embedding_dropout(x) * mask[..., None], mask

@@ -56,44 +56,43 @@ def test_the_test_continued_from_validation_states_ranks_as_encoding_again(tmp_p
     np.testing.assert_array_equal(valid.ranks.rank, evaluate(model, data, "valid", stream_chunk=16).ranks.rank)
 
 
+def kept_states(model, data: SplitData, first) -> UserStates:
+    """The states an encoding of targets ``first`` leaves."""
+    states = UserStates(model, data.num_users)
+    encode_targets(model, data, first, torch.device("cpu"), states=states)
+    return states
+
+
+def assert_continued_equals_fresh(model, data: SplitData, states: UserStates, then) -> None:
+    """Targets ``then`` encoded from ``states`` as if encoded afresh."""
+    cpu = torch.device("cpu")
+    torch.testing.assert_close(
+        encode_targets(model, data, then, cpu, states=states), encode_targets(model, data, then, cpu)
+    )
+
+
 @pytest.mark.parametrize("name", STREAMING)
 def test_continued_hidden_states_equal_a_fresh_encoding(tmp_path, name):
     data = export(tmp_path, "global_time")
     model = model_for(name, data)
-    states = UserStates(model, data.num_users)
-    device = torch.device("cpu")
-    encode_targets(model, data, select_targets(data, "valid"), device, states=states)
-    test = select_targets(data, "test")
-    torch.testing.assert_close(
-        encode_targets(model, data, test, device, states=states), encode_targets(model, data, test, device)
-    )
+    states = kept_states(model, data, select_targets(data, "valid"))
+    assert_continued_equals_fresh(model, data, states, select_targets(data, "test"))
 
 
 def test_a_user_kept_past_a_target_starts_again_from_a_fresh_state(tmp_path):
     data = export(tmp_path, "leave_one_out")
     model = model_for("gru4rec", data)
-    states = UserStates(model, data.num_users)
-    device = torch.device("cpu")
-    encode_targets(model, data, select_targets(data, "test"), device, states=states)  # kept past every valid target
-    valid = select_targets(data, "valid")
-    torch.testing.assert_close(
-        encode_targets(model, data, valid, device, states=states), encode_targets(model, data, valid, device)
-    )
+    states = kept_states(model, data, select_targets(data, "test"))  # kept past every valid target
+    assert_continued_equals_fresh(model, data, states, select_targets(data, "valid"))
 
 
 def test_only_some_users_kept(tmp_path):
     """A validation on a subset of targets keeps the states of its users; the others start fresh."""
     data = export(tmp_path, "global_time")
     model = model_for("recmamba", data)
-    states = UserStates(model, data.num_users)
-    device = torch.device("cpu")
-    subset = select_targets(data, "valid", max_targets=5)
-    encode_targets(model, data, subset, device, states=states)
+    states = kept_states(model, data, select_targets(data, "valid", max_targets=5))
     assert 0 < (states.ends > 0).sum() < data.num_users
-    test = select_targets(data, "test")
-    torch.testing.assert_close(
-        encode_targets(model, data, test, device, states=states), encode_targets(model, data, test, device)
-    )
+    assert_continued_equals_fresh(model, data, states, select_targets(data, "test"))
 
 
 def test_fit_tests_from_the_best_epochs_validation_states(tmp_path):

@@ -20,6 +20,8 @@ from recmodels.training.config import flatten, run_config_class
 from recmodels.training.distributed import shutdown
 from recmodels.training.loop import prepare_process, train_run
 
+TEST_RANKS_FILE = "test_ranks.parquet"  # every test target's rank, for intervals and paired tests
+
 
 def command_line_class() -> type[BaseSettings]:
     """``python -m recmodels.train <model> --export DIR [--out DIR] [--model.<field> V] [--train.<field> V]``:
@@ -32,7 +34,14 @@ def command_line_class() -> type[BaseSettings]:
             __base__=run_config,
             __config__=ConfigDict(frozen=True, extra="forbid"),
             export=(Path, Field(description="Split export folder (Contract 1), e.g. data/exports/synthetic.")),
-            out=(Path | None, Field(None, description="Folder for the checkpoint (resumed if there) and result.json.")),
+            out=(
+                Path | None,
+                Field(
+                    None,
+                    description="Folder for the checkpoint (resumed if there), result.json and the "
+                    f"test's per-target ranks ({TEST_RANKS_FILE}).",
+                ),
+            ),
             history_store=(
                 Path | None,
                 Field(
@@ -75,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if command.out:
         command.out.mkdir(parents=True, exist_ok=True)
         (command.out / "result.json").write_text(json.dumps(summary, indent=2))
+        trained.result.test.ranks.write(command.out / TEST_RANKS_FILE)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -7,8 +7,9 @@
 -- A window's candidates are ordered by a key: position ('first_per_user'), position from the end
 -- ('last_per_user') or a hash of (user, position, $seed) ('sample_per_user': a uniform draw, the same for
 -- the same seed); the first $cap of them are chosen, every candidate when $cap is NULL ('all'). Ties of
--- the hash are broken by position, so a window never holds more than $cap targets.
-CREATE OR REPLACE TABLE splits AS
+-- the hash are broken by position, so a window never holds more than $cap targets. Users
+-- [$first_user, $end_user) only: the table is filled a batch of users at a time (splits.sql).
+INSERT INTO splits
 WITH bounds AS (
     SELECT
         user_id,
@@ -20,6 +21,7 @@ WITH bounds AS (
         -- the events at the first event's moment: nothing strictly earlier to predict them from
         list_count(list_filter(timestamps, lambda t: t = timestamps[1])) AS first_moment
     FROM sequences
+    WHERE user_id >= $first_user AND user_id < $end_user
 ),
 keyed AS (
     SELECT

@@ -1,6 +1,7 @@
 -- Leave-one-out: each user's last event is the test target (2), the one before the validation target
--- (1), the rest train (0), as in published SASRec-style results.
-CREATE OR REPLACE TABLE splits AS
+-- (1), the rest train (0), as in published SASRec-style results. Users [$first_user, $end_user) only: the
+-- table is filled a batch of users at a time (splits.sql).
+INSERT INTO splits
 SELECT
     user_id,
     items,
@@ -11,4 +12,5 @@ SELECT
         ELSE 0
     END) AS TINYINT[]) AS split
 FROM sequences
+WHERE user_id >= $first_user AND user_id < $end_user
 ORDER BY user_id;

@@ -10,13 +10,13 @@ import duckdb
 
 from pipelines.data import checks
 from pipelines.data.config import EventsConfig, RawEventsConfig, SplitsConfig
-from pipelines.data.events import build_events
+from pipelines.data.events import build_events, build_sequences
 from pipelines.data.export import contract_metadata, write_export
 from pipelines.data.ingest import ingest
 from pipelines.data.metadata import history_length_table
 from pipelines.data.resources import POOL, Warehouse
 from pipelines.data.splits import build_splits
-from pipelines.data.sql import fetch_one, run_sql
+from pipelines.data.sql import fetch_one
 from pipelines.data.table_writes import record_write, require_written_by
 from pipelines.lineage import upstream
 from pipelines.paths import ProjectPaths
@@ -101,7 +101,7 @@ def events(context: dg.AssetExecutionContext, config: EventsConfig, warehouse: W
 def sequences(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """One row per user: item ids and timestamps in time order."""
     with _building_on(context, warehouse, "events") as (dataset, con):
-        run_sql(con, "sequences")
+        batches = build_sequences(con)
         events_count, users, items = fetch_one(con, "events_stats")
         lengths = history_length_table(con)
         check_results = checks.sequences_checks(con)
@@ -111,6 +111,7 @@ def sequences(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Mat
             "row_count": users,
             "events": events_count,
             "items": items,
+            "user_batches": batches,
             "history_lengths": lengths,
         },
         check_results=check_results,

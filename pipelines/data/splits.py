@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import duckdb
 
 from pipelines.data.config import SplitsConfig, TargetRule
+from pipelines.data.events import build_by_user_batches
 from pipelines.data.sources.timestamps import utc_ms
 from pipelines.data.sql import fetch_one, run_sql
 
@@ -96,8 +97,9 @@ def build_splits(con: duckdb.DuckDBPyConnection, config: SplitsConfig) -> SplitS
     protocol = protocol_of(config)
     if config.mode == "global_time":
         cutoff_valid, cutoff_test = cutoffs(con, config)
-        run_sql(
+        build_by_user_batches(
             con,
+            "splits",
             "splits_global_time",
             cutoff_valid=cutoff_valid,
             cutoff_test=cutoff_test,
@@ -106,7 +108,7 @@ def build_splits(con: duckdb.DuckDBPyConnection, config: SplitsConfig) -> SplitS
             seed=config.targets_seed,
         )
     else:
-        run_sql(con, "splits_leave_one_out")
+        build_by_user_batches(con, "splits", "splits_leave_one_out")
     stats = fetch_one(con, "split_stats")
     train, valid, test, context, cold_valid, cold_test, train_items, num_items, users = stats
     first_seen_late = 0

@@ -26,6 +26,8 @@ SEEN_MARGIN = 16  # candidates checked beyond 2k at first, for users who saw man
 ANSWER_CACHE_ENV = "RECMAMBA_ANSWER_CACHE"  # answers kept per worker (python -m recmodels.serve --answer-cache)
 DEFAULT_CACHED_ANSWERS = 100_000  # a few hundred bytes each at k = 10
 RETIRED_RETRIES = 5  # a retired store means the link already moved: one retry normally suffices
+SCORE_BLOCK_ROWS = 1 << 18  # rows of a half-precision item table upcast to float32 at once (64 MB at d 64)
+HALF_PRECISION = (torch.bfloat16, torch.float16)
 # The data layer's window: no event after tomorrow. A later one would make every real event of its user
 # stale from then on (the user's state frozen), and would fail the next ingest of the landing data.
 FUTURE_TOLERANCE_MS = 86_400_000
@@ -137,7 +139,9 @@ class RecommendationService:
         self.dense_ids = self.catalogue.dense_ids()
         self.store = StateStore(self.folder / STORE_FILE, self.engine.state_dtype)
         self.meta = self.store.meta()
-        self.embedding = self.model.item_vectors().detach().float().contiguous()
+        vectors = self.model.item_vectors().detach()
+        # A half-precision table stays as it is (32 M tracks: 4 GB, not 8) and is upcast a block at a time.
+        self.embedding = (vectors if vectors.dtype in HALF_PRECISION else vectors.float()).contiguous()
         self.popular = self.catalogue.popular()
         self.integer_users = self.meta.get(USER_IDS_KEY) == "integer"
         self.answers = AnswerCache(answer_cache_size())
@@ -170,7 +174,15 @@ class RecommendationService:
     def scores(self, hidden: np.ndarray) -> np.ndarray:
         """(num_items + 1,) scores of every item, padding at -inf. torch's matrix-vector product runs on the
         threads the process allows: one per worker is fastest under load (python -m recmodels.serve)."""
-        scores = torch.mv(self.embedding, torch.from_numpy(hidden)).numpy()
+        vector = torch.from_numpy(hidden).float()
+        if self.embedding.dtype not in HALF_PRECISION:
+            scores = torch.mv(self.embedding, vector)
+        else:
+            scores = torch.empty(len(self.embedding), dtype=torch.float32)
+            for start in range(0, len(self.embedding), SCORE_BLOCK_ROWS):
+                block = self.embedding[start : start + SCORE_BLOCK_ROWS]
+                torch.mv(block.float(), vector, out=scores[start : start + len(block)])
+        scores = scores.numpy()
         scores[0] = -np.inf
         return scores
 

@@ -101,8 +101,20 @@ class TrainConfig(BaseModel):
     eval_max_targets: int | None = Field(
         2000,
         ge=1,
-        description="Validation targets ranked after each epoch (a fixed subset, still against every "
-        "item); null: all. The final test always ranks every target.",
+        description="Validation targets ranked after each epoch (a fixed subset, still against every item); null: all.",
+    )
+    test_max_targets: int | None = Field(
+        None,
+        ge=1,
+        description="The final test ranks a seeded random subset of this many targets, still against every "
+        "item, for logs whose test window holds more targets than ranking affords; null: every target.",
+    )
+    max_steps_per_epoch: int | None = Field(
+        None,
+        ge=1,
+        description="Optimizer steps per epoch at most: the first of the epoch's shuffled batches, so each "
+        "epoch trains on another random share of the windows (for logs whose full pass takes hours); "
+        "null: every window.",
     )
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 import random
 import time
@@ -275,8 +276,12 @@ def fit(
         if progress.stopped_early:
             break
         batches = windows.batches(config.batch_size, np.random.default_rng([config.seed, epoch]))
+        planned = windows.num_targets
+        if config.max_steps_per_epoch is not None:
+            batches = itertools.islice(batches, config.max_steps_per_epoch)
+            planned = min(planned, round(planned * config.max_steps_per_epoch * config.batch_size / len(windows)))
         began = time.perf_counter()
-        progress_log = ProgressLog(f"epoch {epoch}/{config.epochs}", windows.num_targets, "events")
+        progress_log = ProgressLog(f"epoch {epoch}/{config.epochs}", planned, "events")
         train_loss, events = _train_epoch(
             model, network, batches, loss_fn, optimizer, config, device, ranks, progress_log
         )
@@ -312,7 +317,7 @@ def fit(
     valid = EvalResult.from_dict(progress.best_valid) if progress.best_valid else None
     if valid is None:  # no epoch trained: evaluate the model as given
         valid = evaluate(model, data, "valid", device=device, max_targets=config.eval_max_targets, **seen)
-    test = evaluate(model, data, "test", device=device, states=best_states, **seen)
+    test = evaluate(model, data, "test", device=device, max_targets=config.test_max_targets, states=best_states, **seen)
     epochs_run = max(len(progress.reports), 1)
     cost = CostReport(
         train_seconds_per_epoch=progress.train_seconds / epochs_run,

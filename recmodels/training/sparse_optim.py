@@ -23,6 +23,7 @@ from torch import Tensor, nn
 ItemOptimizer = Literal["adam", "rowwise_adagrad"]
 ADAGRAD_EPS = 1e-8  # FBGEMM's default for its row-wise Adagrad
 LOW_HALF = 0xFFFF  # the float32 bits a bfloat16 drops
+ROUNDING_RNG = "rounding_rng"  # RowwiseAdagrad's state_dict key for its stochastic rounding's generator
 
 
 class RowwiseAdagrad(torch.optim.Optimizer):
@@ -49,6 +50,19 @@ class RowwiseAdagrad(torch.optim.Optimizer):
         if table.dtype == torch.bfloat16:
             updated = stochastic_bfloat16(updated, self.generator)
         table.index_copy_(0, rows, updated.to(table.dtype))
+
+    def state_dict(self) -> dict[str, Any]:
+        """With the rounding noise's generator, so a resumed bfloat16 run rounds as an uninterrupted one."""
+        return {**super().state_dict(), ROUNDING_RNG: self.generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        rounding = state_dict.pop(ROUNDING_RNG, None)
+        super().load_state_dict(state_dict)
+        for state in self.state.values():  # torch casts loaded state to the table's dtype: keep it float32
+            state["sum"] = state["sum"].float()
+        if rounding is not None:  # a checkpoint written before the generator was kept: fresh noise
+            self.generator.set_state(rounding)
 
 
 def stochastic_bfloat16(values: Tensor, generator: torch.Generator) -> Tensor:

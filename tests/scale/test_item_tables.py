@@ -58,6 +58,31 @@ def test_rowwise_adagrad_updates_touched_rows_by_their_mean_square():
     torch.testing.assert_close(optimizer.state[table.weight]["sum"], accumulator)
 
 
+def test_a_resumed_bfloat16_table_rounds_as_an_uninterrupted_one(tmp_path):
+    def bfloat16_table() -> torch.nn.Embedding:
+        torch.manual_seed(0)
+        return torch.nn.Embedding(50, 8, sparse=True, dtype=torch.bfloat16)
+
+    def step(table: torch.nn.Embedding, optimizer: RowwiseAdagrad, rows: list[int]) -> None:
+        optimizer.zero_grad()
+        table(torch.tensor(rows)).float().pow(2).sum().backward()
+        optimizer.step()
+
+    straight = bfloat16_table()
+    optimizer = RowwiseAdagrad(straight.weight, lr=1e-3, seed=7)
+    for rows in ([1, 2, 3], [2, 3, 4]):
+        step(straight, optimizer, rows)
+
+    interrupted = bfloat16_table()
+    first = RowwiseAdagrad(interrupted.weight, lr=1e-3, seed=7)
+    step(interrupted, first, [1, 2, 3])
+    torch.save(first.state_dict(), tmp_path / "optimizer.pt")
+    resumed = RowwiseAdagrad(interrupted.weight, lr=1e-3, seed=0)  # another seed: only the checkpoint can agree
+    resumed.load_state_dict(torch.load(tmp_path / "optimizer.pt", weights_only=True))
+    step(interrupted, resumed, [2, 3, 4])
+    assert torch.equal(interrupted.weight, straight.weight)
+
+
 def cycle_export(tmp_path, num_items=30):
     histories = [[(user + t) % num_items + 1 for t in range(40)] for user in range(8)]
     splits = [[0] * 34 + [1] * 3 + [2] * 3 for _ in histories]

@@ -22,12 +22,12 @@ def item_raw(dense: int) -> str:
     return f"item-{dense}"
 
 
-def write_model_files(folder: Path, name: str, seed: int = 0) -> torch.nn.Module:
+def write_model_files(folder: Path, name: str, seed: int = 0, **options) -> torch.nn.Module:
     torch.manual_seed(seed)
-    model = build_model(name, NUM_ITEMS, **MODEL_SIZE).eval()
+    model = build_model(name, NUM_ITEMS, **MODEL_SIZE, **options).eval()
     folder.mkdir(parents=True)
     torch.save(model.state_dict(), folder / STATE_DICT_FILE)
-    config = {"model": name, "num_items": NUM_ITEMS, "config": MODEL_SIZE}
+    config = {"model": name, "num_items": NUM_ITEMS, "config": {**MODEL_SIZE, **options}}
     (folder / CONFIG_FILE).write_text(json.dumps(config))
     return model
 
@@ -45,11 +45,11 @@ def user_histories(num_users: int = 6, seed: int = 0) -> tuple[list[str], list[n
 
 @pytest.fixture
 def served_folder(project_home: Path) -> Callable[[str], Path]:
-    """``make(model_name)``: a built folder under the test's RECMAMBA_HOME for that model."""
+    """``make(model_name, **model_options)``: a built folder under the test's RECMAMBA_HOME for that model."""
 
-    def make(name: str = "recmamba") -> Path:
+    def make(name: str = "recmamba", **options) -> Path:
         work = project_home / "build" / name
-        model = write_model_files(work / "files", name)
+        model = write_model_files(work / "files", name, **options)
         catalogue = Catalogue([item_raw(i) for i in range(1, NUM_ITEMS + 1)], np.arange(NUM_ITEMS + 1) % 7)
         users, items, stamps = user_histories()
         meta = {"model": name, "version": "3", "dataset": "handmade", "split_fingerprint": "abc"}

@@ -177,3 +177,25 @@ def test_hstu_trains_with_its_published_recipe(tmp_path):
     result = fit(model, data, config)
     assert result.epochs[-1].train_loss < result.epochs[0].train_loss
     assert result.test.overall["hr_10"] > 0.5
+
+
+def test_max_steps_per_epoch_trains_a_share_of_the_windows(tmp_path):
+    data = cycle_export(tmp_path, num_users=16)
+
+    def events_per_epoch(config: TrainConfig) -> list[int]:
+        torch.manual_seed(0)
+        model = build_model("gru4rec", data.num_items, **SMALL)
+        return [round(e.events_per_second * e.epoch_seconds) for e in fit(model, data, config).epochs]
+
+    assert events_per_epoch(TrainConfig(epochs=1, batch_size=2, patience=0)) == [16 * 33]
+    capped = events_per_epoch(TrainConfig(epochs=2, batch_size=2, patience=0, max_steps_per_epoch=3))
+    assert len(capped) == 2 and all(0 < events <= 3 * 2 * SMALL["max_len"] for events in capped)
+
+
+def test_test_max_targets_ranks_a_seeded_subset(tmp_path):
+    data = cycle_export(tmp_path, num_users=16)
+    model = build_model("gru4rec", data.num_items, **SMALL)
+    every = fit(model, data, TrainConfig(epochs=0, patience=0)).test
+    sampled = [fit(model, data, TrainConfig(epochs=0, patience=0, test_max_targets=10)).test for _ in range(2)]
+    assert every.num_targets == 16 * 3 and [result.num_targets for result in sampled] == [10, 10]
+    assert sampled[0].overall == sampled[1].overall

@@ -2,7 +2,7 @@
 -- order) are bound, so the parser never guesses; rows that do not parse go to reject_errors instead of
 -- being silently dropped, and the caller turns the first one into an error naming file, line and column.
 CREATE OR REPLACE TEMP TABLE raw_stage AS
-SELECT *
+SELECT * REPLACE (CAST(filename AS landing_file) AS filename)
 FROM read_csv(
     $files,
     header = $header,

@@ -9,7 +9,7 @@ SELECT
     NULLIF(trim(p[$item_column]), '') AS item_raw,
     p[$time_column] AS ts_raw,
     trim(CAST(p[$filter_column] AS VARCHAR)) AS filter_raw,
-    filename
+    CAST(filename AS landing_file) AS filename
 FROM read_csv(
     $files,
     header = $header,

@@ -7,5 +7,5 @@ SELECT
     NULLIF(trim(CAST(p[$item_column] AS VARCHAR)), '') AS item_raw,
     TRY_CAST(p[$time_column] AS BIGINT) AS ts_raw,
     trim(CAST(p[$filter_column] AS VARCHAR)) AS filter_raw,
-    filename
+    CAST(filename AS landing_file) AS filename
 FROM read_parquet($files, filename = true) AS p;

@@ -8,7 +8,7 @@ SELECT
     NULLIF(trim(p[$user_column]), '') AS user_raw,
     NULLIF(trim(p[$item_column]), '') AS item_raw,
     TRY_CAST(floor(p[$time_column]) AS BIGINT) AS ts_raw,
-    filename
+    CAST(filename AS landing_file) AS filename
 FROM read_csv(
     $files,
     header = $header,

@@ -101,7 +101,9 @@ def stage_parquet(con: duckdb.DuckDBPyConnection, files: list[Path], mapping: Co
         raise IngestError(f"{files[0]}: row 0: column {mapping.time!r} has different types across files")
     datetime_column = pa.types.is_timestamp(time_type := time_types.pop()) or pa.types.is_date(time_type)
     sql = "stage_parquet_datetime" if datetime_column else "stage_parquet"
-    run_sql(con, sql, files=[str(f) for f in files], **mapping.sql_params())
+    names = [str(f) for f in files]
+    run_sql(con, "stage_files", files=names)
+    run_sql(con, sql, files=names, **mapping.sql_params())
     layout = Layout(mapping.labels, delimiter="", text_ids=True)
     raise_on_header_only_files(con, files, layout)
     raise_on_bad_values(con, layout)

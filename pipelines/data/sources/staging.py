@@ -79,6 +79,7 @@ def stage_csv(
         check_complete_last_line(path)
     names = [str(f) for f in files]
     run_sql(con, "stage_clear_rejects")
+    run_sql(con, "stage_files", files=names)
     try:
         run_sql(con, sql, files=names, header=layout.header, delimiter=layout.delimiter, **params)
     except (duckdb.IOException, duckdb.InvalidInputException) as error:

@@ -3,24 +3,11 @@ read into a split of the intended shape."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "lfm1b_scale.py"
+from tests.benchmarks.scripts import load_script
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("lfm1b_scale", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-scale = load_script()
+scale = load_script("lfm1b_scale")
 
 
 def test_the_raw_files_have_lfm1b_layout_and_ingest_into_the_intended_split(tmp_path, monkeypatch):

@@ -3,29 +3,16 @@ checkpoint under RECMAMBA_HOME, converges only by its own stopping rule, and the
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from recmodels import build_model
 from recmodels.data.split_data import SplitData, write_split_export
 from recmodels.training.checkpoint import CHECKPOINT_FILE
+from tests.benchmarks.scripts import load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "literature_parity.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("literature_parity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-parity = load_script()
+parity = load_script("literature_parity")
 
 # The smallest recipe: a fixed epoch count (patience 0), as the generative-recommenders recipes have.
 TINY = {

@@ -14,7 +14,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from recmodels import build_model  # noqa: E402
+from recmodels.evaluation.cost import max_rss_mb  # noqa: E402
 from recmodels.models.gru4rec import GRU4RecConfig  # noqa: E402
 from recmodels.models.linrec import CausalLinearAttention  # noqa: E402
 from recmodels.models.lrurec import LinearRecurrentUnit, LRURecConfig  # noqa: E402
@@ -120,7 +120,7 @@ def measure_one(row: str, scope: str, length: int, batch: int, d_model: int, dev
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    baseline_mb = max_rss_mb()
     times = []
     for repeat in range(3):
         began = time.perf_counter()
@@ -133,10 +133,7 @@ def measure_one(row: str, scope: str, length: int, batch: int, d_model: int, dev
             sync()
             times.append(time.perf_counter() - began - times[0])
             break
-    if device == "cuda":
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kib) / 1024
+    peak_mb = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else max_rss_mb() - baseline_mb
     uses_scan = row in ("recmamba", "recmamba_lti", "mamba4rec")
     return {
         "row": row,

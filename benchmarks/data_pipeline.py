@@ -23,6 +23,9 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
+
+from recmodels.evaluation.cost import max_rss_mb  # noqa: E402
+
 RESULTS = PROJECT / "benchmarks" / "results"
 
 
@@ -78,7 +81,7 @@ def child(kind: str, landing: Path, workdir: Path, memory_limit: str) -> None:
     start = cpu_seconds()
     out = (run_floor if kind == "floor" else run_pipeline)(landing, workdir, memory_limit)
     out["cpu_seconds"] = cpu_seconds() - start  # imports included: a few tenths of a second
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = max_rss_mb()
     print("RESULT " + json.dumps(out))
 
 

@@ -45,6 +45,8 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
+from benchmarks.real_size import train as run_trainer  # noqa: E402
+from recmodels.evaluation.cost import max_rss_mb  # noqa: E402
 from recmodels.evaluation.evaluate import TargetRanks  # noqa: E402
 from recmodels.evaluation.stats import per_target_metric, user_bootstrap  # noqa: E402
 from recmodels.train import TEST_RANKS_FILE  # noqa: E402
@@ -59,10 +61,6 @@ START_S, YEAR_S = 1_356_998_400, 365 * 86_400  # 2013-01-01, inside LFM-1b's spa
 MAX_LEN, BATCH = 2048, 8
 DATASET = "lfm1b_scale"
 STEPS = ("generate", "data", "store", "train", "re-encode")
-
-
-def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024
 
 
 def write_log(folder: Path, events: int, seed: int = 0) -> dict:
@@ -150,22 +148,17 @@ def step_store(home: Path, export: str) -> dict:
 
 
 def step_train(home: Path, export: str, steps: int, targets: int) -> dict:
-    """The trainer's command line; its progress lines go to this process's stderr."""
+    """``real_size.py``'s run of the trainer's command line (sampled softmax, sparse item updates, the history
+    store) with this benchmark's options; its progress lines go to this process's stderr."""
     out = home / "train-out"
     shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resumed one
     options = {
-        "--export": export, "--out": out, "--history_store": home / "history_store", "--model.max_len": MAX_LEN,
-        "--model.item_dtype": "bfloat16", "--train.batch_size": BATCH, "--train.epochs": 1,
-        "--train.loss": "sampled_softmax", "--train.negatives": "popularity", "--train.sparse_item_updates": "true",
-        "--train.item_optimizer": "rowwise_adagrad", "--train.max_steps_per_epoch": steps,
-        "--train.eval_max_targets": targets, "--train.test_max_targets": targets,
+        "--model.max_len": MAX_LEN, "--model.item_dtype": "bfloat16", "--train.batch_size": BATCH,
+        "--train.negatives": "popularity", "--train.item_optimizer": "rowwise_adagrad",
+        "--train.max_steps_per_epoch": steps, "--train.eval_max_targets": targets, "--train.test_max_targets": targets,
     }  # fmt: skip
-    command = [sys.executable, "-m", "recmodels.train", "recmamba"]
-    command += [str(part) for option in options.items() for part in option]
-    began = time.perf_counter()
-    subprocess.run(command, check=True, cwd=PROJECT, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - began
-    result = json.loads((out / "result.json").read_text())
+    extra = [str(part) for option in options.items() for part in option]
+    wall, result = run_trainer(Path(export), home, "recmamba", 1, extra)
     cost, test, valid = result["cost"], result["test"], result["valid"]
     ranks = TargetRanks.read(out / TEST_RANKS_FILE)
     intervals = {
@@ -174,7 +167,7 @@ def step_train(home: Path, export: str, steps: int, targets: int) -> dict:
     }
     return {
         "seconds": wall,
-        "peak_rss_mb": peak_rss_mb(resource.RUSAGE_CHILDREN),
+        "peak_rss_mb": max_rss_mb(resource.RUSAGE_CHILDREN),
         "train_seconds": cost["train_seconds_total"],
         "train_events": round(cost["train_events_per_second"] * cost["train_seconds_total"]),
         "train_events_per_s": cost["train_events_per_second"],
@@ -227,7 +220,7 @@ def child(args: argparse.Namespace) -> dict:
         report = step_train(home, size["export"], size["train_steps"], args.targets)
     else:
         report = step_reencode(home, size["export"], args.targets)
-    return {**report, "peak_rss_mb": max(peak_rss_mb(), report.get("peak_rss_mb", 0.0))}
+    return {**report, "peak_rss_mb": max(max_rss_mb(), report.get("peak_rss_mb", 0.0))}
 
 
 def run_step(args: argparse.Namespace, step: str, home: Path, size: dict) -> dict:

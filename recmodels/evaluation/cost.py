@@ -33,9 +33,10 @@ class CostReport:
         return {f.name: float(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
-def _max_rss_mb() -> float:
-    """The process's peak resident set size so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def max_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """The peak resident set size so far of this process, or with ``resource.RUSAGE_CHILDREN`` of the largest
+    child waited for (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(who).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
@@ -93,11 +94,11 @@ class PeakMemory:
             _reset_peak_rss()
             self.start_mb = _status_mb("VmRSS")
         else:
-            self.start_mb = _max_rss_mb()
+            self.start_mb = max_rss_mb()
 
     def peak_mb(self) -> float:
         if self.method == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
         if self.method == "vmhwm":
             return max(0.0, _status_mb("VmHWM") - self.start_mb)
-        return max(0.0, _max_rss_mb() - self.start_mb)
+        return max(0.0, max_rss_mb() - self.start_mb)

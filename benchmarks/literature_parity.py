@@ -214,7 +214,8 @@ def windows_per_step(recipe: dict, data: SplitData) -> int:
 def run_config(recipe: dict, data: SplitData, epochs: int):
     """The validated run config (model and train sections) of ``recipe`` for its architecture."""
     train = {**recipe["train"], "epochs": epochs, "batch_size": windows_per_step(recipe, data)}
-    train |= {"eval_max_targets": None, "device": "auto", "seed": 42}
+    # Every epoch a full pass, every validation over all users: the published protocols, whatever the defaults.
+    train |= {"eval_max_targets": None, "max_steps_per_epoch": None, "device": "auto", "seed": 42}
     return run_config_class(recipe["architecture"])(model={**recipe["model"], "max_len": MAX_LEN}, train=train)
 
 
@@ -240,6 +241,9 @@ def claim(folder: Path, config) -> None:
     path = folder / RUN_CONFIG_FILE
     if (folder / CHECKPOINT_FILE).exists() and path.exists():
         saved = json.loads(path.read_text())
+        # Read through today's run config, so a field added since the checkpoint counts at its default.
+        saved = type(config).model_validate(saved).model_dump()
+        saved["train"].pop("epochs")
         if saved != wanted:
             raise SystemExit(
                 f"{folder} holds a checkpoint of another run config ({path}: {saved}, this recipe: {wanted}); "

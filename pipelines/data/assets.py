@@ -64,6 +64,7 @@ def raw_events(
     return dg.MaterializeResult(
         metadata={
             "dataset": summary.dataset,
+            "source": config.source,
             "landing_dir": dg.MetadataValue.path(str(summary.landing_dir)),
             "files": summary.num_files,
             "staged_rows": summary.staged_rows,

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 import mlflow
 
+from pipelines.lineage import upstream
 from pipelines.metric_names import KIND_COMPARISON, KIND_TRAINING, TAG_DATASET, TAG_KIND, TAG_SPLIT
 from pipelines.model_names import MODEL_NAMES, model_asset_name
 from pipelines.registry import CHAMPION, CURRENT, register_version, registered_name
@@ -50,7 +51,7 @@ def model_comparison(context: dg.AssetExecutionContext, mlflow_tracking: MlflowT
         per_target = download_per_target(mlflow_tracking.client, runs, Path(downloads))
     comparison = compare(runs, per_target)
     protocol = f"{split.metadata.get('split_mode', 'unknown')} split, {target_protocol(split.metadata)}"
-    summary, table = headline(comparison, protocol), markdown_table(comparison)
+    summary, table = headline(comparison, protocol, data_source(context, split.dataset)), markdown_table(comparison)
     paired = paired_markdown(comparison)
     verdict = verdict_label(comparison)
     report = "\n\n".join(part for part in (summary, table, paired) if part)
@@ -135,6 +136,16 @@ def _describe(summary: ModelSummary, split: CurrentSplit) -> str:
         f"{summary.model} on split {split.fingerprint[:12]}: test NDCG@10 {values['test_ndcg_10']:.4f}, "
         f"valid NDCG@10 {values['valid_ndcg_10']:.4f}; {summary.convergence or 'convergence unknown'}."
     )
+
+
+def data_source(context: dg.AssetExecutionContext, dataset: str) -> str:
+    """The source (``synthetic``, ``kuairand``, ...) of the raw_events materialization behind ``dataset``'s split;
+    empty when raw_events was last materialized for another dataset (or before it recorded its source)."""
+    try:
+        raw = upstream(context, "raw_events").metadata
+    except dg.Failure:  # the split came from elsewhere (never materialized here): nothing to say about its source
+        return ""
+    return str(raw.get("source", "")) if raw.get("dataset") == dataset else ""
 
 
 def _tags(summary: ModelSummary, split: CurrentSplit) -> dict[str, str]:

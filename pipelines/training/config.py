@@ -34,11 +34,28 @@ MOVED_FIELDS = {
 }
 
 
-def as_dagster_config(model: type[BaseModel]) -> type[dg.Config]:
-    """``model`` as a Dagster config class with the same fields, defaults and descriptions."""
+# The main job's training budget: where the training assets' defaults differ from recmodels' own (which the
+# command line keeps). Chosen on the embedded synthetic log so that every model stops by its patience, not by
+# the cap, within the main job's 8 minutes on 2 cores (ARCHITECTURE.md, "The main job's budget"): windows of 256
+# events, 16 per step, a validation on 500 targets every 20 steps, a stop after 3 validations without a 1% gain,
+# at most 60 validations; the same for every model, so the comparison stays fair.
+ASSET_MODEL_DEFAULTS = {"max_len": 256}
+ASSET_TRAIN_DEFAULTS = {
+    "epochs": 60,
+    "max_steps_per_epoch": 20,
+    "patience": 3,
+    "min_improvement": 0.01,
+    "lr": 5e-3,
+    "eval_max_targets": 500,
+}
+
+
+def as_dagster_config(model: type[BaseModel], defaults: Mapping[str, Any] | None = None) -> type[dg.Config]:
+    """``model`` as a Dagster config class with the same fields and descriptions, and its defaults except those
+    ``defaults`` replaces."""
     fields: dict[str, Any] = {}
     for name, field in model.model_fields.items():
-        default = field.get_default(call_default_factory=True)
+        default = (defaults or {}).get(name, field.get_default(call_default_factory=True))
         fields[name] = (field.annotation, Field(default, description=field.description))
     return create_model(model.__name__, __base__=dg.Config, __doc__=model.__doc__, **fields)
 
@@ -54,8 +71,8 @@ class RunSections(dg.Config):
 
 def _section_fields(model_name: str) -> dict[str, Any]:
     """The ``model`` and ``train`` fields of ``model_name``'s launchpad config, with defaults and help."""
-    section = as_dagster_config(model_section(model_name))
-    train = as_dagster_config(TrainConfig)
+    section = as_dagster_config(model_section(model_name), ASSET_MODEL_DEFAULTS)
+    train = as_dagster_config(TrainConfig, ASSET_TRAIN_DEFAULTS)
     return {
         "model": (section, Field(section(), description=section.__doc__)),
         "train": (train, Field(train(), description=TrainConfig.__doc__)),

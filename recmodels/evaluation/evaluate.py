@@ -137,7 +137,10 @@ class Targets:
 def select_targets(data: SplitData, split: str, max_targets: int | None = None) -> Targets:
     """Targets of a split, skipping those with an empty prior history (nothing to predict them from).
 
-    ``max_targets`` keeps a deterministic random subset (seed 0), still ranked over the full catalogue.
+    ``max_targets`` keeps a deterministic random subset (seed 0), still ranked over the full catalogue: for
+    validation, which runs after every epoch, the targets of whole users taken in a random order (the last one
+    cut short), since a stateful model encodes a user's history once for all its targets and so pays per user;
+    for the test, targets drawn one by one, whose interval is narrower for the same count.
     """
     if split not in ("valid", "test"):
         raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
@@ -147,7 +150,12 @@ def select_targets(data: SplitData, split: str, max_targets: int | None = None) 
     keep = lengths > 0
     events, rows, lengths = events[keep], rows[keep], lengths[keep]
     if max_targets is not None and len(events) > max_targets:
-        chosen = np.sort(np.random.default_rng(0).choice(len(events), size=max_targets, replace=False))
+        rng = np.random.default_rng(0)
+        if split == "valid":
+            user_rank = rng.permutation(data.num_users)[rows]  # each user's place in a random order of users
+            chosen = np.sort(np.argsort(user_rank, kind="stable")[:max_targets])
+        else:
+            chosen = np.sort(rng.choice(len(events), size=max_targets, replace=False))
         events, rows, lengths = events[chosen], rows[chosen], lengths[chosen]
     positions = events - data.offsets[rows]
     items = data.items[events].astype(np.int64)

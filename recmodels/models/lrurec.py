@@ -21,9 +21,10 @@ Where it differs:
   product): the same function and the same initial distribution, but only real parameters, so checkpoints,
   AdamW, gradient clipping and DDP see what they see for every other model. The reference's imaginary
   output bias, which never reaches Re(.), is left out.
-- The scan is chunked powers of lambda (``linear_recurrence``), not the reference's recursive halving over a
-  length padded to a power of two; both compute the recurrence up to float rounding, ours in O(L * chunk)
-  work and O(L) memory per channel.
+- The scan, not the reference's recursive halving over a length padded to a power of two: on the CPU one
+  sequential pass per user over real [Re | Im] halves (``recmodels/ops/lru_scan.py``, O(L) work per channel),
+  elsewhere chunked powers of lambda (``linear_recurrence``, O(L * chunk) work, parallel over time); all three
+  compute the recurrence up to float rounding.
 - Padding: pads (a prefix of each row) get no input and leave the state unchanged, so an output never
   depends on how much padding precedes it; the reference also stops the carry at pads, but computes outputs
   at padded positions from the padding item's embedding and scores the padding item as a class.
@@ -47,6 +48,7 @@ from torch import Tensor, nn
 
 from recmodels.models.base import PADDING_ITEM, FeedForward, SequentialRecommender, real_events
 from recmodels.models.dropout import Dropout
+from recmodels.ops.lru_scan import linear_recurrence_cpu
 
 SCAN_CHUNK = 32  # steps per chunk of the parallel scan: its work per event grows with it, its sequential steps shrink
 INIT_STD = 0.02  # the reference's truncated normal, cut at two standard deviations
@@ -109,7 +111,8 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 class LinearRecurrentUnit(nn.Module):
-    """x (B, L, d_model) real -> Re(C h + c) (B, L, d_model), h_t = lambda h_{t-1} + gamma (B x_t + b) complex (H,)."""
+    """x (B, L, d_model) real -> Re(C h + c) (B, L, d_model), h_t = lambda h_{t-1} + gamma (B x_t + b) complex (H,);
+    its state crosses the boundary as (B, H, 2) (real, imaginary) floats."""
 
     def __init__(self, d_model: int, d_state: int, r_min: float, r_max: float) -> None:
         super().__init__()
@@ -139,21 +142,35 @@ class LinearRecurrentUnit(nn.Module):
         return self.out_proj(torch.cat([h.real, h.imag], dim=-1))
 
     def forward(self, x: Tensor, real: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """x (B, L, d_model), real (B, L) bool, state (B, H) complex or None -> (B, L, d_model), state (B, H)."""
+        """x (B, L, d_model), real (B, L) bool, state (B, H, 2) (real, imaginary) or None -> (B, L, d_model), state."""
         dtype = _compute_dtype(x.dtype)
         with torch.autocast(x.device.type, enabled=False):
-            u = self._inputs(x.to(dtype), real)  # (B, L, H)
-            h, state = linear_recurrence(u, self.log_lambda(), real, state)
-            return self._outputs(h), state
+            x = x.to(dtype)
+            if x.device.type == "cpu":
+                return self._forward_cpu(x, real, state)
+            u = self._inputs(x, real)  # (B, L, H)
+            start = None if state is None else torch.view_as_complex(state.contiguous())
+            h, last = linear_recurrence(u, self.log_lambda(), real, start)
+            return self._outputs(h), torch.view_as_real(last)
+
+    def _forward_cpu(self, x: Tensor, real: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The same on CPU tensors, through the sequential kernel on [Re | Im] halves (``ops/lru_scan.py``)."""
+        gamma = self.params_log[2].exp().repeat(2)  # scales Re and Im of B x + b alike
+        u = self.in_proj(x) * (gamma * real[..., None].to(gamma.dtype))  # (B, L, 2H)
+        lam = self.log_lambda().exp()
+        start = None if state is None else state.transpose(1, 2).reshape(state.shape[0], -1)  # (B, 2H)
+        h, last = linear_recurrence_cpu(u, lam.real, lam.imag, real, start)
+        return self.out_proj(h), last.view(-1, 2, self.d_state).transpose(1, 2)
 
     def step(self, x: Tensor, real: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """One event per user, the recurrence itself: x (B, d_model), real (B,), state (B, H) complex."""
+        """One event per user, the recurrence itself: x (B, d_model), real (B,), state (B, H, 2)."""
         dtype = _compute_dtype(x.dtype)
         with torch.autocast(x.device.type, enabled=False):
             u = self._inputs(x.to(dtype), real)  # (B, H)
+            state = torch.view_as_complex(state.contiguous())
             advanced = self.log_lambda().exp() * state + u
             state = torch.where(real[:, None], advanced, state)
-            return self._outputs(state), state
+            return self._outputs(state), torch.view_as_real(state)
 
 
 class LRUBlock(nn.Module):
@@ -229,9 +246,8 @@ class LRURec(SequentialRecommender):
         x = self.embed(items)  # (B, L, D)
         new_state = []
         for index, block in enumerate(self.blocks):
-            layer_state = None if state is None else torch.view_as_complex(state[index].contiguous())
-            x, layer_state = block(x, real, layer_state)
-            new_state.append(torch.view_as_real(layer_state))
+            x, layer_state = block(x, real, None if state is None else state[index])
+            new_state.append(layer_state)
         return x, torch.stack(new_state)
 
     def step(self, item: Tensor, state: LRUState) -> tuple[Tensor, LRUState]:
@@ -241,6 +257,6 @@ class LRURec(SequentialRecommender):
         x = self.embed(item)  # (B, D)
         new_state = []
         for index, block in enumerate(self.blocks):
-            x, layer_state = block.step(x, real, torch.view_as_complex(state[index].contiguous()))
-            new_state.append(torch.view_as_real(layer_state))
+            x, layer_state = block.step(x, real, state[index])
+            new_state.append(layer_state)
         return x, torch.stack(new_state)

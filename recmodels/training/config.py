@@ -91,6 +91,12 @@ class TrainConfig(BaseModel):
     )
     grad_clip: float | None = Field(1.0, description="Clip the gradient norm to this; null: no clipping.")
     patience: int = Field(2, ge=0, description="Epochs without a better validation NDCG@10 before stopping; 0: never.")
+    min_improvement: float = Field(
+        0.0,
+        ge=0.0,
+        description="A validation NDCG@10 counts as better for patience only when it beats the one that last reset "
+        "the count by more than this fraction (0.01: 1%); the best epoch's weights are kept either way.",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when torch sees a GPU.")
     seed: int = Field(42, description="Seeds weights, shuffling, dropout and negative sampling.")
     exclude_seen: bool = Field(
@@ -101,7 +107,8 @@ class TrainConfig(BaseModel):
     eval_max_targets: int | None = Field(
         2000,
         ge=1,
-        description="Validation targets ranked after each epoch (a fixed subset, still against every item); null: all.",
+        description="Validation targets ranked after each epoch: those of a fixed random subset of users, up to "
+        "this many, still against every item; null: all.",
     )
     test_max_targets: int | None = Field(
         None,

@@ -127,6 +127,17 @@ def build_optimizer(model: SequentialRecommender, config: TrainConfig) -> torch.
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, config.adam_beta2))
 
 
+def count_patience(progress: Progress, metric: float, min_improvement: float) -> None:
+    """Reset the count of epochs without improvement when ``metric`` beats the mark that last reset it by more
+    than ``min_improvement`` (relative), else add one: a curve creeping up by less than that, or wandering in
+    its noise, has stopped paying for its epochs. The kept weights are still the best epoch's."""
+    mark = progress.patience_mark
+    if mark is None or metric > mark + min_improvement * abs(mark):
+        progress.patience_mark, progress.epochs_without_improvement = metric, 0
+    else:
+        progress.epochs_without_improvement += 1
+
+
 @dataclass
 class Progress:
     """Everything besides weights and RNGs that a resumed run needs to continue exactly."""
@@ -135,6 +146,7 @@ class Progress:
     best_epoch: int = 0
     best_metric: float = -math.inf
     epochs_without_improvement: int = 0
+    patience_mark: float | None = None  # the validation metric that last reset the patience count
     stopped_early: bool = False
     reports: list[dict] = dataclasses.field(default_factory=list)
     best_valid: dict | None = None
@@ -266,6 +278,8 @@ def fit(
         if "cuda_rng" in saved and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(saved["cuda_rng"])
         progress, best_state = Progress(**saved["progress"]), saved["best_state"]
+        if progress.patience_mark is None and progress.best_epoch:  # a checkpoint from before the mark was kept
+            progress.patience_mark = progress.best_metric
     # Compile (or load from Numba's cache) every kernel training uses before the meters start.
     compile_seconds = warm_up(model, device)
     network = _data_parallel(model, device) if ranks.distributed else model
@@ -300,11 +314,9 @@ def fit(
         metric = valid.overall["ndcg_10"]
         if best_state is None or metric > progress.best_metric:
             progress.best_metric, progress.best_epoch, progress.best_valid = metric, epoch, valid.as_dict()
-            progress.epochs_without_improvement = 0
             best_state = {name: value.detach().cpu().clone() for name, value in model.state_dict().items()}
             best_states = epoch_states  # the test continues each history from here, with these weights
-        else:
-            progress.epochs_without_improvement += 1
+        count_patience(progress, metric, config.min_improvement)
         progress.stopped_early = 0 < config.patience <= progress.epochs_without_improvement and epoch < config.epochs
         progress.next_epoch = epoch + 1
         if path is not None and ranks.is_main:

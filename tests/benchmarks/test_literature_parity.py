@@ -78,6 +78,16 @@ def test_a_changed_recipe_does_not_resume_the_old_checkpoint(project_home, cycle
         parity.train("tiny", wider, cycles)
 
 
+def test_a_checkpoint_from_before_a_new_run_config_field_resumes(project_home, cycles):
+    """A field added to the run config since (here min_improvement, at its default) is no change of recipe."""
+    parity.train("tiny", TINY, cycles, max_epochs=1)
+    saved = parity.checkpoint_dir("tiny") / parity.RUN_CONFIG_FILE
+    older = json.loads(saved.read_text())
+    del older["train"]["min_improvement"]
+    saved.write_text(json.dumps(older))
+    assert parity.train("tiny", TINY, cycles)["epochs_this_run"] == 1
+
+
 def test_the_summary_merge_keeps_other_recipes(project_home, cycles, tmp_path):
     path = tmp_path / "summary.json"
     entry = parity.train("tiny", TINY, cycles, max_epochs=1)

@@ -187,6 +187,19 @@ def test_max_targets_takes_a_fixed_subset_and_sampled_metrics_are_labelled(tmp_p
     assert first.overall["sampled_hr_10"] >= first.overall["hr_10"]
 
 
+def test_a_validation_subset_takes_whole_users_and_a_test_subset_single_targets(tmp_path):
+    """Validation pays per user for a stateful model, so its subset is users; the test's is targets."""
+    data = cyclic_export(tmp_path, num_users=40)
+    per_user = np.bincount(select_targets(data, "valid").rows, minlength=data.num_users)
+    chosen = select_targets(data, "valid", max_targets=12)
+    counts = np.bincount(chosen.rows, minlength=data.num_users)
+    assert len(chosen.items) == 12 and chosen.rows.tolist() == sorted(chosen.rows.tolist())
+    assert np.count_nonzero((counts > 0) & (counts < per_user)) <= 1  # at most the last user is cut short
+    test = select_targets(data, "test", max_targets=12)
+    assert len(test.items) == 12
+    assert np.count_nonzero(np.bincount(test.rows)) > np.count_nonzero(counts)  # spread over more users
+
+
 def test_per_target_ranks_recompute_every_metric_and_survive_parquet(tmp_path):
     data = cyclic_export(tmp_path)
     torch.manual_seed(0)

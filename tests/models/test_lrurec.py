@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from recmodels import build_model
 from recmodels.models.lrurec import linear_recurrence
+from recmodels.ops.lru_scan import linear_recurrence_cpu
 from recmodels.training.config import run_config_class
 
 NUM_ITEMS = 30
@@ -81,6 +82,41 @@ def test_the_scan_has_the_gradients_of_its_formula():
     start = complex_normal(2, 3, generator=generator).requires_grad_()
     # Chunks of 3 over 7 steps: padding added on the left, a state carried across two chunk boundaries.
     assert torch.autograd.gradcheck(lambda *a: linear_recurrence(*a[:2], real, a[2], chunk=3), (u, log_lambda, start))
+
+
+def halves(z: torch.Tensor) -> torch.Tensor:
+    """A complex (..., H) tensor as the CPU kernel's real [Re | Im] halves (..., 2H)."""
+    return torch.cat([z.real, z.imag], dim=-1)
+
+
+def test_the_cpu_kernel_is_the_recurrence_with_pads_and_a_carried_state():
+    generator = torch.Generator().manual_seed(0)
+    real = torch.ones(3, 50, dtype=torch.bool)
+    real[0, :17] = False
+    real[2, :49] = False  # a single event
+    u = complex_normal(3, 50, 4, generator=generator) * real[..., None]
+    start = complex_normal(3, 4, generator=generator)
+    lam = torch.complex(torch.tensor([0.5, 0.9, 0.99, 0.999]), torch.tensor([0.1, -0.3, 0.02, 0.0])).to(
+        torch.complex128
+    )
+    expected, expected_last = recurrence_loop(u, lam, real, start)
+    h, last = linear_recurrence_cpu(halves(u), lam.real, lam.imag, real, halves(start))
+    torch.testing.assert_close(h, halves(expected), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(last, halves(expected_last), rtol=1e-12, atol=1e-12)
+    h, _ = linear_recurrence_cpu(halves(u), lam.real, lam.imag, real)  # no state: zeros
+    torch.testing.assert_close(h, halves(recurrence_loop(u, lam, real, torch.zeros_like(start))[0]))
+
+
+def test_the_cpu_kernel_has_the_gradients_of_its_formula():
+    generator = torch.Generator().manual_seed(0)
+    real = torch.tensor([[False, False, True, True, True, True, True], [True] * 7])
+    u = (torch.randn(2, 7, 6, generator=generator, dtype=torch.float64) * real[..., None]).requires_grad_()
+    lam_r = torch.tensor([0.5, 0.9, -0.3], dtype=torch.float64, requires_grad=True)
+    lam_i = torch.tensor([0.4, -0.2, 0.8], dtype=torch.float64, requires_grad=True)
+    start = torch.randn(2, 6, generator=generator, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda *a: linear_recurrence_cpu(a[0], a[1], a[2], real, a[3]), (u, lam_r, lam_i, start)
+    )
 
 
 def test_a_pad_leaves_a_carried_state_as_it_was():

@@ -8,21 +8,25 @@ import yaml
 from pydantic_settings import CliApp, get_subcommand
 
 from pipelines.training.assets import training_assets
-from pipelines.training.config import training_config_class
+from pipelines.training.config import ASSET_MODEL_DEFAULTS, ASSET_TRAIN_DEFAULTS, training_config_class
 from pipelines.training.params import run_params
 from recmodels.train import command_line_class
 from recmodels.training.config import TrainConfig, run_config_class
 
 
 def test_command_line_defaults_are_the_run_config_defaults():
-    """The CLI, YAML and the launchpad resolve the same values to the same run config."""
+    """The CLI and YAML resolve the same values to the same run config; the launchpad to the same, but for the
+    main job's training budget, which it states in full."""
     cli = CliApp.run(command_line_class(), cli_args=["sasrec", "--export", "x", "--model.max_len", "64"])
     command = get_subcommand(cli)
     from_yaml = run_config_class("sasrec").model_validate(yaml.safe_load("model: {max_len: 64}"))
-    launchpad = training_config_class("sasrec")(model={"max_len": 64}).run_config("sasrec")
     resolved = {"model": command.model.model_dump(), "train": command.train.model_dump()}
-    assert resolved == from_yaml.model_dump() == launchpad.model_dump()
+    assert resolved == from_yaml.model_dump()
     assert command.train == TrainConfig()
+    budget = {**TrainConfig().model_dump(), **ASSET_TRAIN_DEFAULTS}
+    launchpad = training_config_class("sasrec")(model={"max_len": 64}).run_config("sasrec")
+    assert launchpad.model_dump() == {"model": resolved["model"], "train": budget}
+    assert training_config_class("sasrec")().run_config("sasrec").model.max_len == ASSET_MODEL_DEFAULTS["max_len"]
 
 
 def test_every_launchpad_field_has_help():

@@ -106,6 +106,7 @@ def test_comparison_registers_one_champion_and_writes_its_artifacts(smoke_graph)
     for key in ("summary", "comparison", "plot_quality_vs_cost", "plot_ndcg_10_by_history_length"):
         assert key in comparison.metadata
     assert "nan" not in comparison.metadata["comparison"].value.lower()
+    assert "The data is the embedded synthetic log" in comparison.metadata["summary"].value
     assert "![quality vs cost](data:image/png;base64," in comparison.metadata["plot_quality_vs_cost"].value
     comparison_run = client.search_runs(
         [client.get_experiment_by_name("synthetic").experiment_id],

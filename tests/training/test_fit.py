@@ -14,7 +14,7 @@ from recmodels.evaluation.cost import CostReport
 from recmodels.ops import use_backend
 from recmodels.train import main
 from recmodels.training.config import run_config_class
-from recmodels.training.loop import TrainConfig, fit, train_run
+from recmodels.training.loop import Progress, TrainConfig, count_patience, fit, train_run
 
 
 @pytest.fixture(autouse=True)
@@ -80,6 +80,38 @@ def test_resuming_reproduces_an_uninterrupted_run(tmp_path):
     assert resumed.best_epoch == straight.best_epoch and resumed.test.overall == straight.test.overall
     for name, value in straight_model.state_dict().items():
         assert torch.equal(resumed_model.state_dict()[name], value), name
+
+
+@pytest.mark.parametrize(
+    ("curve", "min_improvement", "counts"),
+    [
+        ([0.10, 0.11, 0.111, 0.112, 0.113], 0.0, [0, 0, 0, 0, 0]),  # every new best resets the count
+        ([0.10, 0.11, 0.111, 0.112, 0.113], 0.05, [0, 0, 1, 2, 3]),  # creeping by <5% of 0.11 resets nothing
+        ([0.10, 0.11, 0.111, 0.1156, 0.10], 0.05, [0, 0, 1, 0, 1]),  # 0.1156 beats 0.11 by 5.1%: a new mark
+    ],
+)
+def test_patience_counts_epochs_that_do_not_beat_the_mark_by_min_improvement(curve, min_improvement, counts):
+    progress = Progress()
+    seen = []
+    for metric in curve:
+        count_patience(progress, metric, min_improvement)
+        seen.append(progress.epochs_without_improvement)
+    assert seen == counts
+
+
+def test_min_improvement_stops_a_creeping_run_and_keeps_its_best_epoch(tmp_path):
+    data = cycle_export(tmp_path)
+    results = {}
+    for min_improvement in (0.0, 10.0):  # 10: no epoch can beat the first by 1000%
+        torch.manual_seed(0)
+        model = build_model("gru4rec", data.num_items, **SMALL)
+        config = TrainConfig(epochs=6, lr=1e-2, patience=2, min_improvement=min_improvement)
+        results[min_improvement] = fit(model, data, config)
+    strict = results[10.0]
+    assert strict.stopped_early and len(strict.epochs) == 3
+    best = max(range(3), key=lambda i: strict.epochs[i].valid["ndcg_10"])
+    assert strict.best_epoch == best + 1  # the weights kept are the best epoch's, not the mark's
+    assert len(results[0.0].epochs) > 3  # the same run without the margin trains on
 
 
 def test_early_stopping_restores_the_best_epoch(tmp_path):

@@ -5,11 +5,14 @@ a slowly drifting interest over clusters; sessions (a sticky cluster, seconds be
 between sessions, equal timestamps now and then); and long-range re-consumption: a share of events
 repeat one of the user's own "favourite" items last consumed 500-2000 events earlier. The favourites
 are uniform over the catalogue, so neither popularity nor the last 200 events reveal them, while the
-whole history does: a model that sees it can beat one that sees the last 200 events.
+whole history does: a model that sees it can beat one that sees the last 200 events. Users join in the
+period's first quarter and stay active to its last day, at their own rate, as the subscribers of a service
+do; so every user has events in the validation and test windows of a global time split.
 
 Files are written in the KuaiRand raw layout (one CSV per day) or the LFM-1b layout (one TSV per day),
 so the real parsers run end to end. Scales: ``default`` (100 users, 3000 items, 2k-5k events each;
-about 0.35 M events) and ``tiny`` (30 users, 300 items, 300-600 events each, gaps 60-250, for smoke runs).
+about 0.35 M events over 200 days) and ``tiny`` (30 users, 300 items, 300-600 events each, gaps 60-250, over
+60 days, for smoke runs).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import pyarrow.csv as pacsv
 
 from pipelines.data.sources import kuairand, lfm1b
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 START_MS = 1_640_995_200_000  # 2022-01-01 UTC
 MANIFEST = "_synthetic.json"
 
@@ -47,14 +50,15 @@ class SyntheticSpec:
     repeat_share: float  # share of events that re-consume a favourite
     gap_min: int  # a favourite comes back between gap_min and gap_max events after its last use
     gap_max: int
+    period_days: int  # every user is active until the period's last day (so every user has validation and test events)
     seed: int = 0
 
 
 SCALES = {
     "default": SyntheticSpec(100, 3000, 2000, 5000, clusters=30, favourites=120, repeat_share=0.2,
-                             gap_min=500, gap_max=2000),
+                             gap_min=500, gap_max=2000, period_days=200),
     "tiny": SyntheticSpec(30, 300, 300, 600, clusters=10, favourites=20, repeat_share=0.2,
-                          gap_min=60, gap_max=250),
+                          gap_min=60, gap_max=250, period_days=60),
 }  # fmt: skip
 
 
@@ -160,8 +164,23 @@ def generate(spec: SyntheticSpec) -> pa.Table:
         spec.gap_min,
         spec.gap_max,
     )
+    times = _active_until_the_end(times, lengths, spec.period_days, rng)
     users = np.repeat(np.arange(spec.users, dtype=np.int64), lengths)
     return pa.table({"user_id": users, "video_id": items.astype(np.int64), "time_ms": times})
+
+
+def _active_until_the_end(times: np.ndarray, lengths: np.ndarray, period_days: int, rng: np.random.Generator):
+    """Each user's times stretched (or squeezed) onto [a start in the period's first quarter, the period's last
+    day], whole seconds, order and equal times kept: users differ in their rate, not in when they stop, so the
+    global time split's validation and test windows hold every user, not only those with the longest histories."""
+    day_ms, period_ms = 86_400_000, period_days * 86_400_000
+    ends = np.cumsum(lengths)
+    first, last = times[ends - lengths], times[ends - 1]
+    start = START_MS + rng.integers(0, period_ms // 4, size=lengths.size)
+    finish = START_MS + period_ms - rng.integers(0, day_ms, size=lengths.size)
+    scale = (finish - start) / np.maximum(last - first, 1)
+    offset = (times - np.repeat(first, lengths)) * np.repeat(scale, lengths)
+    return (np.repeat(start, lengths) + offset.astype(np.int64)) // 1000 * 1000
 
 
 def kuairand_day_table(events: pa.Table, rng: np.random.Generator) -> pa.Table:

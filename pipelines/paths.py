@@ -100,6 +100,11 @@ class ProjectPaths:
         return self.checkpoints / check_dataset_name(dataset) / "walk_forward"
 
     @property
+    def kernel_cache_stamp(self) -> Path:
+        """Records that Numba's kernel cache was filled for today's kernel sources (``warm_kernel_cache``)."""
+        return self.checkpoints / ".kernel_cache_stamp"
+
+    @property
     def mlflow(self) -> Path:
         return self.home / "mlflow"
 

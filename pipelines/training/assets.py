@@ -168,8 +168,11 @@ def _launch(
 ) -> dg.PipesClientCompletedInvocation:
     """Run the worker; if it fails, fail with the first failing rank's own error rather than an exit code."""
     command = worker_command(config.nproc_per_node)
-    seconds = warm_kernel_cache()  # compile outside the measured training process
-    context.log.info(f"Kernel cache ready in {seconds:.1f} s." if seconds else "Kernel warm-up failed.")
+    seconds = warm_kernel_cache(stamp=ProjectPaths.from_env().kernel_cache_stamp)  # compile outside the meters
+    if seconds is None:
+        context.log.info("Kernel warm-up failed: training compiles for itself.")
+    else:
+        context.log.info(f"Kernel cache ready in {seconds:.1f} s." if seconds else "Kernel cache already filled.")
     context.log.info(f"Launching {' '.join(command)}")
     try:
         return client.run(command=command, context=context, extras=extras)

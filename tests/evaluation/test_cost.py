@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from recmodels.evaluation import cost
 from recmodels.evaluation.cost import CostReport, PeakMemory
 from recmodels.ops.dispatch import load_backend
 from recmodels.training.loop import TrainConfig, fit
-from recmodels.training.warmup import warm_up
+from recmodels.training.warmup import kernel_sources_fingerprint, warm_kernel_cache, warm_up
 
 CPU = torch.device("cpu")
 MB = 2**20
@@ -117,3 +119,14 @@ def test_warm_up_compiles_every_kernel_recmamba_training_runs():
 
     warm_up(small_recmamba(), CPU)
     assert all(getattr(kernels, name).signatures for name in TRAINING_KERNELS)
+
+
+def test_a_stamped_kernel_cache_is_not_warmed_again_until_its_sources_or_folder_change(tmp_path):
+    stamp = tmp_path / "stamp"
+    env = dict(os.environ)
+    first = warm_kernel_cache(env, stamp)
+    assert first is not None and first > 0 and stamp.read_text() == kernel_sources_fingerprint(env)
+    assert warm_kernel_cache(env, stamp) == 0.0  # filled for these sources: no process started
+    stamp.write_text("a fill for older kernel sources")
+    assert warm_kernel_cache(env, stamp) > 0 and stamp.read_text() == kernel_sources_fingerprint(env)
+    assert kernel_sources_fingerprint({**env, "NUMBA_CACHE_DIR": str(tmp_path)}) != stamp.read_text()

@@ -14,6 +14,7 @@ TAG_CONVERGENCE = "recmamba.convergence"  # the one-line verdict, e.g. "not conv
 PARAM_WARM_START = "warm_start"  # COLD_START, or the registered version the weights started from ("<name> v3")
 COLD_START = "none"
 BUDGET_PARAMS = {"train.epochs": "epochs", "train.patience": "patience", "model.max_len": "max_len",
+                 "train.max_steps_per_epoch": "steps per epoch", "train.min_improvement": "min improvement",
                  PARAM_WARM_START: "warm start"}  # fmt: skip
 
 KIND_TRAINING = "training"  # a model's result: its one run, or the parent of its seeds' runs

@@ -48,7 +48,11 @@ from torch import Tensor, nn
 
 from recmodels.models.base import PADDING_ITEM, FeedForward, SequentialRecommender, real_events
 from recmodels.models.dropout import Dropout
-from recmodels.ops.lru_scan import linear_recurrence_cpu
+
+try:
+    from recmodels.ops.lru_scan import linear_recurrence_cpu
+except ImportError:  # no Numba here: the chunked scan runs on the CPU as well
+    linear_recurrence_cpu = None
 
 SCAN_CHUNK = 32  # steps per chunk of the parallel scan: its work per event grows with it, its sequential steps shrink
 INIT_STD = 0.02  # the reference's truncated normal, cut at two standard deviations
@@ -146,7 +150,7 @@ class LinearRecurrentUnit(nn.Module):
         dtype = _compute_dtype(x.dtype)
         with torch.autocast(x.device.type, enabled=False):
             x = x.to(dtype)
-            if x.device.type == "cpu":
+            if x.device.type == "cpu" and linear_recurrence_cpu is not None:
                 return self._forward_cpu(x, real, state)
             u = self._inputs(x, real)  # (B, L, H)
             start = None if state is None else torch.view_as_complex(state.contiguous())

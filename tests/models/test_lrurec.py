@@ -4,6 +4,8 @@ starts as the reference does, trains, and runs in float32 under autocast."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -190,3 +192,16 @@ def test_under_bfloat16_autocast_the_recurrence_still_runs_in_float32():
             mixed = model(items)
     assert mixed.isfinite().all()
     torch.testing.assert_close(mixed.float(), plain, rtol=0.1, atol=0.1)  # only the feed-forward in bfloat16
+
+
+def test_without_numba_it_runs_on_the_chunked_scan():
+    code = (
+        "import sys; sys.modules['numba'] = None\n"
+        "import torch\n"
+        "from recmodels import build_model\n"
+        "from recmodels.models import lrurec\n"
+        "assert lrurec.linear_recurrence_cpu is None\n"
+        "model = build_model('lrurec', 30, d_model=16, max_len=40)\n"
+        "model(torch.randint(1, 31, (2, 50))).sum().backward()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -371,9 +371,10 @@ def test_the_comparison_shows_warm_starts_and_flags_models_trained_on_other_budg
     ProjectPaths.from_env().mlflow.mkdir()
     tracking = MlflowTracking()
     mlflow.set_tracking_uri(tracking.resolved_tracking_uri)
-    same = {"train.patience": 2, "model.max_len": 8}
+    same = {"train.patience": 2, "model.max_len": 8, "train.min_improvement": 0.01}
     cold = {"train.epochs": 3, PARAM_WARM_START: "none", **same}
-    log_training_run(tracking.client, "sasrec", "split", None, 0.2, params={**cold, "model.max_len": 16})
+    other = {**cold, "model.max_len": 16, "train.min_improvement": 0.0}
+    log_training_run(tracking.client, "sasrec", "split", None, 0.2, params=other)
     log_training_run(tracking.client, "gru4rec", "split", None, 0.1, params=cold)
     warm = {"train.epochs": 5, PARAM_WARM_START: "handmade-recmamba v2", **same}
     log_training_run(tracking.client, "recmamba", "split", None, 0.3, params=warm)
@@ -381,6 +382,7 @@ def test_the_comparison_shows_warm_starts_and_flags_models_trained_on_other_budg
     assert (
         "Training budgets differ, so the ranking may reflect them rather than the architectures: "
         "epochs 5 (recmamba) vs 3 (sasrec, gru4rec); max_len 8 (recmamba, gru4rec) vs 16 (sasrec); "
+        "min improvement 0.01 (recmamba, gru4rec) vs 0.0 (sasrec); "
         "warm start handmade-recmamba v2 (recmamba) vs none (sasrec, gru4rec)." in headline(comparison)
     )
     table = markdown_table(comparison)

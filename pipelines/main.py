@@ -48,6 +48,8 @@ def comparison_report(home: Path) -> tuple[str, str | None]:
         return "(no comparison was materialized)", None
     metadata = event.asset_materialization.metadata
     summary = metadata["summary"].value.replace("**", "")
+    if "data" in metadata:  # what the data is (the embedded synthetic log), after the verdict it qualifies
+        summary += f"\n\n{metadata['data'].value}"
     runs_url = metadata["mlflow_training_runs"].value
     return f"{summary}\n\n{metadata['comparison'].value}", runs_url
 

@@ -11,8 +11,8 @@ their defaults and help), so the walk-forward has no defaults of its own::
           fine_tune_epochs: 1
 
 A training from scratch (retrain, frozen, and fine_tune's first) is that run config as given; a fine_tune
-update is the same with ``train.epochs`` replaced by ``fine_tune_epochs``. Validation is each user's last
-event before the window, up to ``train.eval_max_targets`` of them.
+update is the same with ``train.epochs`` replaced by ``fine_tune_epochs`` full passes over the window's events.
+Validation is each user's last event before the window, up to ``train.eval_max_targets`` of them.
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ class WalkForwardOptions(dg.Config):
     fine_tune_epochs: int = Field(
         1,
         ge=1,
-        description="Epochs of a fine_tune update on one window's events: replaces the model's train.epochs there "
-        "(which is for trainings from scratch); every other field of its run config applies as given.",
+        description="Epochs of a fine_tune update on one window's events, each a full pass: replaces the model's "
+        "train.epochs (and its max_steps_per_epoch) there, which are for trainings from scratch; every other field "
+        "of its run config applies as given.",
     )
     fine_tune_context: int = Field(
         50, ge=0, description="Events before the new ones each active user replays with them in a fine_tune update."
@@ -89,9 +90,11 @@ class WalkForwardOptions(dg.Config):
         return getattr(self, model_name).run_config(model_name)
 
     def fine_tune_run_config(self, model_name: str) -> BaseModel:
-        """The run config of ``model_name``'s fine_tune updates: ``train.epochs`` is ``fine_tune_epochs``."""
+        """The run config of ``model_name``'s fine_tune updates: ``train.epochs`` is ``fine_tune_epochs``, each a
+        full pass over the window's events (``train.max_steps_per_epoch`` is for trainings from scratch)."""
         run_config = self.run_config(model_name)
-        train = run_config.train.model_copy(update={"epochs": self.fine_tune_epochs})  # type: ignore[attr-defined]
+        update = {"epochs": self.fine_tune_epochs, "max_steps_per_epoch": None}
+        train = run_config.train.model_copy(update=update)  # type: ignore[attr-defined]
         return run_config.model_copy(update={"train": train})
 
 

@@ -12,7 +12,7 @@ from pipelines.model_names import MODEL_NAMES, model_asset_name
 from pipelines.registry import CHAMPION, CURRENT, register_version, registered_name
 from pipelines.reporting.comparison import Comparison, ModelSummary, compare, download_per_target
 from pipelines.reporting.plots import markdown_image, plot_bucket_ndcg, plot_peak_memory, plot_quality_vs_cost
-from pipelines.reporting.summary import headline, verdict_label
+from pipelines.reporting.summary import data_note, headline, verdict_label
 from pipelines.reporting.tables import (
     comparison_metrics,
     markdown_table,
@@ -51,10 +51,11 @@ def model_comparison(context: dg.AssetExecutionContext, mlflow_tracking: MlflowT
         per_target = download_per_target(mlflow_tracking.client, runs, Path(downloads))
     comparison = compare(runs, per_target)
     protocol = f"{split.metadata.get('split_mode', 'unknown')} split, {target_protocol(split.metadata)}"
-    summary, table = headline(comparison, protocol, data_source(context, split.dataset)), markdown_table(comparison)
+    summary, table = headline(comparison, protocol), markdown_table(comparison)
+    data = data_note(data_source(context, split.dataset))
     paired = paired_markdown(comparison)
     verdict = verdict_label(comparison)
-    report = "\n\n".join(part for part in (summary, table, paired) if part)
+    report = "\n\n".join(part for part in (summary, data, table, paired) if part)
     tags = {TAG_KIND: KIND_COMPARISON, TAG_SPLIT: split.fingerprint, TAG_DATASET: split.dataset}
     with (
         mlflow_tracking.materialization_run(context, split.dataset, "comparison", tags) as run,
@@ -86,6 +87,7 @@ def model_comparison(context: dg.AssetExecutionContext, mlflow_tracking: MlflowT
         metadata={
             "verdict": verdict,
             "summary": dg.MetadataValue.md(summary),
+            **({"data": data} if data else {}),
             "comparison": dg.MetadataValue.md(table),
             **({"paired_comparison": dg.MetadataValue.md(paired)} if paired else {}),
             **images,

@@ -22,18 +22,21 @@ from pipelines.reporting.significance import ALONE, REVERSED, WINNER, Verdict
 from recmodels.evaluation.stats import PairedDifference
 
 SYNTHETIC_DATA = (
-    "The data is the embedded synthetic log (pipelines/data/sources/synthetic.py), not real interactions: users "
-    "re-consume their own favourite items 500-2,000 events after the last time, a pattern planted so that reading "
-    "the whole history pays (attention models read their last max_len events, recurrent ones everything). The "
-    "verdict says which model finds that pattern; it is no claim about real data: run the job on your own log."
+    "Data: the embedded synthetic log, with long-range re-consumption planted so that reading the whole history "
+    "pays; a verdict on it is no claim about real data."
 )
 
 
-def headline(comparison: Comparison, protocol: str = "", source: str = "") -> str:
+def data_note(source: str) -> str:
+    """For the embedded synthetic log (``source`` of its raw_events), what that data is, so that no one reads
+    the verdict as a claim about real data; empty for any other source."""
+    return SYNTHETIC_DATA if source == "synthetic" else ""
+
+
+def headline(comparison: Comparison, protocol: str = "") -> str:
     """Who won and whether that is beyond the noise, the popularity floor, the cost, whether the comparison
-    can be trusted (convergence, runs without per-target results), which events were the targets
-    (``protocol``, e.g. ``global_time split, sample_per_user(10, seed 0)``) and, for the embedded synthetic
-    log (``source``), what that data is, so that no one reads the verdict as a claim about real data."""
+    can be trusted (convergence, runs without per-target results), and which events were the targets
+    (``protocol``, e.g. ``global_time split, sample_per_user(10, seed 0)``)."""
     verdict = comparison.verdict
     if verdict is None:
         lines = [_point_estimates(comparison)]
@@ -56,8 +59,6 @@ def headline(comparison: Comparison, protocol: str = "", source: str = "") -> st
     lines.extend(comparison.notes)
     if protocol:
         lines.append(f"Test targets: {protocol}.")
-    if source == "synthetic":
-        lines.append(SYNTHETIC_DATA)
     return "\n\n".join(lines)
 
 

@@ -27,6 +27,7 @@ from pipelines.metric_names import (
 from pipelines.model_names import MODEL_NAMES
 from pipelines.paths import PROJECT_DIR, ProjectPaths
 from pipelines.registry import CHAMPION, CURRENT, load_model_files, registered_name
+from pipelines.reporting.summary import SYNTHETIC_DATA
 from pipelines.resources import TAG_RUN
 
 SMOKE = yaml.safe_load((PROJECT_DIR / "configs" / "smoke.yaml").read_text())
@@ -106,7 +107,7 @@ def test_comparison_registers_one_champion_and_writes_its_artifacts(smoke_graph)
     for key in ("summary", "comparison", "plot_quality_vs_cost", "plot_ndcg_10_by_history_length"):
         assert key in comparison.metadata
     assert "nan" not in comparison.metadata["comparison"].value.lower()
-    assert "The data is the embedded synthetic log" in comparison.metadata["summary"].value
+    assert comparison.metadata["data"].value == SYNTHETIC_DATA  # what the data is, beside the summary
     assert "![quality vs cost](data:image/png;base64," in comparison.metadata["plot_quality_vs_cost"].value
     comparison_run = client.search_runs(
         [client.get_experiment_by_name("synthetic").experiment_id],

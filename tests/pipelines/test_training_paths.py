@@ -20,7 +20,7 @@ from pipelines.lifelong.histories import EventLog, training_split
 from pipelines.lifelong.strategies import prepare
 from pipelines.sweep.config import LengthSweepConfig
 from pipelines.sweep.points import Point
-from pipelines.training.config import training_config_class
+from pipelines.training.config import ASSET_TRAIN_DEFAULTS, training_config_class
 from pipelines.training.worker import TrainingJob, train
 from recmodels.data.split_data import SplitData, write_split_export
 from recmodels.train import main
@@ -32,7 +32,9 @@ from recmodels.training.threads import apply_thread_budget
 MODEL = "gru4rec"
 # Only fields the sweep can set too (it sets d_model, n_layers and max_len of the model section).
 SIZES = {"max_len": 16, "d_model": 8, "n_layers": 1}
-TRAIN = {"epochs": 1, "batch_size": 32, "device": "cpu", "eval_max_targets": None}
+# Every field on which the training assets' defaults (the main job's budget) differ from recmodels' is given,
+# so that the command line and the sweep, which keep recmodels' defaults, train with the same config.
+TRAIN = {**ASSET_TRAIN_DEFAULTS, "epochs": 1, "batch_size": 32, "device": "cpu", "eval_max_targets": None}
 
 
 def drift_log() -> EventLog:
@@ -135,11 +137,12 @@ def test_an_old_flat_walk_forward_config_names_the_moved_field(field, moved_to):
         WalkForwardConfig(**{field: 3})
 
 
-def test_the_walk_forward_trains_from_the_run_config_defaults():
-    """No defaults of its own: a training from scratch is the run config as given, a fine_tune update the same
-    with fine_tune_epochs."""
-    defaults = run_config_class("sasrec")()
+def test_the_walk_forward_trains_from_the_training_assets_defaults():
+    """No defaults of its own: a training from scratch is the training assets' run config (the main job's
+    budget), a fine_tune update the same with fine_tune_epochs full passes."""
+    defaults = training_config_class("sasrec")().run_config("sasrec")
     config = WalkForwardConfig(fine_tune_epochs=2)
     assert config.run_config("sasrec") == defaults
     fine_tune = config.fine_tune_run_config("sasrec")
-    assert fine_tune.train == defaults.train.model_copy(update={"epochs": 2}) and fine_tune.model == defaults.model
+    assert fine_tune.train == defaults.train.model_copy(update={"epochs": 2, "max_steps_per_epoch": None})
+    assert fine_tune.model == defaults.model

@@ -136,11 +136,15 @@ class LinearRecurrentUnit(nn.Module):
         nu_log, theta_log, _ = self.params_log
         return torch.complex(-nu_log.exp(), theta_log.exp())
 
+    def _halves(self, x: Tensor, real: Tensor) -> Tensor:
+        """gamma (B x + b) as real [Re | Im] halves (..., 2H), zero where ``real`` is False."""
+        gamma = self.params_log[2].exp().repeat(2)  # scales Re and Im alike
+        return self.in_proj(x) * (gamma * real[..., None].to(gamma.dtype))
+
     def _inputs(self, x: Tensor, real: Tensor) -> Tensor:
-        """gamma (B x + b) as complex (..., H), zero where ``real`` is False."""
-        re, im = self.in_proj(x).chunk(2, dim=-1)
-        gamma = self.params_log[2].exp()
-        return torch.complex(re, im) * (gamma * real[..., None].to(gamma.dtype))
+        """The same as complex (..., H)."""
+        re, im = self._halves(x, real).chunk(2, dim=-1)
+        return torch.complex(re, im)
 
     def _outputs(self, h: Tensor) -> Tensor:
         return self.out_proj(torch.cat([h.real, h.imag], dim=-1))
@@ -159,8 +163,7 @@ class LinearRecurrentUnit(nn.Module):
 
     def _forward_cpu(self, x: Tensor, real: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
         """The same on CPU tensors, through the sequential kernel on [Re | Im] halves (``ops/lru_scan.py``)."""
-        gamma = self.params_log[2].exp().repeat(2)  # scales Re and Im of B x + b alike
-        u = self.in_proj(x) * (gamma * real[..., None].to(gamma.dtype))  # (B, L, 2H)
+        u = self._halves(x, real)  # (B, L, 2H)
         lam = self.log_lambda().exp()
         start = None if state is None else state.transpose(1, 2).reshape(state.shape[0], -1)  # (B, 2H)
         h, last = linear_recurrence_cpu(u, lam.real, lam.imag, real, start)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -28,16 +27,23 @@ class LinRecConfig(TransformerConfig):
 
 
 def causal_linear_attention(q: Tensor, k: Tensor, v: Tensor, chunk_size: int) -> Tensor:
-    """sum_{s<=t} (q_t . k_s) v_s for (B, H, L, Dh) inputs, without materialising (L, Dh, Dh) or (L, L)."""
-    batch, heads, length, head_dim = q.shape
-    running = q.new_zeros(batch, heads, head_dim, v.shape[-1])  # sum of k_s v_s^T over past chunks
-    outputs = []
-    for start in range(0, length, chunk_size):
-        q_c, k_c, v_c = (t[:, :, start : start + chunk_size] for t in (q, k, v))
-        within = (q_c @ k_c.transpose(-1, -2)).tril()  # (B, H, T, T)
-        outputs.append(within @ v_c + q_c @ running)
-        running = running + k_c.transpose(-1, -2) @ v_c
-    return torch.cat(outputs, dim=2)
+    """sum_{s<=t} (q_t . k_s) v_s for (B, H, L, Dh) inputs, without materialising (L, Dh, Dh) or (L, L).
+
+    Every chunk at once: the sequence is cut into chunks of ``chunk_size`` (the last one padded with zero
+    keys and values, which add nothing), each chunk's causal (T, T) block and its (Dh, Dh) sum of k_s v_s^T
+    come from one batched product each, and a cumulative sum over chunks carries the earlier chunks' sums.
+    A Python loop over chunks instead issued four small products per chunk (128 at L=2048)."""
+    batch, heads, length = q.shape[:3]
+    chunks = -(-length // chunk_size)
+    padding = chunks * chunk_size - length
+    q_c, k_c, v_c = (
+        F.pad(t, (0, 0, 0, padding)).reshape(batch, heads, chunks, chunk_size, t.shape[-1]) for t in (q, k, v)
+    )  # (B, H, C, T, D)
+    within = (q_c @ k_c.transpose(-1, -2)).tril()  # (B, H, C, T, T)
+    chunk_sums = k_c.transpose(-1, -2) @ v_c  # (B, H, C, Dh, Dv)
+    earlier = F.pad(chunk_sums.cumsum(dim=2)[:, :, :-1], (0, 0, 0, 0, 1, 0))  # sums over the chunks before each
+    outputs = within @ v_c + q_c @ earlier  # (B, H, C, T, Dv)
+    return outputs.reshape(batch, heads, chunks * chunk_size, v.shape[-1])[:, :, :length]
 
 
 class CausalLinearAttention(nn.Module):

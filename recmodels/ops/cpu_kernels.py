@@ -237,6 +237,27 @@ def _advance(prev, cur, dt, dtu, A_blk, bc_row, b_base, c_base, D_blk, u_row, m,
 
 
 @numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _advance_keeping_decay(prev, cur, decay, dt, dtu, A_blk, bc_row, b_base, c_base, D_blk, u_row, m, y):
+    """``_advance`` that also writes each state element's decay exp(dt A) to ``decay`` (d_state, width), so
+    the reverse pass reads it instead of computing the exponential a second time."""
+    w = y.shape[0]
+    for c in range(w):
+        y[c] = D_blk[c] * u_row[c] * m
+    for n in range(prev.shape[0]):
+        bn = bc_row[b_base + n]
+        cn = bc_row[c_base + n]
+        p = prev[n]
+        q = cur[n]
+        d = decay[n]
+        for c in range(w):
+            e = fast_exp(dt[c] * A_blk[n, c])
+            d[c] = e
+            hv = e * p[c] + dtu[c] * bn
+            q[c] = hv
+            y[c] += cn * hv
+
+
+@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def _gate(y, z, has_z, b, row, z_off, out_row):
     """out = y * silu(z) (or y without a gate); z's channels start at z_off of its row."""
     w = y.shape[0]
@@ -329,6 +350,7 @@ def scan_backward(ops, t_base, chunk_states, grad_out, grads):
         D_blk = D[c0:c1].copy()
         bias_blk = bias[c0:c1].copy()
         states = np.empty((chunk + 1, n_state, w), u.dtype)
+        decays = np.empty((chunk, n_state, w), u.dtype)
         dts = np.empty((chunk, w), u.dtype)
         dyb = np.empty((chunk, w), u.dtype)
         dtu = np.empty(w, u.dtype)
@@ -352,8 +374,8 @@ def scan_backward(ops, t_base, chunk_states, grad_out, grads):
                 u_row = u[b, li, c0:c1]
                 _step_inputs(u_row, delta[b, li, c0:c1], bias_blk, m, apply_softplus, dt, dtu)
                 bc_row = bc[b, li]
-                _advance(states[i], states[i + 1], dt, dtu, A_blk, bc_row, b_off + g * n_state, c_off + g * n_state,
-                         D_blk, u_row, m, y)  # fmt: skip
+                _advance_keeping_decay(states[i], states[i + 1], decays[i], dt, dtu, A_blk, bc_row,
+                                       b_off + g * n_state, c_off + g * n_state, D_blk, u_row, m, y)  # fmt: skip
                 go_row = grad_out[b, li, c0:c1]
                 dy = dyb[i]
                 if has_z:
@@ -386,11 +408,12 @@ def scan_backward(ops, t_base, chunk_states, grad_out, grads):
                     cn = bc[b, li, c_off + g * n_state + n]
                     prev = states[i, n]
                     cur = states[i + 1, n]
+                    decay_row = decays[i, n]
                     sum_b = np.float32(0.0) * bn
                     sum_c = np.float32(0.0) * bn
                     for c in range(w):
                         a = A_blk[n, c]
-                        decay = fast_exp(dt[c] * a)
+                        decay = decay_row[c]
                         sum_c += dy[c] * cur[c]
                         dhv = dh[n, c] + dy[c] * cn
                         sum_b += dhv * dtu[c]

@@ -46,10 +46,15 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         grad_table = torch.zeros_like(item_table)
         grad_items = grad_table[1:]
         total = hidden.new_zeros(())
+        # One logit buffer for every block: a fresh 4 MB tensor per block costs a page-faulting allocation
+        # (about half as long as the block's logit product on this CPU).
+        buffer = hidden.new_empty(min(rows_per_block, count), items.shape[0])
         for start in range(0, count, rows_per_block):
             rows = slice(start, start + rows_per_block)
             block_hidden, block_classes = hidden[rows], classes[rows, None]
-            probabilities = torch.softmax(block_hidden @ items.T, dim=1)  # (b, V): one fused pass over the logits
+            probabilities = buffer[: block_hidden.shape[0]]  # (b, V)
+            torch.mm(block_hidden, items.T, out=probabilities)
+            torch.softmax(probabilities, dim=1, out=probabilities)  # in place: one fused pass over the logits
             # -log p(target); a probability that underflows to 0 (a logit gap above ~100) counts as that gap
             total -= probabilities.gather(1, block_classes).clamp_min(SMALLEST_PROBABILITY).log().sum()
             # d(loss)/d(logits) = (softmax - one_hot) / n: the one_hot in place, the 1/n in the products

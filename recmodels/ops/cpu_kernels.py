@@ -218,28 +218,11 @@ def _keep(mask, has_mask, b, t):
 
 
 @numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-def _advance(prev, cur, dt, dtu, A_blk, bc_row, b_base, c_base, D_blk, u_row, m, y):
+def _advance(prev, cur, decay, dt, dtu, A_blk, bc_row, b_base, c_base, D_blk, u_row, m, y):
     """One step of the recurrence for a channel block: cur = exp(dt A) prev + dt u B (``cur`` may be
     ``prev``, updated in place), y = C cur + D u. prev, cur (d_state, width); B and C are read from
-    ``bc_row`` at b_base and c_base."""
-    w = y.shape[0]
-    for c in range(w):
-        y[c] = D_blk[c] * u_row[c] * m
-    for n in range(prev.shape[0]):
-        bn = bc_row[b_base + n]
-        cn = bc_row[c_base + n]
-        p = prev[n]
-        q = cur[n]
-        for c in range(w):
-            hv = fast_exp(dt[c] * A_blk[n, c]) * p[c] + dtu[c] * bn
-            q[c] = hv
-            y[c] += cn * hv
-
-
-@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-def _advance_keeping_decay(prev, cur, decay, dt, dtu, A_blk, bc_row, b_base, c_base, D_blk, u_row, m, y):
-    """``_advance`` that also writes each state element's decay exp(dt A) to ``decay`` (d_state, width), so
-    the reverse pass reads it instead of computing the exponential a second time."""
+    ``bc_row`` at b_base and c_base. Each element's decay exp(dt A) is left in ``decay`` (d_state, width),
+    where the backward pass reads it instead of computing the exponential a second time."""
     w = y.shape[0]
     for c in range(w):
         y[c] = D_blk[c] * u_row[c] * m
@@ -298,6 +281,7 @@ def scan_forward(ops, t_base, out, chunk_states, state):
         D_blk = D[c0:c1].copy()
         bias_blk = bias[c0:c1].copy()
         h = np.ascontiguousarray(state[b, :, c0:c1])
+        decay = np.empty((n_state, w), u.dtype)  # the forward pass has no use for it: overwritten per step
         dt = np.empty(w, u.dtype)
         dtu = np.empty(w, u.dtype)
         y = np.empty(w, u.dtype)
@@ -308,7 +292,8 @@ def scan_forward(ops, t_base, out, chunk_states, state):
             m = _keep(mask, has_mask, b, t)
             u_row = u[b, i, c0:c1]
             _step_inputs(u_row, delta[b, i, c0:c1], bias_blk, m, apply_softplus, dt, dtu)
-            _advance(h, h, dt, dtu, A_blk, bc[b, i], b_off + g * n_state, c_off + g * n_state, D_blk, u_row, m, y)
+            bc_row = bc[b, i]
+            _advance(h, h, decay, dt, dtu, A_blk, bc_row, b_off + g * n_state, c_off + g * n_state, D_blk, u_row, m, y)
             _gate(y, z, has_z, b, t - z_base, z_off + c0, out[b, i, c0:c1])
         state[b, :, c0:c1] = h
 
@@ -374,8 +359,8 @@ def scan_backward(ops, t_base, chunk_states, grad_out, grads):
                 u_row = u[b, li, c0:c1]
                 _step_inputs(u_row, delta[b, li, c0:c1], bias_blk, m, apply_softplus, dt, dtu)
                 bc_row = bc[b, li]
-                _advance_keeping_decay(states[i], states[i + 1], decays[i], dt, dtu, A_blk, bc_row,
-                                       b_off + g * n_state, c_off + g * n_state, D_blk, u_row, m, y)  # fmt: skip
+                _advance(states[i], states[i + 1], decays[i], dt, dtu, A_blk, bc_row, b_off + g * n_state,
+                         c_off + g * n_state, D_blk, u_row, m, y)  # fmt: skip
                 go_row = grad_out[b, li, c0:c1]
                 dy = dyb[i]
                 if has_z:

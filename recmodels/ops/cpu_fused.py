@@ -40,7 +40,9 @@ except ImportError:  # numba missing or broken: the dispatcher falls back to ``c
 
 CHUNK = 64  # steps between saved states: saved memory is channels * d_state / CHUNK floats per token
 SEGMENT_TOKENS = 4096  # batch x steps per mixer segment: ~10 MB of float32 temporaries at d_inner 128
-BACKWARD_BUFFER_FLOATS = 70000  # (CHUNK + 1) x d_state x block recompute buffer: ~270 KB, fits L2
+# (CHUNK + 1) x d_state x block recompute buffer of states: ~270 KB. The backward keeps a decay buffer of the
+# same size beside it (~530 KB in all, about L2); sizing blocks for both (32 channels) measured no faster.
+BACKWARD_BUFFER_FLOATS = 70000
 
 
 def is_available() -> bool:
@@ -83,7 +85,7 @@ def _absent(dtype: torch.dtype) -> np.ndarray:
 def _blocking(batch: int, groups: int, per_group: int, n_state: int) -> tuple[int, int]:
     """(channels per block, blocks per group). A block is a multiple of 16 channels wide (one AVX-512
     register of float32; a ragged width leaves a scalar remainder loop that costs as much as the vector part), narrow
-    enough for the backward recompute buffer to stay in L2, and there are enough tasks to keep every
+    enough for the backward's recomputed states to stay in L2, and there are enough tasks to keep every
     thread busy when batch * groups is small."""
     threads = numba.get_num_threads()
     lanes = 16

@@ -7,8 +7,9 @@ recurrence touches a contiguous run of channels that the compiler turns into SIM
 
 Memory: the forward pass keeps the state (d_state x block) in a small local buffer and writes only the
 state at the start of every chunk of ``chunk`` steps. The backward pass recomputes each chunk's states
-from that snapshot into a (chunk + 1, d_state, block) buffer that stays in L2, then runs the reverse
-recurrence. No (batch, length, channels, d_state) tensor ever exists.
+from that snapshot into a (chunk + 1, d_state, block) buffer, with each step's decays exp(dt A) into a
+(chunk, d_state, block) one beside it (about L2's size together), then runs the reverse recurrence from
+them. No (batch, length, channels, d_state) tensor ever exists.
 
 Kernels are generic over float32 and float64 (tests use float64 for gradcheck); the float32 versions use
 branch-free exp/softplus that LLVM can vectorize (no SVML is assumed), the float64 versions libm's.

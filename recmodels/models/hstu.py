@@ -51,6 +51,11 @@ from recmodels.models.base import SequentialRecommender, positions_from_first_ev
 from recmodels.models.dropout import Dropout
 from recmodels.models.transformer import merge_heads, split_heads
 
+try:
+    from recmodels.ops.pointwise_attention import TileBias
+except ImportError:  # no Numba here: torch operations compute the same tiles
+    TileBias = None
+
 EPS = 1e-6
 LOG_BUCKET_WIDTH = 0.301  # a time bucket spans a factor e^0.301 = 1.35 of the gap in seconds
 MS_PER_SECOND = 1000
@@ -264,15 +269,23 @@ class PointwiseAttention(torch.autograd.Function):
         batch, heads, _, head_dim = q.shape
         first = k.shape[2] - q.shape[2]
         q_, k_, v_ = q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1)
-        pairs = PairBias(position, time, layout, min(QUERY_BLOCK, q.shape[2]))
+        kernel = tile_kernel(q, position, time, layout)
+        pairs = None if kernel else PairBias(position, time, layout, min(QUERY_BLOCK, q.shape[2]))
         scratch = Scratch.for_attention(q, k.shape[2])
         out = torch.empty_like(q_)
         for rows, key_chunks in tiles(layout, heads, q.element_size()):
             queries = slice(rows.start - first, rows.stop - first)
             attended = q.new_zeros(batch * heads, rows.stop - rows.start, head_dim)
             for keys in key_chunks:
-                scores = scores_of(q_[:, queries], k_[:, keys], pairs.tile(rows, keys, scratch)[0], heads, scratch)
-                attended.baddbmm_(F.silu(scores, inplace=True), v_[:, keys])
+                if kernel:
+                    scores = torch.bmm(
+                        q_[:, queries], k_[:, keys].transpose(1, 2), out=tile(scratch, "scores", q_, rows, keys)
+                    )
+                    weights = kernel.forward(scores, rows, keys)
+                else:
+                    scores = scores_of(q_[:, queries], k_[:, keys], pairs.tile(rows, keys, scratch)[0], heads, scratch)
+                    weights = F.silu(scores, inplace=True)
+                attended.baddbmm_(weights, v_[:, keys])
             out[:, queries] = attended
         return out.view_as(q)
 
@@ -284,7 +297,8 @@ class PointwiseAttention(torch.autograd.Function):
         batch, heads, _, head_dim = q.shape
         first = k.shape[2] - q.shape[2]
         q_, k_, v_, grad_ = q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), grad.contiguous().flatten(0, 1)
-        pairs = PairBias(position, time, ctx.layout, min(QUERY_BLOCK, q.shape[2]))
+        kernel = tile_kernel(q, position, time, ctx.layout)
+        pairs = None if kernel else PairBias(position, time, ctx.layout, min(QUERY_BLOCK, q.shape[2]))
         scratch = Scratch.for_attention(q, k.shape[2])
         grad_q, grad_k, grad_v = torch.empty_like(q_), torch.zeros_like(k_), torch.zeros_like(v_)
         for rows, key_chunks in tiles(ctx.layout, heads, q.element_size()):
@@ -292,20 +306,46 @@ class PointwiseAttention(torch.autograd.Function):
             q_rows, grad_rows = q_[:, queries], grad_[:, queries]
             grad_q_rows = q.new_zeros(batch * heads, rows.stop - rows.start, head_dim)
             for keys in key_chunks:
-                bias, buckets = pairs.tile(rows, keys, scratch)
-                scores = scores_of(q_rows, k_[:, keys], bias, heads, scratch)  # (B H, Q, K)
-                weights = torch.ops.aten.silu.out(scores, out=scratch("weights", *scores.shape))
                 per_key = scratch("keys", *k_[:, keys].shape)  # (B H, K, Dh)
-                grad_v[:, keys] += torch.bmm(weights.transpose(1, 2), grad_rows, out=per_key)
-                grad_weights = torch.bmm(grad_rows, v_[:, keys].transpose(1, 2), out=weights)
-                grad_scores = torch.ops.aten.silu_backward(grad_weights, scores, grad_input=scores)
+                if kernel:
+                    scores = torch.bmm(q_rows, k_[:, keys].transpose(1, 2), out=tile(scratch, "scores", q_, rows, keys))
+                    grad_weights = torch.bmm(
+                        grad_rows, v_[:, keys].transpose(1, 2), out=tile(scratch, "weights", q_, rows, keys)
+                    )
+                    weights, grad_scores = kernel.backward(scores, grad_weights, rows, keys)
+                    grad_v[:, keys] += torch.bmm(weights.transpose(1, 2), grad_rows, out=per_key)
+                else:
+                    bias, buckets = pairs.tile(rows, keys, scratch)
+                    scores = scores_of(q_rows, k_[:, keys], bias, heads, scratch)  # (B H, Q, K)
+                    weights = torch.ops.aten.silu.out(scores, out=scratch("weights", *scores.shape))
+                    grad_v[:, keys] += torch.bmm(weights.transpose(1, 2), grad_rows, out=per_key)
+                    grad_weights = torch.bmm(grad_rows, v_[:, keys].transpose(1, 2), out=weights)
+                    grad_scores = torch.ops.aten.silu_backward(grad_weights, scores, grad_input=scores)
                 grad_q_rows.baddbmm_(grad_scores, k_[:, keys])
                 grad_k[:, keys] += torch.bmm(grad_scores.transpose(1, 2), q_rows, out=per_key)
-                by_head = grad_scores.view(batch, heads, *grad_scores.shape[1:])
-                grad_bias = torch.sum(by_head, dim=1, out=scratch("pairs", batch, *by_head.shape[2:]))
-                pairs.add_gradient(grad_bias, rows, keys, buckets)  # the heads share the bias
+                if not kernel:
+                    by_head = grad_scores.view(batch, heads, *grad_scores.shape[1:])
+                    grad_bias = torch.sum(by_head, dim=1, out=scratch("pairs", batch, *by_head.shape[2:]))
+                    pairs.add_gradient(grad_bias, rows, keys, buckets)  # the heads share the bias
             grad_q[:, queries] = grad_q_rows
-        return grad_q.view_as(q), grad_k.view_as(k), grad_v.view_as(v), *pairs.gradients(), None
+        bias_gradients = kernel.gradients(position.dtype) if kernel else pairs.gradients()
+        return grad_q.view_as(q), grad_k.view_as(k), grad_v.view_as(v), *bias_gradients, None
+
+
+def tile_kernel(q: Tensor, position: Tensor, time: Tensor | None, layout: Layout) -> TileBias | None:
+    """The CPU kernels' bias (``recmodels/ops/pointwise_attention.py``) where they apply: float32 or float64
+    tensors on the CPU, events in time order or no time bias, Numba importable. None: torch operations."""
+    usable = TileBias is not None and q.device.type == "cpu" and q.dtype in (torch.float32, torch.float64)
+    prefixes = None if time is None else layout.prefixes
+    if not usable or (time is not None and prefixes is None):
+        return None
+    length = layout.mask.shape[1]
+    return TileBias(position, time, prefixes, length - layout.queries, q.shape[1], q.dtype)
+
+
+def tile(scratch: Scratch, name: str, q: Tensor, rows: slice, keys: slice) -> Tensor:
+    """A (B H, Q, K) buffer of ``scratch`` for the tile of queries ``rows`` and keys ``keys``."""
+    return scratch(name, q.shape[0], rows.stop - rows.start, keys.stop - keys.start)
 
 
 def scores_of(q: Tensor, k: Tensor, bias: Tensor, heads: int, scratch: Scratch) -> Tensor:

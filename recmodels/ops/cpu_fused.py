@@ -33,7 +33,7 @@ try:
 
     from recmodels.ops import cpu_kernels as kernels
     from recmodels.ops import step_kernels
-    from recmodels.ops.cpu_kernels import ConvOperands, ScanGradients, ScanOperands
+    from recmodels.ops.cpu_kernels import ConvOperands, ScanGradients, ScanOperands, match_torch_threads
 except ImportError:  # numba missing or broken: the dispatcher falls back to ``chunked``
     numba = None
     kernels = step_kernels = None
@@ -95,11 +95,6 @@ def _blocking(batch: int, groups: int, per_group: int, n_state: int) -> tuple[in
     return width, math.ceil(per_group / width)
 
 
-def _sync_threads() -> None:
-    """Use as many Numba threads as torch does (a caller's torch.set_num_threads applies to both)."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-
-
 # ---------------------------------------------------------------- selective_scan_fn
 
 
@@ -150,7 +145,7 @@ class _SelectiveScan(torch.autograd.Function):
         out = torch.empty(batch, length, channels, dtype=dtype)
         chunk_states = _chunk_states(batch, length, channels, n_state, dtype)
         state = _kernel_state(initial_state, batch, n_state, channels, dtype)  # in: initial, out: final
-        _sync_threads()
+        match_torch_threads()
         kernels.scan_forward(inputs.operands(delta_softplus), 0, _np(out), _np(chunk_states), _np(state))
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, chunk_states)
         ctx.delta_softplus = delta_softplus
@@ -181,7 +176,7 @@ class _SelectiveScan(torch.autograd.Function):
             out=_absent(dtype),
             need_out=False,
         )
-        _sync_threads()
+        match_torch_threads()
         grad_out = _channel_last(grad_out, dtype)
         kernels.scan_backward(inputs.operands(ctx.delta_softplus), 0, _np(chunk_states), _np(grad_out), grads)
         grad_bc = torch.from_numpy(grads.grad_bc).sum(0).transpose(1, 2)  # (batch, 2 * groups * n_state, length)
@@ -353,7 +348,7 @@ def _prepare_pass(x: Tensor, weights: MixerWeights, mask: Tensor | None, conv_st
     """What both passes of the mixer start from: x and the weights (kernel layout) in the compute dtype,
     the mask as the kernels read it, and Numba's thread count matched to torch's."""
     dtype = _compute_dtype(x)
-    _sync_threads()
+    match_torch_threads()
     mask_np, has_mask = _mask_array(mask)
     return x.detach().to(dtype), _KernelWeights(weights, conv_state, dtype), mask_np, has_mask
 
@@ -512,7 +507,7 @@ def _single_step(x: Tensor, weights: MixerWeights, mask: Tensor | None, state: M
         u = torch.empty(len(rows), w.d_inner)
         conv_w = w.conv_weight[:, 0, :].float().contiguous()
         conv_b = _vector_or_zeros(w.conv_bias, w.d_inner, torch.float32)
-        _sync_threads()
+        match_torch_threads()
         step_kernels.conv_silu_step_rows(
             _np(xz), _np(conv_w), _np(conv_b), _np(conv_part.view(len(rows), -1)), 0, _np(u)
         )

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+import torch
 from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic, overload
@@ -46,6 +47,11 @@ def compiled(**options):
             return numba.njit(cache=False, error_model="numpy", fastmath=FASTMATH, **options)(function)
 
     return decorate
+
+
+def match_torch_threads() -> None:
+    """Use as many Numba threads as torch does (a caller's torch.set_num_threads applies to both)."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
 # ---------------------------------------------------------------- kernel arguments, by name

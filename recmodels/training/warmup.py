@@ -3,7 +3,8 @@
 RecMamba's CPU path runs Numba kernels (``recmodels/ops/cpu_kernels.py``) that compile lazily, per type
 signature, on their first call: the forward ones (conv_silu_forward, scan_forward) on the first forward
 pass, the backward ones (scan_backward, conv_silu_backward) on the first backward; LRURec's scan
-(``recmodels/ops/lru_scan.py``) likewise. Every model's evaluation
+(``recmodels/ops/lru_scan.py``) and HSTU's attention weights (``recmodels/ops/pointwise_attention.py``)
+likewise. Every model's evaluation
 runs the ranking kernels of ``recmodels/evaluation/topk.py``, compiled the same way on the first ranking.
 With a fresh on-disk cache that is tens of seconds and a few hundred MB of compiler memory, which would
 otherwise land in the first epoch and in the peak. The signature depends only on dtypes, ranks and layouts,
@@ -103,7 +104,12 @@ def kernels_compiled_here() -> int:
     """How many kernel signatures (RecMamba's and LRURec's scans, the ranking) this process compiled itself.
     Zero after a warm cache means the compiler's seconds and memory stayed out of this process's meters; kernels never
     imported count as nothing compiled."""
-    kernel_modules = ("recmodels.ops.cpu_kernels", "recmodels.ops.lru_scan", "recmodels.evaluation.topk")
+    kernel_modules = (
+        "recmodels.ops.cpu_kernels",
+        "recmodels.ops.lru_scan",
+        "recmodels.ops.pointwise_attention",
+        "recmodels.evaluation.topk",
+    )
     modules = [sys.modules.get(name) for name in kernel_modules]
     return compiled_here(
         value
@@ -156,12 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     seconds = 0.0
-    for name in ("recmamba", "lrurec"):  # the models with compiled CPU kernels: RecMamba's mixer, LRURec's scan
+    # The models with compiled CPU kernels: RecMamba's mixer, LRURec's scan, HSTU's attention weights.
+    for name in ("recmamba", "lrurec", "hstu"):
         model = build_model(name, 16, d_model=16, n_layers=1, max_len=16, dropout=0.0).to(device)
         seconds += warm_up(model, device)
     backend = backend_for("mix", device.type)
     print(
-        f"recmodels.training.warmup: RecMamba and LRURec kernels ({backend} backend, {device}) ready in {seconds:.2f} s"
+        f"recmodels.training.warmup: RecMamba, LRURec and HSTU kernels ({backend} backend, {device}) "
+        f"ready in {seconds:.2f} s"
     )
     return 0
 

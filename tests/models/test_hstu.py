@@ -29,6 +29,17 @@ def small_hstu(**overrides) -> torch.nn.Module:
     return model
 
 
+@pytest.fixture(params=["kernels", "torch"])
+def attention_path(request, monkeypatch) -> str:
+    """Each dense comparison runs on the CPU kernels and on the torch operations (CUDA's path, and the CPU's
+    without Numba); the torch path is the only one for events out of time order."""
+    if request.param == "torch":
+        monkeypatch.setattr(hstu, "TileBias", None)
+    elif hstu.TileBias is None:
+        pytest.skip("numba is not importable here")
+    return request.param
+
+
 def random_history(batch: int, length: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Items and increasing ms timestamps, gaps from a second to a few days."""
     generator = torch.Generator().manual_seed(seed)
@@ -169,7 +180,7 @@ def hand_computed(model, items: list[int], times_ms: list[int]) -> np.ndarray:
     return np.array([layer_norm(x_i, 1e-5, weights["output_norm.weight"], weights["output_norm.bias"]) for x_i in x])
 
 
-def test_two_layers_over_three_events_equal_a_hand_computation():
+def test_two_layers_over_three_events_equal_a_hand_computation(attention_path: str):
     model = small_hstu(d_model=4, n_layers=2, n_heads=2, max_len=5, dropout=0.0).double()
     with torch.no_grad():
         model.output_norm.weight.normal_()
@@ -183,7 +194,7 @@ def test_two_layers_over_three_events_equal_a_hand_computation():
 
 
 @pytest.mark.parametrize("padding", [0, 2])
-def test_the_hand_computation_holds_behind_left_padding(padding: int):
+def test_the_hand_computation_holds_behind_left_padding(attention_path: str, padding: int):
     model = small_hstu(d_model=4, n_layers=2, n_heads=2, max_len=6, dropout=0.0).double()
     items, times = [3, 1, 5], [1_700_000_000_000, 1_700_000_005_000, 1_700_003_605_000]
     with torch.no_grad():
@@ -244,7 +255,9 @@ def gradients(model, output: torch.Tensor, weights: torch.Tensor) -> list[torch.
 
 
 @pytest.mark.parametrize("times", ["in time order", "out of time order", "none"])
-def test_tiles_of_queries_and_keys_compute_the_dense_attention_and_its_gradients(monkeypatch, times: str):
+def test_tiles_of_queries_and_keys_compute_the_dense_attention_and_its_gradients(
+    monkeypatch, attention_path: str, times: str
+):
     monkeypatch.setattr(hstu, "QUERY_BLOCK", 4)  # blocks of 4 queries ...
     monkeypatch.setattr(hstu, "TILE_BYTES", 3 * 2 * 4 * 8 * 8)  # ... by 8 keys: (B, H, Q) float64 scores per key
     model = small_hstu(max_len=23, dropout=0.0).double()  # 23 positions: the last block is partial
@@ -266,7 +279,7 @@ def test_tiles_of_queries_and_keys_compute_the_dense_attention_and_its_gradients
             torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10)
 
 
-def test_float32_tiles_stay_within_float_tolerance_of_the_dense_attention(monkeypatch):
+def test_float32_tiles_stay_within_float_tolerance_of_the_dense_attention(monkeypatch, attention_path: str):
     monkeypatch.setattr(hstu, "QUERY_BLOCK", 4)
     monkeypatch.setattr(hstu, "TILE_BYTES", 3 * 2 * 4 * 4 * 8)  # tiles of 4 queries by 8 keys, in float32
     model = small_hstu(max_len=23, dropout=0.0)

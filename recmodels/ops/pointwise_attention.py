@@ -31,28 +31,30 @@ from recmodels.ops.cpu_kernels import FASTMATH, compiled, match_torch_threads, s
 
 
 @numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-def _add_time_bias(row, end, prefix_ends, first_key, time):
-    """row[c] += time[bucket] for the keys c < end of one query: its keys in bucket p are the run
+def _pair_bias(out, position_rev, start, prefix_ends, first_key, time):
+    """out[c] = position[query - (first_key + c)] + time[bucket] for one query's keys c < len(out), the
+    position read forward from ``position_rev[start:]``; the query's keys in bucket p are the run
     J[p] <= first_key + c < J[p - 1] (``prefix_ends`` = J, non-increasing in p)."""
-    hi = end
+    hi = out.shape[0]
+    position = position_rev[start : start + hi]
     for p in range(prefix_ends.shape[0] + 1):
         lo = 0 if p == prefix_ends.shape[0] else min(max(prefix_ends[p] - first_key, 0), hi)
-        run = row[lo:hi]
+        run, run_position = out[lo:hi], position[lo:hi]
         offset = time[p]
         for c in range(run.shape[0]):
-            run[c] += offset
+            run[c] = run_position[c] + offset
         hi = lo
         if hi == 0:
             break
 
 
 @numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-def _sum_time_gradient(grad_row, end, prefix_ends, first_key, grad_time):
-    """grad_time[p] += the sum of grad_row over the keys of bucket p (runs as in ``_add_time_bias``)."""
-    hi = end
+def _sum_time_gradient(grad_pairs, prefix_ends, first_key, grad_time):
+    """grad_time[p] += the sum of grad_pairs over the keys of bucket p (runs as in ``_pair_bias``)."""
+    hi = grad_pairs.shape[0]
     for p in range(prefix_ends.shape[0] + 1):
         lo = 0 if p == prefix_ends.shape[0] else min(max(prefix_ends[p] - first_key, 0), hi)
-        grad_time[p] += np.float64(grad_row[lo:hi].sum())
+        grad_time[p] += np.float64(grad_pairs[lo:hi].sum())
         hi = lo
         if hi == 0:
             break
@@ -64,22 +66,25 @@ def biased_silu_forward(scores, heads, first_query, first_key, position_rev, tim
     first_key + c is not later than query q = first_query + r, else 0.
 
     scores (B H, Q, K); position_rev (P,), the distance table reversed, P > every q - k; time (buckets + 1,);
-    prefixes (B, Q, buckets) int64, J[i, p] of the tile's queries (module docstring)."""
+    prefixes (B, Q, buckets) int64, J[i, p] of the tile's queries (module docstring). One task per (batch row,
+    query): the heads share its bias, built once."""
     tasks, rows, keys = scores.shape
+    batch = tasks // heads
     top = position_rev.shape[0] - 1
-    for task in prange(tasks * rows):
-        bh = task // rows
+    for task in prange(batch * rows):
+        b = task // rows
         r = task % rows
         query = first_query + r
         end = max(0, min(keys, query - first_key + 1))  # keys at c >= end are later than the query
-        row = scores[bh, r]
-        row[end:] = 0.0
-        _add_time_bias(row, end, prefixes[bh // heads, r], first_key, time)
-        # One long loop for the SiLU, the position bias read forward: bias[c] = position[query - (first_key + c)].
-        run, bias = row[:end], position_rev[top - query + first_key :]
-        for c in range(run.shape[0]):
-            pre = run[c] + bias[c]
-            run[c] = pre * sigmoid(pre)
+        bias = np.empty(end, scores.dtype)
+        _pair_bias(bias, position_rev, top - query + first_key, prefixes[b, r], first_key, time)
+        for h in range(heads):
+            row = scores[b * heads + h, r]
+            row[end:] = 0.0
+            run = row[:end]
+            for c in range(run.shape[0]):
+                pre = run[c] + bias[c]
+                run[c] = pre * sigmoid(pre)
 
 
 @compiled(parallel=True)
@@ -87,31 +92,39 @@ def biased_silu_backward(
     scores, grad, heads, first_query, first_key, position_rev, time, prefixes, grad_position_rev, grad_time
 ):
     """The forward's gradient for one tile, in place: scores (raw q . k) become the weights SiLU(pre), grad
-    (d loss / d weights) becomes d loss / d pre; each pair's d loss / d pre is added to its distance's entry
-    of grad_position_rev[bh] (P,) and to its bucket's grad_time[bh] (buckets + 1,) float64. Arguments as in
-    ``biased_silu_forward``; one task per (batch x head) row owns its gradient rows."""
+    (d loss / d weights) becomes d loss / d pre; each pair's d loss / d pre, summed over the heads, is added to
+    its distance's entry of grad_position_rev[b] (P,) and to its bucket's grad_time[b] (buckets + 1,)
+    float64. Arguments as in ``biased_silu_forward``; one task per batch row owns its gradient rows."""
     tasks, rows, keys = scores.shape
+    batch = tasks // heads
     top = position_rev.shape[0] - 1
-    for bh in prange(tasks):
+    for b in prange(batch):
+        bias = np.empty(keys, scores.dtype)
+        grad_pairs = np.empty(keys, scores.dtype)
         for r in range(rows):
             query = first_query + r
             end = max(0, min(keys, query - first_key + 1))
-            row, grad_row = scores[bh, r], grad[bh, r]
-            row[end:] = 0.0
-            grad_row[end:] = 0.0
-            prefix_ends = prefixes[bh // heads, r]
-            _add_time_bias(row, end, prefix_ends, first_key, time)
             start = top - query + first_key
-            run, run_grad = row[:end], grad_row[:end]
-            bias, grad_bias = position_rev[start:], grad_position_rev[bh, start:]
-            for c in range(run.shape[0]):
-                pre = run[c] + bias[c]
-                gate = sigmoid(pre)
-                g = run_grad[c] * gate * (np.float32(1.0) + pre * (np.float32(1.0) - gate))
-                run[c] = pre * gate
-                run_grad[c] = g
-                grad_bias[c] += g
-            _sum_time_gradient(grad_row, end, prefix_ends, first_key, grad_time[bh])
+            prefix_ends = prefixes[b, r]
+            run_bias, run_grad_pairs = bias[:end], grad_pairs[:end]
+            _pair_bias(run_bias, position_rev, start, prefix_ends, first_key, time)
+            run_grad_pairs[:] = 0.0
+            for h in range(heads):
+                row, grad_row = scores[b * heads + h, r], grad[b * heads + h, r]
+                row[end:] = 0.0
+                grad_row[end:] = 0.0
+                run, run_grad = row[:end], grad_row[:end]
+                for c in range(run.shape[0]):
+                    pre = run[c] + run_bias[c]
+                    gate = sigmoid(pre)
+                    g = run_grad[c] * gate * (np.float32(1.0) + pre * (np.float32(1.0) - gate))
+                    run[c] = pre * gate
+                    run_grad[c] = g
+                    run_grad_pairs[c] += g
+            grad_position = grad_position_rev[b, start : start + end]
+            for c in range(grad_position.shape[0]):
+                grad_position[c] += run_grad_pairs[c]
+            _sum_time_gradient(run_grad_pairs, prefix_ends, first_key, grad_time[b])
 
 
 class TileBias:
@@ -134,9 +147,9 @@ class TileBias:
         self.grad_position_rev: Tensor | None = None
         self.grad_time: Tensor | None = None
 
-    def _tile_prefixes(self, rows: slice) -> np.ndarray:
+    def _tile_prefixes(self, scores: Tensor, rows: slice) -> np.ndarray:
         if self.prefixes is None:
-            return np.zeros((1, rows.stop - rows.start, 0), np.int64)
+            return np.zeros((scores.shape[0] // self.heads, rows.stop - rows.start, 0), np.int64)
         first = rows.start - self.first_query
         return self.prefixes[:, first : first + rows.stop - rows.start].contiguous().numpy()
 
@@ -144,18 +157,19 @@ class TileBias:
         """scores (B H, Q, K), the tile's q . k, become its attention weights, in place."""
         match_torch_threads()
         biased_silu_forward(scores.numpy(), self.heads, rows.start, keys.start, self.position_rev.numpy(),
-                            self.time.numpy(), self._tile_prefixes(rows))  # fmt: skip
+                            self.time.numpy(), self._tile_prefixes(scores, rows))  # fmt: skip
         return scores
 
     def backward(self, scores: Tensor, grad: Tensor, rows: slice, keys: slice) -> tuple[Tensor, Tensor]:
         """(weights, d loss / d scores) of a tile, in place of its q . k and of d loss / d weights; the bias's
         gradient is gathered for ``gradients``."""
         if self.grad_position_rev is None:
-            self.grad_position_rev = scores.new_zeros(scores.shape[0], self.position_rev.shape[0])
-            self.grad_time = torch.zeros(scores.shape[0], self.time.shape[0], dtype=torch.float64)
+            batch = scores.shape[0] // self.heads
+            self.grad_position_rev = scores.new_zeros(batch, self.position_rev.shape[0])
+            self.grad_time = torch.zeros(batch, self.time.shape[0], dtype=torch.float64)
         match_torch_threads()
         biased_silu_backward(scores.numpy(), grad.numpy(), self.heads, rows.start, keys.start,
-                             self.position_rev.numpy(), self.time.numpy(), self._tile_prefixes(rows),
+                             self.position_rev.numpy(), self.time.numpy(), self._tile_prefixes(scores, rows),
                              self.grad_position_rev.numpy(), self.grad_time.numpy())  # fmt: skip
         return scores, grad
 

@@ -26,7 +26,9 @@ recomputes each tile's scores instead of keeping them; a custom autograd Functio
 ``torch.utils.checkpoint`` per query block and sums the bias's gradient per bucket without a scatter. Two
 masks cost no pass over the pairs: a future key's position bias is ``MASKED``, and a padding key (padding is
 on the left) has its value zeroed, so that whatever its weight it adds nothing and gets no gradient. Memory
-is O(B L (D + buckets)) plus a few tiles; ``forward_last`` computes its one query against every key.
+is O(B L (D + buckets)) plus a few tiles; ``forward_last`` computes its one query against every key. On the
+CPU, Numba kernels (``recmodels/ops/pointwise_attention.py``) do a tile's bias, SiLU and their gradients in
+one pass each; ``PairBias`` and torch operations do them on CUDA and for events out of time order.
 
 With ``l2_normalize`` hidden states and item vectors are unit vectors and every logit is their cosine over
 ``temperature`` (the published recipe, trained with sampled softmax); by default the output is layer

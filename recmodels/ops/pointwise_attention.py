@@ -4,9 +4,9 @@
 product, then ``SiLU(scores + bias)``, where a pair's bias is a learned value per position distance plus one
 per time-gap bucket. Written with torch operations, the bias alone took a zeroed buffer, a scatter, a
 cumulative sum, an addition and a copy per tile, and the backward as many again plus the SiLU's two passes
-and a sum over heads: about twenty passes over every tile, 40% of an HSTU layer's time at L = 2048 against
-the two products it needs. Here each direction is one pass per tile, in place, with the bias read from two
-small tables:
+and a sum over heads: about twenty passes over every tile, 40% of an HSTU layer's time at L = 2048 beside
+its batched products. Here each direction is one pass per tile, in place, with a query's bias built
+once for all heads from two small tables:
 
 - position: ``position_rev`` is the distance table reversed, so that a query's bias over consecutive keys is a
   contiguous, increasing run of it (distance = query - key falls as the key rises);

@@ -338,10 +338,11 @@ def tile_kernel(q: Tensor, position: Tensor, time: Tensor | None, layout: Layout
     """The CPU kernels' bias (``recmodels/ops/pointwise_attention.py``) where they apply: float32 or float64
     tensors on the CPU, events in time order or no time bias, Numba importable. None: torch operations."""
     usable = TileBias is not None and q.device.type == "cpu" and q.dtype in (torch.float32, torch.float64)
-    prefixes = None if time is None else layout.prefixes
-    if not usable or (time is not None and prefixes is None):
+    if not usable or (time is not None and layout.prefixes is None):
         return None
-    length = layout.mask.shape[1]
+    batch, length = layout.mask.shape
+    no_buckets = torch.zeros(batch, layout.queries, 0, dtype=torch.int64)
+    prefixes = no_buckets if time is None else layout.prefixes
     return TileBias(position, time, prefixes, length - layout.queries, q.shape[1], q.dtype)
 
 

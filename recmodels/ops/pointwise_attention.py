@@ -31,6 +31,15 @@ from recmodels.ops.cpu_kernels import FASTMATH, compiled, match_torch_threads, s
 
 
 @numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _run_start(prefix_ends, p, first_key, hi):
+    """Where the run of bucket p starts among a query's keys c < hi (local to the tile): J[p] - first_key,
+    held within [0, hi]; the last bucket's run starts at 0."""
+    if p == prefix_ends.shape[0]:
+        return 0
+    return min(max(prefix_ends[p] - first_key, 0), hi)
+
+
+@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def _pair_bias(out, position_rev, start, prefix_ends, first_key, time):
     """out[c] = position[query - (first_key + c)] + time[bucket] for one query's keys c < len(out), the
     position read forward from ``position_rev[start:]``; the query's keys in bucket p are the run
@@ -38,7 +47,7 @@ def _pair_bias(out, position_rev, start, prefix_ends, first_key, time):
     hi = out.shape[0]
     position = position_rev[start : start + hi]
     for p in range(prefix_ends.shape[0] + 1):
-        lo = 0 if p == prefix_ends.shape[0] else min(max(prefix_ends[p] - first_key, 0), hi)
+        lo = _run_start(prefix_ends, p, first_key, hi)
         run, run_position = out[lo:hi], position[lo:hi]
         offset = time[p]
         for c in range(run.shape[0]):
@@ -53,7 +62,7 @@ def _sum_time_gradient(grad_pairs, prefix_ends, first_key, grad_time):
     """grad_time[p] += the sum of grad_pairs over the keys of bucket p (runs as in ``_pair_bias``)."""
     hi = grad_pairs.shape[0]
     for p in range(prefix_ends.shape[0] + 1):
-        lo = 0 if p == prefix_ends.shape[0] else min(max(prefix_ends[p] - first_key, 0), hi)
+        lo = _run_start(prefix_ends, p, first_key, hi)
         grad_time[p] += np.float64(grad_pairs[lo:hi].sum())
         hi = lo
         if hi == 0:
@@ -61,13 +70,13 @@ def _sum_time_gradient(grad_pairs, prefix_ends, first_key, grad_time):
 
 
 @compiled(parallel=True)
-def biased_silu_forward(scores, heads, first_query, first_key, position_rev, time, prefixes):
+def biased_silu_forward(scores, heads, first_query, first_key, position_rev, time, prefixes, prefix_row):
     """In place: scores[bh, r, c] = SiLU(scores + position[q - k] + time[bucket(q, k)]) where key k =
     first_key + c is not later than query q = first_query + r, else 0.
 
     scores (B H, Q, K); position_rev (P,), the distance table reversed, P > every q - k; time (buckets + 1,);
-    prefixes (B, Q, buckets) int64, J[i, p] of the tile's queries (module docstring). One task per (batch row,
-    query): the heads share its bias, built once."""
+    prefixes (B, Lq, buckets) int64, J[i, p] of the attention's queries (module docstring), the tile's first
+    at row ``prefix_row``. One task per (batch row, query): the heads share its bias, built once."""
     tasks, rows, keys = scores.shape
     batch = tasks // heads
     top = position_rev.shape[0] - 1
@@ -77,7 +86,7 @@ def biased_silu_forward(scores, heads, first_query, first_key, position_rev, tim
         query = first_query + r
         end = max(0, min(keys, query - first_key + 1))  # keys at c >= end are later than the query
         bias = np.empty(end, scores.dtype)
-        _pair_bias(bias, position_rev, top - query + first_key, prefixes[b, r], first_key, time)
+        _pair_bias(bias, position_rev, top - query + first_key, prefixes[b, prefix_row + r], first_key, time)
         for h in range(heads):
             row = scores[b * heads + h, r]
             row[end:] = 0.0
@@ -89,7 +98,7 @@ def biased_silu_forward(scores, heads, first_query, first_key, position_rev, tim
 
 @compiled(parallel=True)
 def biased_silu_backward(
-    scores, grad, heads, first_query, first_key, position_rev, time, prefixes, grad_position_rev, grad_time
+    scores, grad, heads, first_query, first_key, position_rev, time, prefixes, prefix_row, grad_position_rev, grad_time
 ):
     """The forward's gradient for one tile, in place: scores (raw q . k) become the weights SiLU(pre), grad
     (d loss / d weights) becomes d loss / d pre; each pair's d loss / d pre, summed over the heads, is added to
@@ -105,7 +114,7 @@ def biased_silu_backward(
             query = first_query + r
             end = max(0, min(keys, query - first_key + 1))
             start = top - query + first_key
-            prefix_ends = prefixes[b, r]
+            prefix_ends = prefixes[b, prefix_row + r]
             run_bias, run_grad_pairs = bias[:end], grad_pairs[:end]
             _pair_bias(run_bias, position_rev, start, prefix_ends, first_key, time)
             run_grad_pairs[:] = 0.0
@@ -131,33 +140,27 @@ class TileBias:
     """Both kernels' view of one attention's bias, and the gradients they gather, for (B H, Q, K) tiles of
     queries ``rows`` and keys ``keys`` (positions in the sequence).
 
-    position (P,) per distance; time (buckets + 1,) per bucket, with ``prefixes`` (B, Lq, buckets reached)
-    for the attention's queries from position ``first_query`` on, or both None (no time bias). Tensors are
-    read as arrays in the scores' dtype."""
+    position (P,) per distance; time (buckets + 1,) per bucket, or None (no time bias); prefixes (B, Lq,
+    buckets reached) for the attention's queries from position ``first_query`` on (no buckets without
+    time). Tensors are read as arrays in the scores' dtype."""
 
-    def __init__(self, position: Tensor, time: Tensor | None, prefixes: Tensor | None, first_query: int,
-                 heads: int, dtype: torch.dtype) -> None:  # fmt: skip
+    def __init__(self, position: Tensor, time: Tensor | None, prefixes: Tensor, first_query: int, heads: int,
+                 dtype: torch.dtype) -> None:  # fmt: skip
         self.heads, self.first_query = heads, first_query
         self.position_rev = position.detach().to(dtype).flip(0).contiguous()
         self.time_size = None if time is None else time.shape[0]
-        reached = 0 if prefixes is None else prefixes.shape[2]
+        reached = prefixes.shape[2]
         # Without time, every pair is in bucket 0, whose bias is 0.
         self.time = torch.zeros(1, dtype=dtype) if time is None else time.detach().to(dtype)[: reached + 1].contiguous()
-        self.prefixes = prefixes
+        self.prefixes = prefixes.contiguous().numpy()
         self.grad_position_rev: Tensor | None = None
         self.grad_time: Tensor | None = None
-
-    def _tile_prefixes(self, scores: Tensor, rows: slice) -> np.ndarray:
-        if self.prefixes is None:
-            return np.zeros((scores.shape[0] // self.heads, rows.stop - rows.start, 0), np.int64)
-        first = rows.start - self.first_query
-        return self.prefixes[:, first : first + rows.stop - rows.start].contiguous().numpy()
 
     def forward(self, scores: Tensor, rows: slice, keys: slice) -> Tensor:
         """scores (B H, Q, K), the tile's q . k, become its attention weights, in place."""
         match_torch_threads()
         biased_silu_forward(scores.numpy(), self.heads, rows.start, keys.start, self.position_rev.numpy(),
-                            self.time.numpy(), self._tile_prefixes(scores, rows))  # fmt: skip
+                            self.time.numpy(), self.prefixes, rows.start - self.first_query)  # fmt: skip
         return scores
 
     def backward(self, scores: Tensor, grad: Tensor, rows: slice, keys: slice) -> tuple[Tensor, Tensor]:
@@ -169,8 +172,9 @@ class TileBias:
             self.grad_time = torch.zeros(batch, self.time.shape[0], dtype=torch.float64)
         match_torch_threads()
         biased_silu_backward(scores.numpy(), grad.numpy(), self.heads, rows.start, keys.start,
-                             self.position_rev.numpy(), self.time.numpy(), self._tile_prefixes(scores, rows),
-                             self.grad_position_rev.numpy(), self.grad_time.numpy())  # fmt: skip
+                             self.position_rev.numpy(), self.time.numpy(), self.prefixes,
+                             rows.start - self.first_query, self.grad_position_rev.numpy(),
+                             self.grad_time.numpy())  # fmt: skip
         return scores, grad
 
     def gradients(self, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:

@@ -101,9 +101,9 @@ def compiled_here(dispatchers: Iterable[numba.core.dispatcher.Dispatcher]) -> in
 
 
 def kernels_compiled_here() -> int:
-    """How many kernel signatures (RecMamba's and LRURec's scans, the ranking) this process compiled itself.
-    Zero after a warm cache means the compiler's seconds and memory stayed out of this process's meters; kernels never
-    imported count as nothing compiled."""
+    """How many kernel signatures (RecMamba's and LRURec's scans, HSTU's attention weights, the ranking) this
+    process compiled itself rather than loaded from the cache. Zero after a warm cache means the compiler's
+    seconds and memory stayed out of this process's meters; kernels never imported count as nothing compiled."""
     kernel_modules = (
         "recmodels.ops.cpu_kernels",
         "recmodels.ops.lru_scan",
